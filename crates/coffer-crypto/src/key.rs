@@ -1,0 +1,111 @@
+//! Secret key type and the source of randomness for keys, nonces and salts.
+//!
+//! Key bytes live only inside [`Key256`], which wipes them on drop and never prints them. Nothing here
+//! may copy key bytes into a plain buffer, or draw randomness from anything but the system generator.
+
+use std::fmt;
+
+use aws_lc_rs::rand;
+use zeroize::Zeroizing;
+
+use crate::CryptoError;
+
+/// A 256-bit secret key (root key, service or KMS key version, DEK, part key).
+///
+/// Zeroized on drop; `Debug` prints `Key256([redacted])`. Deliberately no `PartialEq`: compare key
+/// digests with [`crate::ct_eq`] instead.
+#[derive(Clone)]
+pub struct Key256(Zeroizing<[u8; 32]>);
+
+impl Key256 {
+    /// A fresh random key from the system generator, e.g. a per-object data key.
+    pub fn generate() -> Result<Key256, CryptoError> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rand::fill(bytes.as_mut_slice()).map_err(|_| CryptoError::Rng)?;
+        Ok(Key256(bytes))
+    }
+
+    /// Takes ownership of key bytes. The caller's own copies are still the caller's to wipe.
+    pub fn from_bytes(bytes: [u8; 32]) -> Key256 {
+        Key256(Zeroizing::new(bytes))
+    }
+
+    /// Copies a key out of an untrusted buffer (a key file, an SSE-C header), checking its length.
+    pub fn from_slice(bytes: &[u8]) -> Result<Key256, CryptoError> {
+        let bytes: &[u8; 32] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::Malformed("a key must be exactly 32 bytes"))?;
+        Ok(Key256(Zeroizing::new(*bytes)))
+    }
+
+    /// Wraps bytes that are already in a zeroizing buffer, without an unwiped copy on the way.
+    pub(crate) fn from_zeroizing(bytes: Zeroizing<[u8; 32]>) -> Key256 {
+        Key256(bytes)
+    }
+
+    /// The raw key bytes. Named so that every use stands out in review: the bytes must not be logged,
+    /// stored unwrapped, or copied into a buffer that is not zeroized.
+    pub fn expose_secret(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Key256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key256([redacted])")
+    }
+}
+
+/// `N` random bytes from the system generator, for nonces, salts and identifiers.
+pub fn random_array<const N: usize>() -> Result<[u8; N], CryptoError> {
+    let mut out = [0u8; N];
+    rand::fill(&mut out).map_err(|_| CryptoError::Rng)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_differ() {
+        let a = Key256::generate().unwrap();
+        let b = Key256::generate().unwrap();
+        assert_ne!(a.expose_secret(), b.expose_secret());
+    }
+
+    #[test]
+    fn from_slice_accepts_exactly_32_bytes() {
+        let key = Key256::from_slice(&[7u8; 32]).unwrap();
+        assert_eq!(key.expose_secret(), &[7u8; 32]);
+    }
+
+    #[test]
+    fn from_slice_rejects_other_lengths() {
+        for len in [0, 16, 31, 33, 64] {
+            assert!(matches!(
+                Key256::from_slice(&vec![0u8; len]),
+                Err(CryptoError::Malformed(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn clone_keeps_the_key_bytes() {
+        let key = Key256::from_bytes([9u8; 32]);
+        assert_eq!(key.clone().expose_secret(), key.expose_secret());
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let key = Key256::from_bytes([0xab; 32]);
+        assert_eq!(format!("{key:?}"), "Key256([redacted])");
+    }
+
+    #[test]
+    fn random_arrays_differ() {
+        let a: [u8; 16] = random_array().unwrap();
+        let b: [u8; 16] = random_array().unwrap();
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,143 @@
+//! Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
+//! GetBucketLocation, and the read-only bucket configs every bucket has (default encryption
+//! SSE-S3, versioning never enabled).
+
+use coffer_store::BucketRecord;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use crate::conditional::timestamp_from_ms;
+use crate::service::{Coffer, now_ms};
+
+pub async fn list_buckets(
+    c: &Coffer,
+    _req: S3Request<ListBucketsInput>,
+) -> S3Result<S3Response<ListBucketsOutput>> {
+    let buckets = c.meta(|m| m.list_buckets()).await?;
+    let buckets = buckets
+        .into_iter()
+        .map(|b| Bucket {
+            name: Some(b.name),
+            creation_date: Some(timestamp_from_ms(b.created_unix_ms)),
+            bucket_region: Some(b.region),
+        })
+        .collect();
+    Ok(S3Response::new(ListBucketsOutput {
+        buckets: Some(buckets),
+        owner: Some(owner()),
+        ..Default::default()
+    }))
+}
+
+/// The single owner of every bucket in this deployment.
+pub fn owner() -> Owner {
+    Owner {
+        display_name: Some("coffer".to_owned()),
+        id: Some("coffer-root".to_owned()),
+    }
+}
+
+pub async fn create_bucket(
+    c: &Coffer,
+    req: S3Request<CreateBucketInput>,
+) -> S3Result<S3Response<CreateBucketOutput>> {
+    let input = req.input;
+    let constraint = input
+        .create_bucket_configuration
+        .as_ref()
+        .and_then(|cfg| cfg.location_constraint.as_ref())
+        .map(|l| l.as_str().to_owned());
+    if let Some(ref loc) = constraint
+        && !loc.is_empty()
+        && *loc != c.region
+    {
+        return Err(s3_error!(
+            InvalidLocationConstraint,
+            "The specified location-constraint {loc:?} is not valid: this endpoint serves region {:?}",
+            c.region
+        ));
+    }
+    if input.object_lock_enabled_for_bucket == Some(true) {
+        return Err(s3_error!(NotImplemented, "Object Lock is not implemented"));
+    }
+    let rec = BucketRecord {
+        v: 1,
+        name: input.bucket.clone(),
+        region: c.region.clone(),
+        created_unix_ms: now_ms(),
+    };
+    c.meta(move |m| m.create_bucket(&rec)).await?;
+    Ok(S3Response::new(CreateBucketOutput {
+        location: Some(format!("/{}", input.bucket)),
+        ..Default::default()
+    }))
+}
+
+/// Fails with `NoSuchBucket` unless the bucket exists.
+pub async fn require_bucket(c: &Coffer, bucket: &str) -> S3Result<BucketRecord> {
+    let name = bucket.to_owned();
+    c.meta(move |m| m.get_bucket(&name))
+        .await?
+        .ok_or_else(|| s3_error!(NoSuchBucket, "The specified bucket does not exist"))
+}
+
+pub async fn head_bucket(
+    c: &Coffer,
+    req: S3Request<HeadBucketInput>,
+) -> S3Result<S3Response<HeadBucketOutput>> {
+    let b = require_bucket(c, &req.input.bucket).await?;
+    Ok(S3Response::new(HeadBucketOutput {
+        bucket_region: Some(b.region),
+        ..Default::default()
+    }))
+}
+
+pub async fn delete_bucket(
+    c: &Coffer,
+    req: S3Request<DeleteBucketInput>,
+) -> S3Result<S3Response<DeleteBucketOutput>> {
+    let name = req.input.bucket;
+    c.meta(move |m| m.delete_bucket(&name)).await?;
+    Ok(S3Response::new(DeleteBucketOutput {}))
+}
+
+pub async fn get_bucket_location(
+    c: &Coffer,
+    req: S3Request<GetBucketLocationInput>,
+) -> S3Result<S3Response<GetBucketLocationOutput>> {
+    let b = require_bucket(c, &req.input.bucket).await?;
+    // S3 answers an empty LocationConstraint for us-east-1.
+    let location_constraint =
+        (b.region != "us-east-1").then(|| BucketLocationConstraint::from(b.region));
+    Ok(S3Response::new(GetBucketLocationOutput {
+        location_constraint,
+    }))
+}
+
+pub async fn get_bucket_encryption(
+    c: &Coffer,
+    req: S3Request<GetBucketEncryptionInput>,
+) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+    require_bucket(c, &req.input.bucket).await?;
+    let rule = ServerSideEncryptionRule {
+        apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
+            kms_master_key_id: None,
+            sse_algorithm: ServerSideEncryption::from_static(ServerSideEncryption::AES256),
+        }),
+        bucket_key_enabled: Some(false),
+        ..Default::default()
+    };
+    Ok(S3Response::new(GetBucketEncryptionOutput {
+        server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {
+            rules: vec![rule],
+        }),
+    }))
+}
+
+pub async fn get_bucket_versioning(
+    c: &Coffer,
+    req: S3Request<GetBucketVersioningInput>,
+) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+    require_bucket(c, &req.input.bucket).await?;
+    Ok(S3Response::new(GetBucketVersioningOutput::default()))
+}

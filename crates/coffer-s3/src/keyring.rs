@@ -1,0 +1,194 @@
+//! The SSE-S3 service key ring: versioned AES-256 keys that wrap every object's data key.
+//!
+//! The ring lives in the metadata store's system table, sealed under the deployment root key
+//! (DESIGN §3). Rotation adds a version and makes it current; old versions stay so that every
+//! object written before still opens. Keys never leave this module except as `Key256`, which
+//! zeroizes on drop and never prints.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use coffer_crypto::{CryptoError, Key256};
+use coffer_store::{MetaStore, StoreError};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// Name of the system record that holds the sealed ring.
+const RING_RECORD: &str = "sse-s3-keyring";
+/// AAD of the sealed ring record. Frozen format v1: changing it makes existing rings unreadable.
+const RING_AAD: &[u8] = b"coffer sse-s3 keyring v1";
+/// Prefix of the key id stored in each object's envelope; the version number follows.
+const KEY_ID_PREFIX: &str = "service-key/";
+
+/// Why the ring could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    /// The metadata store failed.
+    #[error("metadata store: {0}")]
+    Store(#[from] StoreError),
+    /// The ring did not open under the root key: wrong root key, or the record was altered.
+    #[error(
+        "the SSE-S3 key ring does not open under this root key (wrong root key, or the record was altered)"
+    )]
+    WrongRootKey,
+    /// Randomness or sealing failed.
+    #[error("crypto: {0}")]
+    Crypto(#[from] CryptoError),
+    /// The stored ring record is not valid.
+    #[error("the SSE-S3 key ring record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Serialized shape of the ring (inside the sealed record). Format version 1.
+#[derive(Serialize, Deserialize)]
+struct RingRecord {
+    v: u32,
+    current: u32,
+    keys: Vec<KeyEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyEntry {
+    version: u32,
+    created_unix_ms: i64,
+    /// base64 of the 32 key bytes; the whole record is sealed and zeroized after use.
+    key: String,
+}
+
+/// The in-memory ring: every version, and which one wraps new data keys.
+pub struct ServiceKeyRing {
+    keys: RwLock<BTreeMap<u32, Key256>>,
+    current: RwLock<u32>,
+}
+
+impl std::fmt::Debug for ServiceKeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceKeyRing")
+            .field("current", &self.current_version())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceKeyRing {
+    /// Loads the ring, creating it with one fresh version on first start.
+    pub fn load_or_create(meta: &MetaStore, root: &Key256) -> Result<ServiceKeyRing, KeyringError> {
+        match meta.get_system(RING_RECORD)? {
+            Some(sealed) => Self::open(&sealed, root),
+            None => {
+                let ring = ServiceKeyRing {
+                    keys: RwLock::new(BTreeMap::new()),
+                    current: RwLock::new(0),
+                };
+                ring.add_version()?;
+                ring.save(meta, root)?;
+                Ok(ring)
+            }
+        }
+    }
+
+    /// Adds a new version, makes it current and persists the ring. Returns the new version.
+    pub fn rotate(meta: &MetaStore, root: &Key256) -> Result<u32, KeyringError> {
+        let ring = Self::load_or_create(meta, root)?;
+        let version = ring.add_version()?;
+        ring.save(meta, root)?;
+        Ok(version)
+    }
+
+    /// The version that wraps new data keys.
+    pub fn current_version(&self) -> u32 {
+        *self.current.read().expect("key ring lock poisoned")
+    }
+
+    /// The current key, with the id to record in the envelope.
+    pub fn current(&self) -> (String, Key256) {
+        let version = self.current_version();
+        let key = self
+            .get(version)
+            .expect("invariant: the current version is always in the ring");
+        (key_id(version), key)
+    }
+
+    /// The key of `version`, if the ring has it.
+    pub fn get(&self, version: u32) -> Option<Key256> {
+        self.keys
+            .read()
+            .expect("key ring lock poisoned")
+            .get(&version)
+            .cloned()
+    }
+
+    /// The key named by an envelope key id (`service-key/<n>`).
+    pub fn by_key_id(&self, id: &str) -> Option<Key256> {
+        let version = id.strip_prefix(KEY_ID_PREFIX)?.parse().ok()?;
+        self.get(version)
+    }
+
+    fn add_version(&self) -> Result<u32, KeyringError> {
+        let key = Key256::generate()?;
+        let mut keys = self.keys.write().expect("key ring lock poisoned");
+        let version = keys.keys().next_back().copied().unwrap_or(0) + 1;
+        keys.insert(version, key);
+        *self.current.write().expect("key ring lock poisoned") = version;
+        Ok(version)
+    }
+
+    fn open(sealed: &[u8], root: &Key256) -> Result<ServiceKeyRing, KeyringError> {
+        let plain = coffer_crypto::open_bytes(root, sealed, RING_AAD)
+            .map_err(|_| KeyringError::WrongRootKey)?;
+        let record: RingRecord =
+            serde_json::from_slice(&plain).map_err(|e| KeyringError::Corrupt(e.to_string()))?;
+        if record.v != 1 {
+            return Err(KeyringError::Corrupt(format!(
+                "unknown key ring version {}",
+                record.v
+            )));
+        }
+        let mut keys = BTreeMap::new();
+        for entry in &record.keys {
+            let bytes = Zeroizing::new(
+                B64.decode(&entry.key)
+                    .map_err(|e| KeyringError::Corrupt(e.to_string()))?,
+            );
+            keys.insert(entry.version, Key256::from_slice(&bytes)?);
+        }
+        if !keys.contains_key(&record.current) {
+            return Err(KeyringError::Corrupt("current version missing".into()));
+        }
+        Ok(ServiceKeyRing {
+            keys: RwLock::new(keys),
+            current: RwLock::new(record.current),
+        })
+    }
+
+    fn save(&self, meta: &MetaStore, root: &Key256) -> Result<(), KeyringError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        let keys = self.keys.read().expect("key ring lock poisoned");
+        let record = RingRecord {
+            v: 1,
+            current: self.current_version(),
+            keys: keys
+                .iter()
+                .map(|(v, k)| KeyEntry {
+                    version: *v,
+                    created_unix_ms: now,
+                    key: B64.encode(k.expose_secret()),
+                })
+                .collect(),
+        };
+        let json = Zeroizing::new(
+            serde_json::to_vec(&record).map_err(|e| KeyringError::Corrupt(e.to_string()))?,
+        );
+        for mut entry in record.keys {
+            zeroize::Zeroize::zeroize(&mut entry.key);
+        }
+        let sealed = coffer_crypto::seal_bytes(root, &json, RING_AAD)?;
+        meta.put_system(RING_RECORD, &sealed)?;
+        Ok(())
+    }
+}
+
+fn key_id(version: u32) -> String {
+    format!("{KEY_ID_PREFIX}{version}")
+}

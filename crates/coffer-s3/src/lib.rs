@@ -1,0 +1,28 @@
+//! The S3 API of Coffer: the `s3s` adapter that maps S3 operations onto the encrypting
+//! object pipelines, plus the thin HTTP front layer that owns request ids, error bodies and
+//! the admin surface.
+//!
+//! This crate decides *how* an object is encrypted (SSE header rules, key choice) and drives
+//! `coffer-crypto` and `coffer-store`; it never touches a cipher primitive itself and never
+//! writes a byte of object data except through the blob store.
+
+mod auth;
+mod bucket;
+mod checksum;
+mod conditional;
+mod copy;
+mod error;
+mod keyring;
+mod list;
+mod metadata;
+mod multipart;
+mod object;
+mod pipeline;
+mod server;
+mod service;
+mod sse;
+
+pub use auth::Credentials;
+pub use keyring::{KeyringError, ServiceKeyRing};
+pub use server::{Frontend, FrontendConfig};
+pub use service::Coffer;

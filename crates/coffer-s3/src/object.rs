@@ -1,0 +1,569 @@
+//! Object operations: PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects.
+//!
+//! A PUT streams the body through the write pipeline into a new blob, checks every digest
+//! the client gave, commits the blob durably and only then commits the metadata record: the
+//! moment the record commits is the moment the new object exists (DESIGN §5). Any failure
+//! before that leaves the previous object untouched.
+
+use std::ops::Range as ByteRange;
+
+use coffer_store::{ObjectRecord, PartLayout, StoreError};
+use s3s::dto::*;
+use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
+
+use crate::checksum::{self, Claimed};
+use crate::conditional::{self, Conditions, OnNotModified, timestamp_from_ms};
+use crate::metadata;
+use crate::pipeline::{self, ObjectName, ReadPart};
+use crate::service::{Coffer, now_ms};
+use crate::sse::{self, SseRequest};
+
+/// The non-secret HTTP attributes stored with an object.
+#[derive(Default, Clone)]
+pub struct ContentHeaders {
+    pub content_type: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_language: Option<String>,
+    pub cache_control: Option<String>,
+    pub expires: Option<String>,
+}
+
+/// Formats an `Expires` timestamp as the HTTP date S3 stores and returns.
+pub fn format_expires(t: Option<&Timestamp>) -> Option<String> {
+    let t = t?;
+    let mut out = Vec::new();
+    t.format(TimestampFormat::HttpDate, &mut out).ok()?;
+    String::from_utf8(out).ok()
+}
+
+fn parse_expires(s: Option<&String>) -> Option<Timestamp> {
+    Timestamp::parse(TimestampFormat::HttpDate, s?).ok()
+}
+
+/// Everything a new single-stream object needs besides its body.
+pub struct NewObject {
+    pub bucket: String,
+    pub key: String,
+    pub headers: ContentHeaders,
+    pub metadata: Option<Metadata>,
+    pub claimed: Claimed,
+    pub content_md5: Option<String>,
+    pub if_none_match: Option<ETagCondition>,
+    pub if_match: Option<ETagCondition>,
+}
+
+/// The result of writing an object: its record (already committed).
+pub struct Stored {
+    pub record: ObjectRecord,
+}
+
+/// Writes `source` as the new current version of `obj.key`: the shared path of PutObject and
+/// CopyObject. `trailers` are read after the body, for aws-chunked trailing checksums.
+pub async fn store_object(
+    c: &Coffer,
+    obj: NewObject,
+    source: pipeline::ByteSource,
+    algorithm: Option<&ChecksumAlgorithm>,
+    headers: &http::HeaderMap,
+    trailers: Option<&s3s::TrailingHeaders>,
+) -> S3Result<Stored> {
+    metadata::check_size(obj.metadata.as_ref())?;
+    crate::bucket::require_bucket(c, &obj.bucket).await?;
+    if obj
+        .if_none_match
+        .as_ref()
+        .is_some_and(ETagCondition::is_any)
+        || obj.if_match.is_some()
+    {
+        let (b, k) = (obj.bucket.clone(), obj.key.clone());
+        let current = c.meta(move |m| m.get_object(&b, &k)).await?;
+        write_precondition(
+            current.as_ref(),
+            obj.if_none_match.as_ref(),
+            obj.if_match.as_ref(),
+        )
+        .map_err(crate::error::store_error)?;
+    }
+
+    let (dek, envelope) = c.new_data_key()?;
+    let blob_id = coffer_store::BlobStore::new_blob_id();
+    let nonce_prefix = coffer_crypto::random_array().map_err(crate::error::crypto_error)?;
+    let hasher = checksum::hasher_for(&obj.claimed, algorithm, headers)?;
+    let written = pipeline::write_stream(
+        &c.blobs,
+        &blob_id,
+        &dek,
+        nonce_prefix,
+        source,
+        hasher,
+        pipeline::MAX_SINGLE_UPLOAD,
+    )
+    .await?;
+
+    let mut claimed = obj.claimed;
+    claimed.merge_trailers(trailers)?;
+    checksum::verify(&claimed, &written.checksums)?;
+    checksum::check_content_md5(obj.content_md5.as_deref(), &written.md5)?;
+    pipeline::commit_blob(written.blob).await?;
+
+    let etag = hex::encode(written.md5);
+    let store_checksums = checksum::to_store(&written.checksums);
+    let record = ObjectRecord {
+        v: 1,
+        size: written.size,
+        etag: etag.clone(),
+        last_modified_unix_ms: now_ms(),
+        content_type: obj.headers.content_type,
+        content_encoding: obj.headers.content_encoding,
+        content_disposition: obj.headers.content_disposition,
+        content_language: obj.headers.content_language,
+        cache_control: obj.headers.cache_control,
+        expires: obj.headers.expires,
+        sealed_user_metadata: metadata::seal(&c.ring, obj.metadata.as_ref())?,
+        checksums: store_checksums.clone(),
+        envelope,
+        parts: vec![PartLayout {
+            part_number: 1,
+            blob_id: blob_id.clone(),
+            size: written.size,
+            nonce_prefix: nonce_prefix.to_vec(),
+            part_salt: None,
+            etag,
+            checksums: store_checksums,
+        }],
+    };
+    let (b, k, rec) = (obj.bucket, obj.key, record.clone());
+    let (inm, im) = (obj.if_none_match, obj.if_match);
+    let committed = c
+        .meta(move |m| {
+            m.put_object(&b, &k, &rec, |cur| {
+                write_precondition(cur, inm.as_ref(), im.as_ref())
+            })
+        })
+        .await;
+    match committed {
+        Ok(old) => {
+            pipeline::free_blobs(&c.blobs, old.map(blob_ids).unwrap_or_default());
+            Ok(Stored { record })
+        }
+        Err(e) => {
+            pipeline::free_blobs(&c.blobs, vec![blob_id]);
+            Err(e)
+        }
+    }
+}
+
+/// Conditional writes: `If-None-Match: *` (create only) and `If-Match: <etag>` (replace only
+/// that version). Evaluated again inside the commit transaction, so two racing writers cannot
+/// both win.
+fn write_precondition(
+    current: Option<&ObjectRecord>,
+    if_none_match: Option<&ETagCondition>,
+    if_match: Option<&ETagCondition>,
+) -> Result<(), StoreError> {
+    if if_none_match.is_some_and(ETagCondition::is_any) && current.is_some() {
+        return Err(StoreError::PreconditionFailed);
+    }
+    if let Some(cond) = if_match {
+        let Some(cur) = current else {
+            return Err(StoreError::PreconditionFailed);
+        };
+        if let ETagCondition::ETag(e) = cond
+            && e.value() != cur.etag
+        {
+            return Err(StoreError::PreconditionFailed);
+        }
+    }
+    Ok(())
+}
+
+/// Every blob an object record points to.
+pub fn blob_ids(rec: ObjectRecord) -> Vec<String> {
+    rec.parts.into_iter().map(|p| p.blob_id).collect()
+}
+
+pub async fn put_object(
+    c: &Coffer,
+    req: S3Request<PutObjectInput>,
+) -> S3Result<S3Response<PutObjectOutput>> {
+    let S3Request {
+        input,
+        headers,
+        trailing_headers,
+        ..
+    } = req;
+    sse::check_write(&SseRequest {
+        server_side_encryption: input.server_side_encryption.as_ref(),
+        kms_key_id: input.ssekms_key_id.as_deref(),
+        customer_algorithm: input.sse_customer_algorithm.as_deref(),
+        customer_key_present: input.sse_customer_key.is_some(),
+        bucket_key_enabled: input.bucket_key_enabled,
+    })?;
+    if let Some(len) = input.content_length
+        && len as u64 > pipeline::MAX_SINGLE_UPLOAD
+    {
+        return Err(s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed object size of 5 GiB"
+        ));
+    }
+    let body = input
+        .body
+        .ok_or_else(|| s3_error!(IncompleteBody, "The request body is missing"))?;
+    let obj = NewObject {
+        bucket: input.bucket,
+        key: input.key,
+        headers: ContentHeaders {
+            content_type: input.content_type,
+            content_encoding: input.content_encoding,
+            content_disposition: input.content_disposition,
+            content_language: input.content_language,
+            cache_control: input.cache_control,
+            expires: format_expires(input.expires.as_ref()),
+        },
+        metadata: input.metadata,
+        claimed: Claimed {
+            crc32: input.checksum_crc32,
+            crc32c: input.checksum_crc32c,
+            crc64nvme: input.checksum_crc64nvme,
+            sha1: input.checksum_sha1,
+            sha256: input.checksum_sha256,
+        },
+        content_md5: input.content_md5,
+        if_none_match: input.if_none_match,
+        if_match: input.if_match,
+    };
+    let stored = store_object(
+        c,
+        obj,
+        pipeline::from_body(body),
+        input.checksum_algorithm.as_ref(),
+        &headers,
+        trailing_headers.as_ref(),
+    )
+    .await?;
+    let rec = stored.record;
+    Ok(S3Response::new(PutObjectOutput {
+        e_tag: Some(ETag::Strong(rec.etag.clone())),
+        server_side_encryption: sse::sse_s3(),
+        checksum_crc32: rec.checksums.crc32,
+        checksum_crc32c: rec.checksums.crc32c,
+        checksum_crc64nvme: rec.checksums.crc64nvme,
+        checksum_sha1: rec.checksums.sha1,
+        checksum_sha256: rec.checksums.sha256,
+        checksum_type: Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+        size: Some(rec.size as i64),
+        ..Default::default()
+    }))
+}
+
+/// Loads an object's record: `NoSuchBucket` / `NoSuchKey` when absent.
+pub async fn load(c: &Coffer, bucket: &str, key: &str) -> S3Result<ObjectRecord> {
+    let (b, k) = (bucket.to_owned(), key.to_owned());
+    c.meta(move |m| m.get_object(&b, &k))
+        .await?
+        .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))
+}
+
+/// The parts of `rec` with the keys that open them.
+pub fn read_parts(c: &Coffer, rec: &ObjectRecord) -> S3Result<Vec<ReadPart>> {
+    let dek = c.open_data_key(&rec.envelope)?;
+    rec.parts
+        .iter()
+        .map(|p| {
+            Ok(ReadPart {
+                layout: p.clone(),
+                key: Coffer::part_key(&dek, p)?,
+            })
+        })
+        .collect()
+}
+
+/// The byte range a read asks for (`Range` or `partNumber`), checked against the object.
+/// Returns the range and whether it is partial (206 with Content-Range).
+fn select_range(
+    rec: &ObjectRecord,
+    range: Option<&Range>,
+    part_number: Option<i32>,
+) -> S3Result<(ByteRange<u64>, bool)> {
+    match (range, part_number) {
+        (Some(_), Some(_)) => Err(s3_error!(
+            InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter"
+        )),
+        (Some(r), None) => {
+            let checked = r.check(rec.size).map_err(|_| {
+                s3_error!(
+                    InvalidRange,
+                    "The requested range is not satisfiable: the object is {} bytes",
+                    rec.size
+                )
+            })?;
+            Ok((checked, true))
+        }
+        (None, Some(n)) => {
+            let count = rec.parts.len();
+            let idx = usize::try_from(n).ok().filter(|&i| i >= 1 && i <= count).ok_or_else(|| {
+                let mut e = S3Error::with_message(
+                    s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
+                    format!("The requested partnumber is not satisfiable: the object has {count} part(s)"),
+                );
+                e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+                e
+            })?;
+            let start: u64 = rec.parts[..idx - 1].iter().map(|p| p.size).sum();
+            let end = start + rec.parts[idx - 1].size;
+            Ok((start..end, is_multipart(rec)))
+        }
+        (None, None) => Ok((0..rec.size, false)),
+    }
+}
+
+/// Multipart objects have an ETag with the `-N` part-count suffix.
+pub fn is_multipart(rec: &ObjectRecord) -> bool {
+    rec.etag.contains('-')
+}
+
+fn parts_count(rec: &ObjectRecord) -> Option<i32> {
+    is_multipart(rec).then_some(rec.parts.len() as i32)
+}
+
+fn content_range(r: &ByteRange<u64>, size: u64) -> String {
+    if r.is_empty() {
+        format!("bytes */{size}")
+    } else {
+        format!("bytes {}-{}/{}", r.start, r.end - 1, size)
+    }
+}
+
+/// Headers a 304 or 412 answer to a read still carries.
+fn not_modified_headers(rec: &ObjectRecord, mut err: S3Error) -> S3Error {
+    if *err.code() == s3s::S3ErrorCode::NotModified {
+        let mut h = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", rec.etag)) {
+            h.insert(http::header::ETAG, v);
+        }
+        if let Some(lm) = format_expires(Some(&timestamp_from_ms(rec.last_modified_unix_ms)))
+            && let Ok(v) = http::HeaderValue::from_str(&lm)
+        {
+            h.insert(http::header::LAST_MODIFIED, v);
+        }
+        err.set_headers(h);
+    }
+    err
+}
+
+fn check_conditions(rec: &ObjectRecord, c: &Conditions<'_>) -> S3Result<()> {
+    conditional::evaluate(
+        c,
+        &rec.etag,
+        rec.last_modified_unix_ms,
+        OnNotModified::NotModified,
+    )
+    .map_err(|e| not_modified_headers(rec, e))
+}
+
+/// Whether the response should carry the stored checksums (asked for, and whole object).
+fn want_checksums(mode: Option<&ChecksumMode>, partial: bool) -> bool {
+    !partial && mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED))
+}
+
+pub async fn get_object(
+    c: &Coffer,
+    req: S3Request<GetObjectInput>,
+) -> S3Result<S3Response<GetObjectOutput>> {
+    let input = req.input;
+    sse::check_read(
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.is_some(),
+    )?;
+    check_version_id(input.version_id.as_deref())?;
+    let rec = load(c, &input.bucket, &input.key).await?;
+    check_conditions(
+        &rec,
+        &Conditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        },
+    )?;
+    let (range, partial) = select_range(&rec, input.range.as_ref(), input.part_number)?;
+    let user_metadata = metadata::open(&c.ring, rec.sealed_user_metadata.as_deref())?;
+    let parts = read_parts(c, &rec)?;
+    let name = ObjectName {
+        bucket: input.bucket.clone(),
+        key: input.key.clone(),
+    };
+    let body = pipeline::read_range(&c.blobs, parts, range.clone(), name).await?;
+    let checksums = want_checksums(input.checksum_mode.as_ref(), partial)
+        .then(|| rec.checksums.clone())
+        .unwrap_or_default();
+    let output = GetObjectOutput {
+        body: Some(body),
+        accept_ranges: Some("bytes".to_owned()),
+        content_length: Some((range.end - range.start) as i64),
+        content_range: partial.then(|| content_range(&range, rec.size)),
+        e_tag: Some(ETag::Strong(rec.etag.clone())),
+        last_modified: Some(timestamp_from_ms(rec.last_modified_unix_ms)),
+        metadata: user_metadata,
+        content_type: input.response_content_type.or(rec.content_type.clone()),
+        content_encoding: input
+            .response_content_encoding
+            .or(rec.content_encoding.clone()),
+        content_disposition: input
+            .response_content_disposition
+            .or(rec.content_disposition.clone()),
+        content_language: input
+            .response_content_language
+            .or(rec.content_language.clone()),
+        cache_control: input.response_cache_control.or(rec.cache_control.clone()),
+        expires: input
+            .response_expires
+            .or_else(|| parse_expires(rec.expires.as_ref())),
+        server_side_encryption: sse::sse_s3(),
+        parts_count: parts_count(&rec),
+        checksum_crc32: checksums.crc32,
+        checksum_crc32c: checksums.crc32c,
+        checksum_crc64nvme: checksums.crc64nvme,
+        checksum_sha1: checksums.sha1,
+        checksum_sha256: checksums.sha256,
+        checksum_type: checksums.checksum_type.map(ChecksumType::from),
+        ..Default::default()
+    };
+    Ok(S3Response::new(output))
+}
+
+pub async fn head_object(
+    c: &Coffer,
+    req: S3Request<HeadObjectInput>,
+) -> S3Result<S3Response<HeadObjectOutput>> {
+    let input = req.input;
+    sse::check_read(
+        input.sse_customer_algorithm.as_deref(),
+        input.sse_customer_key.is_some(),
+    )?;
+    check_version_id(input.version_id.as_deref())?;
+    let rec = load(c, &input.bucket, &input.key).await?;
+    check_conditions(
+        &rec,
+        &Conditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        },
+    )?;
+    let (range, partial) = select_range(&rec, input.range.as_ref(), input.part_number)?;
+    let user_metadata = metadata::open(&c.ring, rec.sealed_user_metadata.as_deref())?;
+    let checksums = want_checksums(input.checksum_mode.as_ref(), partial)
+        .then(|| rec.checksums.clone())
+        .unwrap_or_default();
+    Ok(S3Response::new(HeadObjectOutput {
+        accept_ranges: Some("bytes".to_owned()),
+        content_length: Some((range.end - range.start) as i64),
+        content_range: partial.then(|| content_range(&range, rec.size)),
+        e_tag: Some(ETag::Strong(rec.etag.clone())),
+        last_modified: Some(timestamp_from_ms(rec.last_modified_unix_ms)),
+        metadata: user_metadata,
+        content_type: input.response_content_type.or(rec.content_type.clone()),
+        content_encoding: input
+            .response_content_encoding
+            .or(rec.content_encoding.clone()),
+        content_disposition: input
+            .response_content_disposition
+            .or(rec.content_disposition.clone()),
+        content_language: input
+            .response_content_language
+            .or(rec.content_language.clone()),
+        cache_control: input.response_cache_control.or(rec.cache_control.clone()),
+        expires: input
+            .response_expires
+            .or_else(|| parse_expires(rec.expires.as_ref())),
+        server_side_encryption: sse::sse_s3(),
+        parts_count: parts_count(&rec),
+        checksum_crc32: checksums.crc32,
+        checksum_crc32c: checksums.crc32c,
+        checksum_crc64nvme: checksums.crc64nvme,
+        checksum_sha1: checksums.sha1,
+        checksum_sha256: checksums.sha256,
+        checksum_type: checksums.checksum_type.map(ChecksumType::from),
+        ..Default::default()
+    }))
+}
+
+/// Buckets are unversioned: the only version id is `null`.
+pub fn check_version_id(version_id: Option<&str>) -> S3Result<()> {
+    match version_id {
+        None | Some("null") => Ok(()),
+        Some(_) => Err(s3_error!(InvalidArgument, "Invalid version id specified")),
+    }
+}
+
+pub async fn delete_object(
+    c: &Coffer,
+    req: S3Request<DeleteObjectInput>,
+) -> S3Result<S3Response<DeleteObjectOutput>> {
+    let input = req.input;
+    check_version_id(input.version_id.as_deref())?;
+    let (b, k) = (input.bucket, input.key);
+    let old = c.meta(move |m| m.delete_object(&b, &k)).await?;
+    pipeline::free_blobs(&c.blobs, old.map(blob_ids).unwrap_or_default());
+    Ok(S3Response::new(DeleteObjectOutput::default()))
+}
+
+/// S3's limit on the keys of one DeleteObjects request.
+const MAX_DELETE_KEYS: usize = 1000;
+
+pub async fn delete_objects(
+    c: &Coffer,
+    req: S3Request<DeleteObjectsInput>,
+) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    let input = req.input;
+    if input.delete.objects.len() > MAX_DELETE_KEYS {
+        return Err(s3_error!(
+            MalformedXML,
+            "The request may not contain more than {MAX_DELETE_KEYS} keys"
+        ));
+    }
+    crate::bucket::require_bucket(c, &input.bucket).await?;
+    let quiet = input.delete.quiet == Some(true);
+    let mut deleted = Vec::new();
+    let mut errors = Vec::new();
+    for obj in input.delete.objects {
+        if let Err(e) = check_version_id(obj.version_id.as_deref()) {
+            errors.push(s3s::dto::Error {
+                code: Some(e.code().as_str().to_owned()),
+                key: Some(obj.key),
+                message: e.message().map(str::to_owned),
+                version_id: obj.version_id,
+            });
+            continue;
+        }
+        let (b, k) = (input.bucket.clone(), obj.key.clone());
+        match c.meta(move |m| m.delete_object(&b, &k)).await {
+            Ok(old) => {
+                pipeline::free_blobs(&c.blobs, old.map(blob_ids).unwrap_or_default());
+                if !quiet {
+                    deleted.push(DeletedObject {
+                        key: Some(obj.key),
+                        version_id: obj.version_id,
+                        ..Default::default()
+                    });
+                }
+            }
+            Err(e) => errors.push(s3s::dto::Error {
+                code: Some(e.code().as_str().to_owned()),
+                key: Some(obj.key),
+                message: e.message().map(str::to_owned),
+                version_id: obj.version_id,
+            }),
+        }
+    }
+    Ok(S3Response::new(DeleteObjectsOutput {
+        deleted: (!deleted.is_empty()).then_some(deleted),
+        errors: (!errors.is_empty()).then_some(errors),
+        ..Default::default()
+    }))
+}

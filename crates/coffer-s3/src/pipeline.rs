@@ -1,0 +1,403 @@
+//! The object data pipelines: request body → segments → sealed blob, and blob → opened
+//! segments → response body.
+//!
+//! Memory per request is bounded by a few batches of segments whatever the object size.
+//! Writes overlap the hashing (MD5 and checksums, on the async task) with sealing and disk
+//! writes (on a blocking thread); reads overlap disk reads and opening with the network send.
+//! Ranged reads open only the segments that hold the range.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use coffer_crypto::{Key256, SEALED_SEGMENT_SIZE, SEGMENT_SIZE, SegmentCipher, TAG_LEN};
+use coffer_store::{BlobStore, BlobWriter, PartLayout};
+use futures::{Stream, StreamExt};
+use md5::{Digest, Md5};
+use s3s::checksum::ChecksumHasher;
+use s3s::dto::Checksum;
+use s3s::{S3Error, S3Result, s3_error};
+use tokio::sync::mpsc;
+
+use crate::error::{body_error, crypto_error, internal, store_error};
+
+/// Segments handed to the sealing thread at once (1 MiB of plaintext).
+const BATCH_SEGMENTS: usize = 16;
+const BATCH: usize = BATCH_SEGMENTS * SEGMENT_SIZE;
+/// Batches in flight between the two sides of a pipeline.
+const DEPTH: usize = 2;
+
+/// S3's limit for one PutObject / UploadPart body.
+pub const MAX_SINGLE_UPLOAD: u64 = 5 * 1024 * 1024 * 1024;
+
+/// A plaintext source for the write pipeline.
+pub type ByteSource = std::pin::Pin<Box<dyn Stream<Item = S3Result<Bytes>> + Send>>;
+
+/// Adapts a request body to a `ByteSource`, mapping transport errors to S3 errors.
+pub fn from_body(body: s3s::dto::StreamingBlob) -> ByteSource {
+    Box::pin(body.map(|r| r.map_err(|e| body_error(&*e))))
+}
+
+/// What the write pipeline produced: the blob (written and flushed, not yet committed) and
+/// what was learned about the plaintext on the way.
+pub struct Written {
+    pub blob: BlobWriter,
+    pub size: u64,
+    pub md5: [u8; 16],
+    pub checksums: Checksum,
+}
+
+/// Streams `source` into a new blob `blob_id`, sealing it with `key` under the STREAM
+/// construction. Fails with `EntityTooLarge` past `max_size`. Nothing is visible to readers
+/// until the caller commits the blob *and* the metadata record.
+pub async fn write_stream(
+    blobs: &Arc<BlobStore>,
+    blob_id: &str,
+    key: &Key256,
+    nonce_prefix: [u8; coffer_crypto::NONCE_PREFIX_LEN],
+    mut source: ByteSource,
+    mut hasher: ChecksumHasher,
+    max_size: u64,
+) -> S3Result<Written> {
+    let cipher = SegmentCipher::new(key, nonce_prefix, blob_id.as_bytes()).map_err(crypto_error)?;
+    let writer = blobs.create(blob_id).map_err(store_error)?;
+    let (tx, rx) = mpsc::channel::<(Vec<u8>, bool)>(DEPTH);
+    let sealer = tokio::task::spawn_blocking(move || seal_loop(cipher, writer, rx));
+
+    let mut md5 = Md5::new();
+    let mut size: u64 = 0;
+    let mut buf: Vec<u8> = Vec::with_capacity(BATCH + SEGMENT_SIZE);
+    let mut failure: Option<S3Error> = None;
+    while let Some(item) = source.next().await {
+        let chunk = match item {
+            Ok(c) => c,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        size += chunk.len() as u64;
+        if size > max_size {
+            failure = Some(s3_error!(
+                EntityTooLarge,
+                "Your proposed upload exceeds the maximum allowed object size of {max_size} bytes"
+            ));
+            break;
+        }
+        md5.update(&chunk);
+        hasher.update(&chunk);
+        let mut rest: &[u8] = &chunk;
+        while !rest.is_empty() {
+            // Keep at least one byte back so the final segment is always sealed as "last".
+            let room = BATCH + 1 - buf.len();
+            let take = room.min(rest.len());
+            buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if buf.len() > BATCH {
+                let tail = buf.split_off(BATCH);
+                let full = std::mem::replace(&mut buf, {
+                    let mut v = Vec::with_capacity(BATCH + SEGMENT_SIZE);
+                    v.extend_from_slice(&tail);
+                    v
+                });
+                if tx.send((full, false)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    if failure.is_none() {
+        let _ = tx.send((buf, true)).await;
+    }
+    drop(tx);
+    let sealed = sealer.await.map_err(|e| internal("sealing task", e))?;
+    if let Some(err) = failure {
+        // The BlobWriter is dropped uncommitted, which removes its temp file.
+        drop(sealed);
+        return Err(err);
+    }
+    let blob = sealed?;
+    Ok(Written {
+        blob,
+        size,
+        md5: md5.finalize().into(),
+        checksums: hasher.finalize(),
+    })
+}
+
+/// The blocking half of the write pipeline: seals each batch and appends it to the blob.
+fn seal_loop(
+    cipher: SegmentCipher,
+    mut writer: BlobWriter,
+    mut rx: mpsc::Receiver<(Vec<u8>, bool)>,
+) -> S3Result<BlobWriter> {
+    let mut index: u32 = 0;
+    let mut segment: Vec<u8> = Vec::with_capacity(SEALED_SEGMENT_SIZE);
+    let mut out: Vec<u8> = Vec::with_capacity((BATCH_SEGMENTS + 1) * SEALED_SEGMENT_SIZE);
+    let mut finished = false;
+    while let Some((batch, last_batch)) = rx.blocking_recv() {
+        out.clear();
+        let count = if batch.is_empty() {
+            1
+        } else {
+            batch.len().div_ceil(SEGMENT_SIZE)
+        };
+        for i in 0..count {
+            let start = i * SEGMENT_SIZE;
+            let end = (start + SEGMENT_SIZE).min(batch.len());
+            segment.clear();
+            segment.extend_from_slice(&batch[start..end]);
+            let last = last_batch && i + 1 == count;
+            cipher
+                .seal_segment(index, last, &mut segment)
+                .map_err(crypto_error)?;
+            out.extend_from_slice(&segment);
+            index = index.checked_add(1).ok_or_else(|| {
+                s3_error!(EntityTooLarge, "object exceeds the segment index space")
+            })?;
+        }
+        writer.write_all(&out).map_err(store_error)?;
+        if last_batch {
+            finished = true;
+            break;
+        }
+    }
+    if !finished {
+        return Err(s3_error!(IncompleteBody, "the request body ended early"));
+    }
+    Ok(writer)
+}
+
+/// Commits a written blob durably (fsync, rename, fsync dir) on a blocking thread.
+pub async fn commit_blob(blob: BlobWriter) -> S3Result<()> {
+    tokio::task::spawn_blocking(move || blob.commit())
+        .await
+        .map_err(|e| internal("blob commit task", e))?
+        .map_err(store_error)
+}
+
+/// Frees blobs no record points to any more (after the metadata commit that dropped them).
+pub fn free_blobs(blobs: &Arc<BlobStore>, ids: Vec<String>) {
+    if ids.is_empty() {
+        return;
+    }
+    let blobs = Arc::clone(blobs);
+    tokio::task::spawn_blocking(move || {
+        for id in ids {
+            if let Err(e) = blobs.delete(&id) {
+                tracing::warn!(blob = %id, error = %e, "could not free blob; the sweep will retry");
+            }
+        }
+    });
+}
+
+/// One stream to read: a part's layout and the key that opens it.
+pub struct ReadPart {
+    pub layout: PartLayout,
+    pub key: Key256,
+}
+
+/// Names the object in log lines when its data fails to open.
+#[derive(Clone)]
+pub struct ObjectName {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// Streams the plaintext bytes `range` of an object made of `parts`. The first batch is read
+/// and opened before this returns, so a small object that fails authentication is an error
+/// response rather than a broken body.
+pub async fn read_range(
+    blobs: &Arc<BlobStore>,
+    parts: Vec<ReadPart>,
+    range: Range<u64>,
+    name: ObjectName,
+) -> S3Result<s3s::dto::StreamingBlob> {
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(DEPTH);
+    let blobs = Arc::clone(blobs);
+    tokio::task::spawn_blocking(move || open_loop(&blobs, parts, range, &name, &tx));
+    let first = rx.recv().await;
+    let first = match first {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        Some(Err(_)) => {
+            return Err(s3_error!(
+                InternalError,
+                "The object's stored data failed its integrity check."
+            ));
+        }
+    };
+    let head = futures::stream::iter(first.map(Ok));
+    let rest = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok(s3s::dto::StreamingBlob::wrap(head.chain(rest)))
+}
+
+fn open_loop(
+    blobs: &BlobStore,
+    parts: Vec<ReadPart>,
+    range: Range<u64>,
+    name: &ObjectName,
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    let mut part_start: u64 = 0;
+    let mut buf: Vec<u8> = Vec::with_capacity(BATCH_SEGMENTS * SEALED_SEGMENT_SIZE);
+    for part in parts {
+        let part_end = part_start + part.layout.size;
+        let (lo, hi) = (range.start.max(part_start), range.end.min(part_end));
+        let this_start = part_start;
+        part_start = part_end;
+        if lo >= hi {
+            continue;
+        }
+        if let Err(e) = open_part(blobs, &part, lo - this_start..hi - this_start, &mut buf, tx) {
+            tracing::error!(
+                bucket = %name.bucket, key = %name.key, blob = %part.layout.blob_id, part = part.layout.part_number,
+                error = %e, "object data failed to open: stored bytes altered or unreadable"
+            );
+            let _ = tx.blocking_send(Err(std::io::Error::other(
+                "stored object data failed its integrity check",
+            )));
+            return;
+        }
+    }
+}
+
+/// Reads and opens the segments of one stream that cover `range` (relative to the stream).
+fn open_part(
+    blobs: &BlobStore,
+    part: &ReadPart,
+    range: Range<u64>,
+    buf: &mut Vec<u8>,
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> Result<(), String> {
+    let size = part.layout.size;
+    let prefix: [u8; coffer_crypto::NONCE_PREFIX_LEN] = part
+        .layout
+        .nonce_prefix
+        .as_slice()
+        .try_into()
+        .map_err(|_| "bad nonce prefix length".to_owned())?;
+    let cipher = SegmentCipher::new(&part.key, prefix, part.layout.blob_id.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let reader = blobs
+        .open_blob(&part.layout.blob_id)
+        .map_err(|e| e.to_string())?;
+    let total_segments = coffer_crypto::segment_count(size);
+    let seg = SEGMENT_SIZE as u64;
+    let first = range.start / seg;
+    let last = (range.end - 1) / seg;
+    let mut index = first;
+    while index <= last {
+        let batch_end = (index + BATCH_SEGMENTS as u64 - 1).min(last);
+        let plain_len = |i: u64| -> u64 { (size - i * seg).min(seg) };
+        let sealed_len: u64 = (index..=batch_end)
+            .map(|i| plain_len(i) + TAG_LEN as u64)
+            .sum();
+        buf.resize(sealed_len as usize, 0);
+        reader
+            .read_exact_at(buf, index * SEALED_SEGMENT_SIZE as u64)
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(sealed_len as usize);
+        let mut offset = 0usize;
+        for i in index..=batch_end {
+            let len = (plain_len(i) + TAG_LEN as u64) as usize;
+            let sealed = &mut buf[offset..offset + len];
+            offset += len;
+            let i32 = u32::try_from(i).map_err(|_| "segment index overflow".to_owned())?;
+            let plain = cipher
+                .open_segment(i32, i + 1 == total_segments, sealed)
+                .map_err(|e| e.to_string())?;
+            let seg_start = i * seg;
+            let lo = range.start.max(seg_start) - seg_start;
+            let hi = range.end.min(seg_start + plain.len() as u64) - seg_start;
+            out.extend_from_slice(&plain[lo as usize..hi as usize]);
+        }
+        if tx.blocking_send(Ok(Bytes::from(out))).is_err() {
+            return Ok(()); // the client went away
+        }
+        index = batch_end + 1;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn roundtrip(len: usize, range: Range<u64>) {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Arc::new(BlobStore::open(dir.path()).unwrap());
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let key = Key256::generate().unwrap();
+        let id = BlobStore::new_blob_id();
+        let prefix = coffer_crypto::random_array().unwrap();
+        let chunks: Vec<S3Result<Bytes>> = data
+            .chunks(10_000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let source: ByteSource = Box::pin(futures::stream::iter(chunks));
+        let w = write_stream(
+            &blobs,
+            &id,
+            &key,
+            prefix,
+            source,
+            ChecksumHasher::default(),
+            u64::MAX,
+        )
+        .await
+        .unwrap();
+        assert_eq!(w.size, len as u64);
+        commit_blob(w.blob).await.unwrap();
+        let layout = PartLayout {
+            part_number: 1,
+            blob_id: id,
+            size: len as u64,
+            nonce_prefix: prefix.to_vec(),
+            part_salt: None,
+            etag: String::new(),
+            checksums: Default::default(),
+        };
+        let name = ObjectName {
+            bucket: "b".into(),
+            key: "k".into(),
+        };
+        let body = read_range(&blobs, vec![ReadPart { layout, key }], range.clone(), name)
+            .await
+            .unwrap();
+        let got: Vec<u8> = body
+            .map(|r| r.unwrap())
+            .collect::<Vec<Bytes>>()
+            .await
+            .concat();
+        assert_eq!(got, &data[range.start as usize..range.end as usize]);
+    }
+
+    #[tokio::test]
+    async fn whole_and_ranged_reads_round_trip_at_segment_boundaries() {
+        for len in [
+            0usize,
+            1,
+            65535,
+            65536,
+            65537,
+            BATCH,
+            BATCH + 1,
+            3 * BATCH + 12345,
+        ] {
+            roundtrip(len, 0..len as u64).await;
+        }
+        let len = 3 * BATCH + 12345;
+        for (a, b) in [
+            (65535u64, 65537u64),
+            (65536, 65537),
+            (0, 1),
+            (BATCH as u64 - 1, BATCH as u64 + 1),
+            (len as u64 - 1, len as u64),
+        ] {
+            roundtrip(len, a..b).await;
+        }
+    }
+}

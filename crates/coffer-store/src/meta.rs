@@ -1,0 +1,1014 @@
+//! The metadata store: buckets, objects, multipart uploads and parts, and small system values, in
+//! one redb database.
+//!
+//! It must never see a plaintext key or object bytes (records hold wrapped keys and blob ids only),
+//! never speak HTTP and never decide which encryption is allowed. It never touches blob files either:
+//! calls that drop a reference return what was dropped, and the caller frees those blobs after commit.
+//!
+//! Durability: every mutation is one redb write transaction committed with redb's default
+//! (immediate, fsynced) durability; the commit is the moment a change exists (DESIGN §5). All
+//! mutations go through one private function, `MetaStore::write`, which runs a closure inside one
+//! transaction; a group-commit batcher (several callers' closures in one transaction, one fsync,
+//! each closure under its own savepoint) can later replace that function without changing this API.
+//!
+//! Tables (a frozen format: renaming a table or changing a key layout needs a migration):
+//! - `buckets`: bucket name → [`BucketRecord`] JSON
+//! - `objects`: (bucket, key) → [`ObjectRecord`] JSON. Tuple keys compare element by element, and
+//!   `&str` compares by bytes, so one bucket's keys are contiguous and in S3 order: listing is a
+//!   range scan, and keys may hold any character, NUL included.
+//! - `uploads`: (bucket, upload id) → [`UploadRecord`] JSON
+//! - `parts`: (bucket, upload id, part number) → versioned [`PartLayout`] JSON
+//! - `system`: name → bytes
+
+use std::collections::HashSet;
+use std::ops::Bound;
+use std::path::Path;
+
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+
+use crate::error::StoreError;
+use crate::records::{
+    BucketRecord, ObjectRecord, PartLayout, RECORD_VERSION, StoredPart, UploadRecord, decode,
+    encode,
+};
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+// DO NOT RENAME these tables or change their key types: existing databases hold them.
+const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
+const UPLOADS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("uploads");
+const PARTS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("parts");
+const SYSTEM: TableDefinition<&str, &[u8]> = TableDefinition::new("system");
+
+/// Buckets, objects, uploads and system values; cheap to share behind an `Arc`.
+pub struct MetaStore {
+    db: Database,
+}
+
+impl MetaStore {
+    /// Opens (or creates) the database file at `path` and makes sure every table exists.
+    pub fn open(path: &Path) -> Result<MetaStore> {
+        let store = MetaStore {
+            db: Database::create(path)?,
+        };
+        store.write(|txn| {
+            txn.open_table(BUCKETS)?;
+            txn.open_table(OBJECTS)?;
+            txn.open_table(UPLOADS)?;
+            txn.open_table(PARTS)?;
+            txn.open_table(SYSTEM)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    /// Runs `f` in one write transaction and commits it if `f` succeeds; on error nothing changes.
+    /// The single write path of the store (see the module doc on group commit).
+    fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
+        let txn = self.db.begin_write()?;
+        match f(&txn) {
+            Ok(out) => {
+                txn.commit()?;
+                Ok(out)
+            }
+            Err(err) => {
+                txn.abort()?;
+                Err(err)
+            }
+        }
+    }
+
+    // ---- buckets ----
+
+    /// Creates a bucket; [`StoreError::BucketAlreadyExists`] if the name is taken.
+    pub fn create_bucket(&self, rec: &BucketRecord) -> Result<()> {
+        let value = encode(rec)?;
+        self.write(|txn| {
+            let mut buckets = txn.open_table(BUCKETS)?;
+            if buckets.get(rec.name.as_str())?.is_some() {
+                return Err(StoreError::BucketAlreadyExists);
+            }
+            buckets.insert(rec.name.as_str(), value.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// The bucket named `name`, if it exists.
+    pub fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
+        let txn = self.db.begin_read()?;
+        let buckets = txn.open_table(BUCKETS)?;
+        buckets.get(name)?.map(|v| decode(v.value())).transpose()
+    }
+
+    /// Every bucket, sorted by name.
+    pub fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
+        let txn = self.db.begin_read()?;
+        let buckets = txn.open_table(BUCKETS)?;
+        buckets
+            .iter()?
+            .map(|entry| decode(entry?.1.value()))
+            .collect()
+    }
+
+    /// Deletes an empty bucket: [`StoreError::BucketNotFound`], or [`StoreError::BucketNotEmpty`]
+    /// while it holds an object or an in-progress upload.
+    pub fn delete_bucket(&self, name: &str) -> Result<()> {
+        self.write(|txn| {
+            let mut buckets = txn.open_table(BUCKETS)?;
+            if buckets.get(name)?.is_none() {
+                return Err(StoreError::BucketNotFound);
+            }
+            let objects = txn.open_table(OBJECTS)?;
+            let uploads = txn.open_table(UPLOADS)?;
+            if has_bucket_entry(&objects, name)? || has_bucket_entry(&uploads, name)? {
+                return Err(StoreError::BucketNotEmpty);
+            }
+            buckets.remove(name)?;
+            Ok(())
+        })
+    }
+
+    // ---- objects ----
+
+    /// The object at `key`, if any; [`StoreError::BucketNotFound`] if the bucket does not exist.
+    pub fn get_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
+        let txn = self.db.begin_read()?;
+        require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
+        let objects = txn.open_table(OBJECTS)?;
+        objects
+            .get((bucket, key))?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// Atomically: run `check` on the current record (inside the write transaction), and if it
+    /// returns Ok, store `rec`. Returns the replaced record (so the caller can delete its blobs
+    /// after commit). An error from `check` (e.g. [`StoreError::PreconditionFailed`]) leaves the
+    /// current record in place.
+    pub fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &ObjectRecord,
+        check: impl FnOnce(Option<&ObjectRecord>) -> Result<()>,
+    ) -> Result<Option<ObjectRecord>> {
+        let value = encode(rec)?;
+        self.write(|txn| {
+            require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
+            let mut objects = txn.open_table(OBJECTS)?;
+            let current: Option<ObjectRecord> = objects
+                .get((bucket, key))?
+                .map(|v| decode(v.value()))
+                .transpose()?;
+            check(current.as_ref())?;
+            objects.insert((bucket, key), value.as_slice())?;
+            Ok(current)
+        })
+    }
+
+    /// Removes the object at `key`; returns it (its blobs are the caller's to free), or `None` if
+    /// there was none.
+    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
+        self.write(|txn| {
+            require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
+            let mut objects = txn.open_table(OBJECTS)?;
+            let removed = objects.remove((bucket, key))?;
+            removed.map(|v| decode(v.value())).transpose()
+        })
+    }
+
+    /// Keys in lexicographic (byte) order that start with `prefix` and are strictly greater than
+    /// `after` (if given); at most `limit`.
+    pub fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, ObjectRecord)>> {
+        let txn = self.db.begin_read()?;
+        require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
+        let objects = txn.open_table(OBJECTS)?;
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        // Keys that start with `prefix` are contiguous and come first among keys >= `prefix`, so the
+        // scan starts at the later of `prefix` and `after` and stops at the first key outside.
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded((bucket, after)),
+            _ => Bound::Included((bucket, prefix)),
+        };
+        for entry in objects.range((start, Bound::Unbounded))? {
+            let (k, v) = entry?;
+            let (entry_bucket, key) = k.value();
+            if entry_bucket != bucket || !key.starts_with(prefix) {
+                break;
+            }
+            out.push((key.to_owned(), decode(v.value())?));
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- multipart uploads ----
+
+    /// Records a new upload. Upload ids are random (the caller makes them); one already in use in
+    /// the bucket is a caller bug and is refused with [`StoreError::Db`].
+    pub fn create_upload(&self, rec: &UploadRecord) -> Result<()> {
+        let value = encode(rec)?;
+        let (bucket, upload_id) = (rec.bucket.as_str(), rec.upload_id.as_str());
+        self.write(|txn| {
+            require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
+            let mut uploads = txn.open_table(UPLOADS)?;
+            if uploads.get((bucket, upload_id))?.is_some() {
+                return Err(StoreError::Db(format!(
+                    "upload id {upload_id:?} is already in use in bucket {bucket:?}"
+                )));
+            }
+            uploads.insert((bucket, upload_id), value.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// The upload, if it is in progress; [`StoreError::BucketNotFound`] if the bucket does not exist.
+    pub fn get_upload(&self, bucket: &str, upload_id: &str) -> Result<Option<UploadRecord>> {
+        let txn = self.db.begin_read()?;
+        require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
+        let uploads = txn.open_table(UPLOADS)?;
+        uploads
+            .get((bucket, upload_id))?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// Store a part; returns the replaced part (same number) so its blob can be freed.
+    /// [`StoreError::NoSuchUpload`] if the upload is gone.
+    pub fn put_part(
+        &self,
+        bucket: &str,
+        upload_id: &str,
+        part: &PartLayout,
+    ) -> Result<Option<PartLayout>> {
+        let value = encode(&StoredPart {
+            v: RECORD_VERSION,
+            part: part.clone(),
+        })?;
+        self.write(|txn| {
+            require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
+            if txn.open_table(UPLOADS)?.get((bucket, upload_id))?.is_none() {
+                return Err(StoreError::NoSuchUpload);
+            }
+            let mut parts = txn.open_table(PARTS)?;
+            let replaced = parts.insert((bucket, upload_id, part.part_number), value.as_slice())?;
+            replaced
+                .map(|v| decode::<StoredPart>(v.value()).map(|stored| stored.part))
+                .transpose()
+        })
+    }
+
+    /// The parts stored so far, by ascending part number; [`StoreError::NoSuchUpload`] if the upload
+    /// is not in progress.
+    pub fn list_parts(&self, bucket: &str, upload_id: &str) -> Result<Vec<PartLayout>> {
+        let txn = self.db.begin_read()?;
+        require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
+        if txn.open_table(UPLOADS)?.get((bucket, upload_id))?.is_none() {
+            return Err(StoreError::NoSuchUpload);
+        }
+        let parts = txn.open_table(PARTS)?;
+        parts
+            .range((bucket, upload_id, 0)..=(bucket, upload_id, u32::MAX))?
+            .map(|entry| Ok(decode::<StoredPart>(entry?.1.value())?.part))
+            .collect()
+    }
+
+    /// In ONE transaction: check the upload exists (for this `key`), run `check` against the
+    /// current object, remove the upload and all its parts, store the object. Returns (replaced
+    /// object, parts of the upload NOT referenced by `rec.parts` by blob_id) for blob cleanup.
+    /// Whether `rec.parts` are the upload's parts is the caller's business.
+    pub fn complete_upload(
+        &self,
+        bucket: &str,
+        upload_id: &str,
+        key: &str,
+        rec: &ObjectRecord,
+        check: impl FnOnce(Option<&ObjectRecord>) -> Result<()>,
+    ) -> Result<(Option<ObjectRecord>, Vec<PartLayout>)> {
+        let value = encode(rec)?;
+        self.write(|txn| {
+            require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
+            let mut uploads = txn.open_table(UPLOADS)?;
+            let upload: Option<UploadRecord> = uploads
+                .get((bucket, upload_id))?
+                .map(|v| decode(v.value()))
+                .transpose()?;
+            if upload.is_none_or(|upload| upload.key != key) {
+                return Err(StoreError::NoSuchUpload);
+            }
+            let mut objects = txn.open_table(OBJECTS)?;
+            let current: Option<ObjectRecord> = objects
+                .get((bucket, key))?
+                .map(|v| decode(v.value()))
+                .transpose()?;
+            check(current.as_ref())?;
+            uploads.remove((bucket, upload_id))?;
+            let parts = take_parts(txn, bucket, upload_id)?;
+            objects.insert((bucket, key), value.as_slice())?;
+            let used: HashSet<&str> = rec.parts.iter().map(|p| p.blob_id.as_str()).collect();
+            let unused = parts
+                .into_iter()
+                .filter(|p| !used.contains(p.blob_id.as_str()))
+                .collect();
+            Ok((current, unused))
+        })
+    }
+
+    /// Removes the upload and its parts; returns the parts (blobs to free).
+    /// [`StoreError::NoSuchUpload`] if absent.
+    pub fn abort_upload(&self, bucket: &str, upload_id: &str) -> Result<Vec<PartLayout>> {
+        self.write(|txn| {
+            require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
+            if txn
+                .open_table(UPLOADS)?
+                .remove((bucket, upload_id))?
+                .is_none()
+            {
+                return Err(StoreError::NoSuchUpload);
+            }
+            take_parts(txn, bucket, upload_id)
+        })
+    }
+
+    /// In-progress uploads of a bucket, ordered by (key, initiated, upload_id), with key starting
+    /// with prefix. Scans the bucket's uploads, which are few: each is a client's unfinished work.
+    pub fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<UploadRecord>> {
+        let txn = self.db.begin_read()?;
+        require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
+        let uploads = txn.open_table(UPLOADS)?;
+        let mut out = Vec::new();
+        for entry in uploads.range((bucket, "")..)? {
+            let (k, v) = entry?;
+            if k.value().0 != bucket {
+                break;
+            }
+            let upload: UploadRecord = decode(v.value())?;
+            if upload.key.starts_with(prefix) {
+                out.push(upload);
+            }
+        }
+        out.sort_by(|a, b| {
+            (&a.key, a.initiated_unix_ms, &a.upload_id).cmp(&(
+                &b.key,
+                b.initiated_unix_ms,
+                &b.upload_id,
+            ))
+        });
+        Ok(out)
+    }
+
+    // ---- system values ----
+
+    /// A small system value (e.g. a sealed service key), if set.
+    pub fn get_system(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read()?;
+        let system = txn.open_table(SYSTEM)?;
+        Ok(system.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Sets a small system value, replacing any previous one.
+    pub fn put_system(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.write(|txn| {
+            txn.open_table(SYSTEM)?.insert(name, value)?;
+            Ok(())
+        })
+    }
+
+    /// Every blob id referenced by an object or an upload part (for the orphan sweep). A full
+    /// scan, in one read transaction so it is a consistent snapshot.
+    pub fn referenced_blobs(&self) -> Result<HashSet<String>> {
+        let txn = self.db.begin_read()?;
+        let mut out = HashSet::new();
+        for entry in txn.open_table(OBJECTS)?.iter()? {
+            let rec: ObjectRecord = decode(entry?.1.value())?;
+            out.extend(rec.parts.into_iter().map(|p| p.blob_id));
+        }
+        for entry in txn.open_table(PARTS)?.iter()? {
+            let stored: StoredPart = decode(entry?.1.value())?;
+            out.insert(stored.part.blob_id);
+        }
+        Ok(out)
+    }
+}
+
+/// [`StoreError::BucketNotFound`] unless `bucket` is in the buckets table.
+fn require_bucket(
+    buckets: &impl ReadableTable<&'static str, &'static [u8]>,
+    bucket: &str,
+) -> Result<()> {
+    match buckets.get(bucket)? {
+        Some(_) => Ok(()),
+        None => Err(StoreError::BucketNotFound),
+    }
+}
+
+/// Whether a table keyed by (bucket, …) has any entry for `bucket`.
+fn has_bucket_entry(
+    table: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    bucket: &str,
+) -> Result<bool> {
+    match table.range((bucket, "")..)?.next() {
+        Some(entry) => Ok(entry?.0.value().0 == bucket),
+        None => Ok(false),
+    }
+}
+
+/// Removes every part of an upload, returning them by ascending part number.
+fn take_parts(txn: &WriteTransaction, bucket: &str, upload_id: &str) -> Result<Vec<PartLayout>> {
+    let mut parts = txn.open_table(PARTS)?;
+    let mut out = Vec::new();
+    for entry in parts.extract_from_if(
+        (bucket, upload_id, 0)..=(bucket, upload_id, u32::MAX),
+        |_, _| true,
+    )? {
+        out.push(decode::<StoredPart>(entry?.1.value())?.part);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::records::tests::{object, part, upload};
+
+    fn open() -> (TempDir, MetaStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::open(&dir.path().join("meta.redb")).unwrap();
+        (dir, store)
+    }
+
+    fn bucket(name: &str) -> BucketRecord {
+        BucketRecord {
+            v: RECORD_VERSION,
+            name: name.into(),
+            region: "us-east-1".into(),
+            created_unix_ms: 1_700_000_000_000,
+        }
+    }
+
+    fn open_with_bucket(name: &str) -> (TempDir, MetaStore) {
+        let (dir, store) = open();
+        store.create_bucket(&bucket(name)).unwrap();
+        (dir, store)
+    }
+
+    fn no_check(_: Option<&ObjectRecord>) -> Result<()> {
+        Ok(())
+    }
+
+    fn key_names(listing: &[(String, ObjectRecord)]) -> Vec<&str> {
+        listing.iter().map(|(k, _)| k.as_str()).collect()
+    }
+
+    #[test]
+    fn stores_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<MetaStore>();
+    }
+
+    #[test]
+    fn buckets_are_created_listed_by_name_and_deleted() {
+        let (_dir, store) = open();
+        assert_eq!(store.get_bucket("b").unwrap(), None);
+        store.create_bucket(&bucket("zeta")).unwrap();
+        store.create_bucket(&bucket("alpha")).unwrap();
+        assert_eq!(store.get_bucket("zeta").unwrap(), Some(bucket("zeta")));
+        let names: Vec<String> = store
+            .list_buckets()
+            .unwrap()
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(names, ["alpha", "zeta"]);
+        store.delete_bucket("zeta").unwrap();
+        assert_eq!(store.get_bucket("zeta").unwrap(), None);
+        assert_eq!(store.list_buckets().unwrap(), [bucket("alpha")]);
+    }
+
+    #[test]
+    fn creating_an_existing_bucket_fails_and_keeps_the_original() {
+        let (_dir, store) = open_with_bucket("b");
+        let mut other = bucket("b");
+        other.region = "eu-west-1".into();
+        assert!(matches!(
+            store.create_bucket(&other),
+            Err(StoreError::BucketAlreadyExists)
+        ));
+        assert_eq!(store.get_bucket("b").unwrap(), Some(bucket("b")));
+    }
+
+    #[test]
+    fn deleting_a_missing_bucket_is_bucket_not_found() {
+        let (_dir, store) = open();
+        assert!(matches!(
+            store.delete_bucket("nope"),
+            Err(StoreError::BucketNotFound)
+        ));
+    }
+
+    #[test]
+    fn bucket_with_an_object_is_not_empty() {
+        let (_dir, store) = open_with_bucket("b");
+        store
+            .put_object("b", "k", &object("e", &["b1"]), no_check)
+            .unwrap();
+        assert!(matches!(
+            store.delete_bucket("b"),
+            Err(StoreError::BucketNotEmpty)
+        ));
+        store.delete_object("b", "k").unwrap();
+        store.delete_bucket("b").unwrap();
+    }
+
+    #[test]
+    fn bucket_with_only_an_upload_is_not_empty() {
+        let (_dir, store) = open_with_bucket("b");
+        store.create_upload(&upload("b", "u1", "k", 1)).unwrap();
+        assert!(matches!(
+            store.delete_bucket("b"),
+            Err(StoreError::BucketNotEmpty)
+        ));
+        store.abort_upload("b", "u1").unwrap();
+        store.delete_bucket("b").unwrap();
+    }
+
+    #[test]
+    fn objects_in_a_neighbouring_bucket_do_not_make_a_bucket_non_empty() {
+        let (_dir, store) = open_with_bucket("b");
+        store.create_bucket(&bucket("b-2")).unwrap();
+        store.create_bucket(&bucket("a")).unwrap();
+        store
+            .put_object("b-2", "k", &object("e", &["b1"]), no_check)
+            .unwrap();
+        store.create_upload(&upload("a", "u", "k", 1)).unwrap();
+        store.delete_bucket("b").unwrap();
+    }
+
+    #[test]
+    fn object_calls_on_a_missing_bucket_are_bucket_not_found() {
+        let (_dir, store) = open();
+        let rec = object("e", &["b1"]);
+        let not_found = |r: Result<_>| matches!(r, Err(StoreError::BucketNotFound));
+        assert!(not_found(store.get_object("x", "k").map(drop)));
+        assert!(not_found(
+            store.put_object("x", "k", &rec, no_check).map(drop)
+        ));
+        assert!(not_found(store.delete_object("x", "k").map(drop)));
+        assert!(not_found(store.list_objects("x", "", None, 10).map(drop)));
+        assert!(not_found(store.create_upload(&upload("x", "u", "k", 1))));
+        assert!(not_found(store.get_upload("x", "u").map(drop)));
+        assert!(not_found(store.put_part("x", "u", &part(1, "p")).map(drop)));
+        assert!(not_found(store.list_parts("x", "u").map(drop)));
+        assert!(not_found(
+            store
+                .complete_upload("x", "u", "k", &rec, no_check)
+                .map(drop)
+        ));
+        assert!(not_found(store.abort_upload("x", "u").map(drop)));
+        assert!(not_found(store.list_uploads("x", "").map(drop)));
+    }
+
+    #[test]
+    fn put_get_overwrite_and_delete_an_object() {
+        let (_dir, store) = open_with_bucket("b");
+        assert_eq!(store.get_object("b", "k").unwrap(), None);
+        let first = object("e1", &["b1"]);
+        assert_eq!(store.put_object("b", "k", &first, no_check).unwrap(), None);
+        assert_eq!(store.get_object("b", "k").unwrap(), Some(first.clone()));
+        let second = object("e2", &["b2"]);
+        let replaced = store.put_object("b", "k", &second, no_check).unwrap();
+        assert_eq!(replaced, Some(first));
+        assert_eq!(store.delete_object("b", "k").unwrap(), Some(second));
+        assert_eq!(store.get_object("b", "k").unwrap(), None);
+        assert_eq!(store.delete_object("b", "k").unwrap(), None);
+    }
+
+    #[test]
+    fn check_sees_the_current_record() {
+        let (_dir, store) = open_with_bucket("b");
+        let first = object("e1", &["b1"]);
+        store
+            .put_object("b", "k", &first, |current| {
+                assert_eq!(current, None);
+                Ok(())
+            })
+            .unwrap();
+        store
+            .put_object("b", "k", &object("e2", &["b2"]), |current| {
+                assert_eq!(current, Some(&first));
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn precondition_failure_leaves_the_old_record() {
+        let (_dir, store) = open_with_bucket("b");
+        let first = object("e1", &["b1"]);
+        store.put_object("b", "k", &first, no_check).unwrap();
+        let result = store.put_object("b", "k", &object("e2", &["b2"]), |_| {
+            Err(StoreError::PreconditionFailed)
+        });
+        assert!(matches!(result, Err(StoreError::PreconditionFailed)));
+        assert_eq!(store.get_object("b", "k").unwrap(), Some(first));
+        // An if-none-match style check against a missing key stores nothing either.
+        let result = store.put_object("b", "other", &object("e3", &["b3"]), |_| {
+            Err(StoreError::PreconditionFailed)
+        });
+        assert!(matches!(result, Err(StoreError::PreconditionFailed)));
+        assert_eq!(store.get_object("b", "other").unwrap(), None);
+    }
+
+    #[test]
+    fn keys_may_hold_any_character_including_nul() {
+        let (_dir, store) = open_with_bucket("b");
+        for key in ["a\0b", "a", "a\u{10ffff}", "ä/ü", ""] {
+            store
+                .put_object("b", key, &object(key, &["b1"]), no_check)
+                .unwrap();
+        }
+        assert_eq!(store.get_object("b", "a\0b").unwrap().unwrap().etag, "a\0b");
+        let listing = store.list_objects("b", "", None, 100).unwrap();
+        assert_eq!(key_names(&listing), ["", "a", "a\0b", "a\u{10ffff}", "ä/ü"]);
+    }
+
+    #[test]
+    fn list_objects_is_in_byte_order_with_prefix_after_and_limit() {
+        let (_dir, store) = open_with_bucket("b");
+        store.create_bucket(&bucket("b0")).unwrap();
+        store.create_bucket(&bucket("a")).unwrap();
+        for key in [
+            "photos/2",
+            "photos/10",
+            "photos/1",
+            "photo",
+            "photos0",
+            "Z",
+            "video/1",
+        ] {
+            store
+                .put_object("b", key, &object("e", &["b1"]), no_check)
+                .unwrap();
+        }
+        // Neighbouring buckets must not leak into the listing.
+        store
+            .put_object("b0", "photos/3", &object("e", &["b2"]), no_check)
+            .unwrap();
+        store
+            .put_object("a", "zzz", &object("e", &["b3"]), no_check)
+            .unwrap();
+
+        let all = store.list_objects("b", "", None, 100).unwrap();
+        assert_eq!(
+            key_names(&all),
+            [
+                "Z",
+                "photo",
+                "photos/1",
+                "photos/10",
+                "photos/2",
+                "photos0",
+                "video/1"
+            ]
+        );
+        let photos = store.list_objects("b", "photos/", None, 100).unwrap();
+        assert_eq!(key_names(&photos), ["photos/1", "photos/10", "photos/2"]);
+        let page = store.list_objects("b", "photos/", None, 2).unwrap();
+        assert_eq!(key_names(&page), ["photos/1", "photos/10"]);
+        let page = store
+            .list_objects("b", "photos/", Some("photos/10"), 2)
+            .unwrap();
+        assert_eq!(key_names(&page), ["photos/2"]);
+        // `after` before the prefix starts at the prefix; after it, the listing is empty.
+        let page = store.list_objects("b", "photos/", Some("a"), 1).unwrap();
+        assert_eq!(key_names(&page), ["photos/1"]);
+        assert!(
+            store
+                .list_objects("b", "photos/", Some("q"), 10)
+                .unwrap()
+                .is_empty()
+        );
+        // `after` need not be a stored key.
+        let page = store.list_objects("b", "", Some("photos/15"), 10).unwrap();
+        assert_eq!(key_names(&page), ["photos/2", "photos0", "video/1"]);
+        assert!(store.list_objects("b", "", None, 0).unwrap().is_empty());
+        assert!(
+            store
+                .list_objects("b", "nothing", None, 10)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn multipart_upload_lifecycle() {
+        let (_dir, store) = open_with_bucket("b");
+        let up = upload("b", "u1", "big", 5);
+        store.create_upload(&up).unwrap();
+        assert_eq!(store.get_upload("b", "u1").unwrap(), Some(up));
+        assert_eq!(store.get_upload("b", "u2").unwrap(), None);
+        assert!(store.list_parts("b", "u1").unwrap().is_empty());
+
+        assert_eq!(store.put_part("b", "u1", &part(3, "p3")).unwrap(), None);
+        assert_eq!(store.put_part("b", "u1", &part(1, "p1")).unwrap(), None);
+        assert_eq!(store.put_part("b", "u1", &part(10, "p10")).unwrap(), None);
+        // A re-uploaded part replaces the old one, which is returned for freeing.
+        assert_eq!(
+            store.put_part("b", "u1", &part(1, "p1b")).unwrap(),
+            Some(part(1, "p1"))
+        );
+        let numbers: Vec<u32> = store
+            .list_parts("b", "u1")
+            .unwrap()
+            .iter()
+            .map(|p| p.part_number)
+            .collect();
+        assert_eq!(numbers, [1, 3, 10]);
+        assert_eq!(store.list_parts("b", "u1").unwrap()[0], part(1, "p1b"));
+    }
+
+    #[test]
+    fn parts_of_a_missing_upload_are_no_such_upload() {
+        let (_dir, store) = open_with_bucket("b");
+        assert!(matches!(
+            store.put_part("b", "u", &part(1, "p")),
+            Err(StoreError::NoSuchUpload)
+        ));
+        assert!(matches!(
+            store.list_parts("b", "u"),
+            Err(StoreError::NoSuchUpload)
+        ));
+        assert!(matches!(
+            store.abort_upload("b", "u"),
+            Err(StoreError::NoSuchUpload)
+        ));
+        assert!(matches!(
+            store.complete_upload("b", "u", "k", &object("e", &["p"]), no_check),
+            Err(StoreError::NoSuchUpload)
+        ));
+    }
+
+    #[test]
+    fn an_upload_id_in_use_is_refused() {
+        let (_dir, store) = open_with_bucket("b");
+        store.create_upload(&upload("b", "u", "k", 1)).unwrap();
+        assert!(matches!(
+            store.create_upload(&upload("b", "u", "other", 2)),
+            Err(StoreError::Db(_))
+        ));
+        assert_eq!(store.get_upload("b", "u").unwrap().unwrap().key, "k");
+    }
+
+    #[test]
+    fn complete_upload_swaps_upload_for_object_in_one_step() {
+        let (_dir, store) = open_with_bucket("b");
+        let old = object("old", &["old-blob"]);
+        store.put_object("b", "k", &old, no_check).unwrap();
+        store.create_upload(&upload("b", "u", "k", 1)).unwrap();
+        for (n, id) in [(1, "p1"), (2, "p2"), (3, "p3")] {
+            store.put_part("b", "u", &part(n, id)).unwrap();
+        }
+        // The client completes with parts 1 and 3 only.
+        let mut rec = object("abc-2", &["p1", "p3"]);
+        rec.parts[1].part_number = 3;
+        let (replaced, unused) = store
+            .complete_upload("b", "u", "k", &rec, |current| {
+                assert_eq!(current, Some(&old));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(replaced, Some(old));
+        assert_eq!(unused, [part(2, "p2")]);
+        assert_eq!(store.get_object("b", "k").unwrap(), Some(rec));
+        assert_eq!(store.get_upload("b", "u").unwrap(), None);
+        assert!(matches!(
+            store.list_parts("b", "u"),
+            Err(StoreError::NoSuchUpload)
+        ));
+        let referenced = store.referenced_blobs().unwrap();
+        assert_eq!(referenced, HashSet::from(["p1".into(), "p3".into()]));
+        store.delete_object("b", "k").unwrap();
+        store.delete_bucket("b").unwrap();
+    }
+
+    #[test]
+    fn failed_complete_upload_changes_nothing() {
+        let (_dir, store) = open_with_bucket("b");
+        let old = object("old", &["old-blob"]);
+        store.put_object("b", "k", &old, no_check).unwrap();
+        store.create_upload(&upload("b", "u", "k", 1)).unwrap();
+        store.put_part("b", "u", &part(1, "p1")).unwrap();
+        let rec = object("abc-1", &["p1"]);
+        let result =
+            store.complete_upload("b", "u", "k", &rec, |_| Err(StoreError::PreconditionFailed));
+        assert!(matches!(result, Err(StoreError::PreconditionFailed)));
+        assert_eq!(store.get_object("b", "k").unwrap(), Some(old));
+        assert!(store.get_upload("b", "u").unwrap().is_some());
+        assert_eq!(store.list_parts("b", "u").unwrap(), [part(1, "p1")]);
+        // Completing under another key is not this upload.
+        assert!(matches!(
+            store.complete_upload("b", "u", "other", &rec, no_check),
+            Err(StoreError::NoSuchUpload)
+        ));
+        assert_eq!(store.get_object("b", "other").unwrap(), None);
+        assert!(store.get_upload("b", "u").unwrap().is_some());
+    }
+
+    #[test]
+    fn abort_upload_returns_its_parts_and_leaves_others() {
+        let (_dir, store) = open_with_bucket("b");
+        store.create_upload(&upload("b", "u1", "k", 1)).unwrap();
+        store.create_upload(&upload("b", "u2", "k", 2)).unwrap();
+        store.put_part("b", "u1", &part(2, "a2")).unwrap();
+        store.put_part("b", "u1", &part(1, "a1")).unwrap();
+        store.put_part("b", "u2", &part(1, "b1")).unwrap();
+        assert_eq!(
+            store.abort_upload("b", "u1").unwrap(),
+            [part(1, "a1"), part(2, "a2")]
+        );
+        assert_eq!(store.get_upload("b", "u1").unwrap(), None);
+        assert!(matches!(
+            store.abort_upload("b", "u1"),
+            Err(StoreError::NoSuchUpload)
+        ));
+        assert_eq!(store.list_parts("b", "u2").unwrap(), [part(1, "b1")]);
+    }
+
+    #[test]
+    fn list_uploads_orders_by_key_then_initiated_then_id() {
+        let (_dir, store) = open_with_bucket("b");
+        store.create_bucket(&bucket("c")).unwrap();
+        for (id, key, initiated) in [
+            ("u5", "x/b", 1),
+            ("u4", "x/a", 9),
+            ("u3", "x/a", 2),
+            ("u2", "x/a", 2),
+            ("u1", "y", 0),
+        ] {
+            store
+                .create_upload(&upload("b", id, key, initiated))
+                .unwrap();
+        }
+        store.create_upload(&upload("c", "u0", "x/a", 0)).unwrap();
+        let ids = |prefix| -> Vec<String> {
+            store
+                .list_uploads("b", prefix)
+                .unwrap()
+                .into_iter()
+                .map(|u| u.upload_id)
+                .collect()
+        };
+        assert_eq!(ids("x/"), ["u2", "u3", "u4", "u5"]);
+        assert_eq!(ids(""), ["u2", "u3", "u4", "u5", "u1"]);
+        assert!(ids("z").is_empty());
+    }
+
+    #[test]
+    fn system_values_are_stored_and_replaced() {
+        let (_dir, store) = open();
+        assert_eq!(store.get_system("service-key").unwrap(), None);
+        store.put_system("service-key", b"sealed-1").unwrap();
+        store.put_system("service-key", b"sealed-2").unwrap();
+        assert_eq!(
+            store.get_system("service-key").unwrap(),
+            Some(b"sealed-2".to_vec())
+        );
+    }
+
+    #[test]
+    fn referenced_blobs_covers_objects_and_upload_parts() {
+        let (_dir, store) = open_with_bucket("b");
+        assert!(store.referenced_blobs().unwrap().is_empty());
+        store
+            .put_object("b", "k1", &object("e", &["o1", "o2"]), no_check)
+            .unwrap();
+        store.create_upload(&upload("b", "u", "k2", 1)).unwrap();
+        store.put_part("b", "u", &part(1, "p1")).unwrap();
+        let expected: HashSet<String> = ["o1", "o2", "p1"].map(String::from).into();
+        assert_eq!(store.referenced_blobs().unwrap(), expected);
+    }
+
+    #[test]
+    fn reopening_the_database_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        let rec = object("e", &["b1"]);
+        {
+            let store = MetaStore::open(&path).unwrap();
+            store.create_bucket(&bucket("b")).unwrap();
+            store.put_object("b", "k", &rec, no_check).unwrap();
+            store.create_upload(&upload("b", "u", "k2", 1)).unwrap();
+            store.put_part("b", "u", &part(1, "p1")).unwrap();
+            store.put_system("s", b"v").unwrap();
+        }
+        let store = MetaStore::open(&path).unwrap();
+        assert_eq!(store.get_bucket("b").unwrap(), Some(bucket("b")));
+        assert_eq!(store.get_object("b", "k").unwrap(), Some(rec));
+        assert_eq!(
+            store.get_upload("b", "u").unwrap(),
+            Some(upload("b", "u", "k2", 1))
+        );
+        assert_eq!(store.list_parts("b", "u").unwrap(), [part(1, "p1")]);
+        assert_eq!(store.get_system("s").unwrap(), Some(b"v".to_vec()));
+    }
+
+    #[test]
+    fn a_corrupt_record_is_reported_not_panicked_on() {
+        let (_dir, store) = open_with_bucket("b");
+        store
+            .write(|txn| {
+                txn.open_table(OBJECTS)?
+                    .insert(("b", "k"), b"{garbage".as_slice())?;
+                Ok(())
+            })
+            .unwrap();
+        assert!(matches!(
+            store.get_object("b", "k"),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            store.list_objects("b", "", None, 10),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    /// Keys from a small alphabet so prefixes, shared stems and `after` values collide often.
+    fn key_strategy() -> impl Strategy<Value = String> {
+        proptest::string::string_regex("[ab/\u{e9}]{0,4}").unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Paging through list_objects with `after` = last key returns exactly the model's keys with
+        /// the prefix, in order; so does a single listing from an arbitrary `after`.
+        #[test]
+        fn list_objects_paging_matches_a_btreemap_model(
+            keys in proptest::collection::btree_set(key_strategy(), 0..24),
+            other_bucket_keys in proptest::collection::btree_set(key_strategy(), 0..6),
+            prefix in proptest::string::string_regex("[ab/]{0,2}").unwrap(),
+            after in proptest::option::of(key_strategy()),
+            limit in 1usize..5,
+        ) {
+            let (_dir, store) = open_with_bucket("b");
+            store.create_bucket(&bucket("b\0")).unwrap();
+            store.create_bucket(&bucket("a")).unwrap();
+            let mut model = BTreeMap::new();
+            for key in &keys {
+                let rec = object(key, &["blob"]);
+                store.put_object("b", key, &rec, no_check).unwrap();
+                model.insert(key.clone(), rec);
+            }
+            for key in &other_bucket_keys {
+                store.put_object("b\0", key, &object("x", &["x"]), no_check).unwrap();
+                store.put_object("a", key, &object("y", &["y"]), no_check).unwrap();
+            }
+
+            let expected: Vec<(String, ObjectRecord)> = model
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let mut paged = Vec::new();
+            let mut cursor: Option<String> = None;
+            // A listing that failed to advance would loop forever; no correct one needs more pages.
+            for _ in 0..=keys.len() + 1 {
+                let page = store.list_objects("b", &prefix, cursor.as_deref(), limit).unwrap();
+                prop_assert!(page.len() <= limit);
+                let done = page.len() < limit;
+                cursor = page.last().map(|(k, _)| k.clone()).or(cursor);
+                paged.extend(page);
+                if done {
+                    break;
+                }
+            }
+            prop_assert_eq!(&paged, &expected);
+
+            let from_after: Vec<String> = expected
+                .iter()
+                .map(|(k, _)| k.clone())
+                .filter(|k| after.as_ref().is_none_or(|a| k > a))
+                .take(limit)
+                .collect();
+            let listed = store.list_objects("b", &prefix, after.as_deref(), limit).unwrap();
+            prop_assert_eq!(key_names(&listed), from_after.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    }
+}

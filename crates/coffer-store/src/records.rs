@@ -1,0 +1,372 @@
+//! The metadata schema: every record the [`crate::MetaStore`] persists, as serde types stored as
+//! JSON bytes in redb.
+//!
+//! This module must never hold a plaintext key: data keys appear only wrapped ([`Envelope`]) and user
+//! metadata only sealed by the S3 layer. The shapes here are a frozen on-disk format: every persisted
+//! record carries `v` ([`RECORD_VERSION`]); changing a shape (renaming, retyping or removing a field,
+//! changing an encoding) needs a new version number and code that keeps reading the old one.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+
+/// Format version of every record this build writes and reads.
+///
+/// DO NOT CHANGE without adding a new version: databases written by earlier builds hold version 1
+/// records, and a build that does not know a record's version refuses it as corrupt.
+pub const RECORD_VERSION: u32 = 1;
+
+/// A bucket. Changing the shape needs a new [`RECORD_VERSION`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BucketRecord {
+    /// Record format version, [`RECORD_VERSION`].
+    pub v: u32,
+    /// The bucket name (S3 naming rules are checked by the S3 layer).
+    pub name: String,
+    /// The region the bucket was created in.
+    pub region: String,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_unix_ms: i64,
+}
+
+/// Checksums of plaintext, as the S3 layer computed and verified them (base64, as on the wire).
+/// Embedded in versioned records: changing the shape needs a new [`RECORD_VERSION`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+pub struct Checksums {
+    /// CRC32, base64.
+    pub crc32: Option<String>,
+    /// CRC32C, base64.
+    pub crc32c: Option<String>,
+    /// CRC64NVME, base64.
+    pub crc64nvme: Option<String>,
+    /// SHA-1, base64.
+    pub sha1: Option<String>,
+    /// SHA-256, base64.
+    pub sha256: Option<String>,
+    /// `FULL_OBJECT` or `COMPOSITE`, when the object has a checksum.
+    pub checksum_type: Option<String>,
+}
+
+/// How the object's data key is protected. Opaque bytes to the store, which never unwraps them.
+/// Embedded in versioned records: changing the shape needs a new [`RECORD_VERSION`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Envelope {
+    /// `"AES256"` for SSE-S3 (later `"aws:kms"`, `"aws:kms:dsse"`, `"SSE-C"`).
+    pub mode: String,
+    /// Which key wrapped the DEK, e.g. `"service-key/3"`.
+    pub key_id: String,
+    /// The data key, wrapped (base64 in JSON).
+    #[serde(with = "base64_bytes")]
+    pub wrapped_dek: Vec<u8>,
+    /// Version of the segment stream format of the object's blobs.
+    pub format_version: u8,
+    /// Plaintext bytes per segment.
+    pub segment_size: u32,
+}
+
+/// One encrypted stream on disk: a whole single-part object, or one multipart part.
+/// Embedded in versioned records: changing the shape needs a new [`RECORD_VERSION`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PartLayout {
+    /// 1 for single-part objects.
+    pub part_number: u32,
+    /// The [`crate::BlobStore`] id of the ciphertext.
+    pub blob_id: String,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// The 7-byte nonce prefix of the stream (base64 in JSON).
+    #[serde(with = "base64_bytes")]
+    pub nonce_prefix: Vec<u8>,
+    /// 16 bytes for multipart parts (part key = HKDF(DEK, salt)); `None` = the DEK is used directly
+    /// (base64 in JSON).
+    #[serde(with = "base64_opt_bytes")]
+    pub part_salt: Option<Vec<u8>>,
+    /// Hex MD5 of the part's plaintext, unquoted.
+    pub etag: String,
+    /// Checksums of the part's plaintext.
+    pub checksums: Checksums,
+}
+
+/// An object: its S3-visible attributes, its envelope and where its bytes are.
+/// Changing the shape needs a new [`RECORD_VERSION`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ObjectRecord {
+    /// Record format version, [`RECORD_VERSION`].
+    pub v: u32,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Unquoted, e.g. `"9e107d9d372bb6826bd81d3542a419d6"` or `"<hex>-3"`.
+    pub etag: String,
+    /// Milliseconds since the Unix epoch.
+    pub last_modified_unix_ms: i64,
+    /// `Content-Type` as stored.
+    pub content_type: Option<String>,
+    /// `Content-Encoding` as stored.
+    pub content_encoding: Option<String>,
+    /// `Content-Disposition` as stored.
+    pub content_disposition: Option<String>,
+    /// `Content-Language` as stored.
+    pub content_language: Option<String>,
+    /// `Cache-Control` as stored.
+    pub cache_control: Option<String>,
+    /// `Expires` as stored.
+    pub expires: Option<String>,
+    /// User metadata, sealed by the S3 layer (base64 in JSON).
+    #[serde(with = "base64_opt_bytes")]
+    pub sealed_user_metadata: Option<Vec<u8>>,
+    /// Checksums of the whole object's plaintext.
+    pub checksums: Checksums,
+    /// How the object's data key is protected.
+    pub envelope: Envelope,
+    /// The object's streams in order; one entry for single-part objects.
+    pub parts: Vec<PartLayout>,
+}
+
+/// An in-progress multipart upload. Its parts are stored separately, one record each.
+/// Changing the shape needs a new [`RECORD_VERSION`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct UploadRecord {
+    /// Record format version, [`RECORD_VERSION`].
+    pub v: u32,
+    /// The upload id handed to the client; unique within the bucket.
+    pub upload_id: String,
+    /// The bucket the object will be created in.
+    pub bucket: String,
+    /// The key the object will be created under.
+    pub key: String,
+    /// Milliseconds since the Unix epoch.
+    pub initiated_unix_ms: i64,
+    /// `Content-Type` for the completed object.
+    pub content_type: Option<String>,
+    /// `Content-Encoding` for the completed object.
+    pub content_encoding: Option<String>,
+    /// `Content-Disposition` for the completed object.
+    pub content_disposition: Option<String>,
+    /// `Content-Language` for the completed object.
+    pub content_language: Option<String>,
+    /// `Cache-Control` for the completed object.
+    pub cache_control: Option<String>,
+    /// `Expires` for the completed object.
+    pub expires: Option<String>,
+    /// User metadata, sealed by the S3 layer (base64 in JSON).
+    #[serde(with = "base64_opt_bytes")]
+    pub sealed_user_metadata: Option<Vec<u8>>,
+    /// The checksum algorithm the client asked for at creation.
+    pub checksum_algorithm: Option<String>,
+    /// The upload's DEK, wrapped; every part key derives from it.
+    pub envelope: Envelope,
+}
+
+/// A multipart part as persisted on its own in the parts table: the [`PartLayout`] plus a version.
+/// Changing the shape needs a new [`RECORD_VERSION`].
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StoredPart {
+    pub(crate) v: u32,
+    pub(crate) part: PartLayout,
+}
+
+/// A record persisted on its own, with a format version to check on the way in and out.
+pub(crate) trait Record: Serialize + DeserializeOwned {
+    /// The record's name in error messages.
+    const KIND: &'static str;
+    fn version(&self) -> u32;
+}
+
+macro_rules! record {
+    ($($ty:ident),+) => {$(
+        impl Record for $ty {
+            const KIND: &'static str = stringify!($ty);
+            fn version(&self) -> u32 {
+                self.v
+            }
+        }
+    )+};
+}
+
+record!(BucketRecord, ObjectRecord, UploadRecord, StoredPart);
+
+/// Serializes a record for storage; refuses a version this build would not read back.
+pub(crate) fn encode<R: Record>(rec: &R) -> Result<Vec<u8>, StoreError> {
+    check_version(rec)?;
+    Ok(serde_json::to_vec(rec)
+        .expect("records serialize to JSON: their fields are strings, numbers, options and lists"))
+}
+
+/// Parses a stored record; bytes that do not decode, or an unknown version, are [`StoreError::Corrupt`].
+pub(crate) fn decode<R: Record>(bytes: &[u8]) -> Result<R, StoreError> {
+    let rec: R = serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("{} does not decode: {e}", R::KIND)))?;
+    check_version(&rec)?;
+    Ok(rec)
+}
+
+fn check_version<R: Record>(rec: &R) -> Result<(), StoreError> {
+    if rec.version() == RECORD_VERSION {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "{} has format version {}; this build reads and writes version {RECORD_VERSION}",
+            R::KIND,
+            rec.version()
+        )))
+    }
+}
+
+/// `Vec<u8>` as a standard base64 string.
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `Option<Vec<u8>>` as a standard base64 string or `null`.
+mod base64_opt_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => s.serialize_some(&STANDARD.encode(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| STANDARD.decode(text))
+            .transpose()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn envelope() -> Envelope {
+        Envelope {
+            mode: "AES256".into(),
+            key_id: "service-key/3".into(),
+            wrapped_dek: vec![0xde, 0xad, 0xbe, 0xef],
+            format_version: 1,
+            segment_size: 65536,
+        }
+    }
+
+    pub(crate) fn part(part_number: u32, blob_id: &str) -> PartLayout {
+        PartLayout {
+            part_number,
+            blob_id: blob_id.into(),
+            size: 5,
+            nonce_prefix: vec![1, 2, 3, 4, 5, 6, 7],
+            part_salt: Some(vec![9; 16]),
+            etag: "5d41402abc4b2a76b9719d911017c592".into(),
+            checksums: Checksums {
+                crc32: Some("NhCmhg==".into()),
+                ..Checksums::default()
+            },
+        }
+    }
+
+    pub(crate) fn object(etag: &str, blob_ids: &[&str]) -> ObjectRecord {
+        ObjectRecord {
+            v: RECORD_VERSION,
+            size: 5 * blob_ids.len() as u64,
+            etag: etag.into(),
+            last_modified_unix_ms: 1_700_000_000_000,
+            content_type: Some("text/plain".into()),
+            content_encoding: None,
+            content_disposition: None,
+            content_language: None,
+            cache_control: None,
+            expires: None,
+            sealed_user_metadata: Some(vec![0, 255, 7]),
+            checksums: Checksums::default(),
+            envelope: envelope(),
+            parts: blob_ids
+                .iter()
+                .zip(1..)
+                .map(|(id, n)| part(n, id))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn upload(bucket: &str, upload_id: &str, key: &str, initiated: i64) -> UploadRecord {
+        UploadRecord {
+            v: RECORD_VERSION,
+            upload_id: upload_id.into(),
+            bucket: bucket.into(),
+            key: key.into(),
+            initiated_unix_ms: initiated,
+            content_type: None,
+            content_encoding: None,
+            content_disposition: None,
+            content_language: None,
+            cache_control: None,
+            expires: None,
+            sealed_user_metadata: None,
+            checksum_algorithm: Some("CRC32".into()),
+            envelope: envelope(),
+        }
+    }
+
+    #[test]
+    fn object_record_round_trips_through_json() {
+        let rec = object("abc-2", &["b1", "b2"]);
+        let bytes = encode(&rec).unwrap();
+        assert_eq!(decode::<ObjectRecord>(&bytes).unwrap(), rec);
+    }
+
+    #[test]
+    fn byte_fields_are_base64_strings_in_json() {
+        let json: serde_json::Value =
+            serde_json::from_slice(&encode(&object("e", &["b1"])).unwrap()).unwrap();
+        assert_eq!(json["envelope"]["wrapped_dek"], "3q2+7w==");
+        assert_eq!(json["sealed_user_metadata"], "AP8H");
+        assert_eq!(json["parts"][0]["nonce_prefix"], "AQIDBAUGBw==");
+        let upload = serde_json::to_value(upload("b", "u", "k", 1)).unwrap();
+        assert_eq!(upload["sealed_user_metadata"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn unknown_record_version_is_corrupt() {
+        let mut rec = object("e", &["b1"]);
+        rec.v = 2;
+        assert!(matches!(encode(&rec), Err(StoreError::Corrupt(_))));
+        let bytes = serde_json::to_vec(&rec).unwrap();
+        assert!(matches!(
+            decode::<ObjectRecord>(&bytes),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn undecodable_bytes_are_corrupt() {
+        assert!(matches!(
+            decode::<BucketRecord>(b"{not json"),
+            Err(StoreError::Corrupt(_))
+        ));
+        let bad_base64 = br#"{"mode":"AES256","key_id":"k","wrapped_dek":"!!","format_version":1,"segment_size":1}"#;
+        assert!(serde_json::from_slice::<Envelope>(bad_base64).is_err());
+    }
+
+    /// Pins the version 1 JSON of a record: if this fails, the on-disk format changed.
+    #[test]
+    fn bucket_record_v1_json_is_stable() {
+        let v1 = br#"{"v":1,"name":"photos","region":"us-east-1","created_unix_ms":1700000000000}"#;
+        let rec: BucketRecord = decode(v1).unwrap();
+        assert_eq!(rec.name, "photos");
+        assert_eq!(encode(&rec).unwrap(), v1.to_vec());
+    }
+}
