@@ -37,11 +37,29 @@ pub fn owner() -> Owner {
     }
 }
 
+/// Prefixes and suffixes S3 reserves for its own features; names using them are invalid.
+const RESERVED_PREFIXES: &[&str] = &["xn--", "sthree-", "amzn-s3-demo-"];
+const RESERVED_SUFFIXES: &[&str] = &["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+
+/// Checks the naming rules `s3s` leaves out (it checks length, characters and IP form).
+fn check_reserved_name(name: &str) -> S3Result<()> {
+    let reserved = RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+        || RESERVED_SUFFIXES.iter().any(|s| name.ends_with(s));
+    if reserved || name.contains("..") {
+        return Err(s3_error!(
+            InvalidBucketName,
+            "The specified bucket is not valid: {name:?} uses a reserved prefix or suffix, or two adjacent periods"
+        ));
+    }
+    Ok(())
+}
+
 pub async fn create_bucket(
     c: &Coffer,
     req: S3Request<CreateBucketInput>,
 ) -> S3Result<S3Response<CreateBucketOutput>> {
     let input = req.input;
+    check_reserved_name(&input.bucket)?;
     let constraint = input
         .create_bucket_configuration
         .as_ref()

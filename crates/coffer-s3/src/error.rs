@@ -67,7 +67,14 @@ pub fn body_error(err: &(dyn std::error::Error + 'static)) -> S3Error {
         return S3Error::with_message(e.code().clone(), e.message().unwrap_or("").to_owned());
     }
     let text = err.to_string();
-    if text.contains("SignatureMismatch") {
+    if text.contains("Sha256Mismatch") {
+        let mut e = S3Error::with_message(
+            s3s::S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        );
+        e.set_status_code(http::StatusCode::BAD_REQUEST);
+        e
+    } else if text.contains("SignatureMismatch") {
         s3_error!(
             SignatureDoesNotMatch,
             "The chunk signature we calculated does not match the signature you provided"

@@ -59,7 +59,8 @@ struct KeyEntry {
 
 /// The in-memory ring: every version, and which one wraps new data keys.
 pub struct ServiceKeyRing {
-    keys: RwLock<BTreeMap<u32, Key256>>,
+    /// Every version with its key and creation time (unix ms).
+    keys: RwLock<BTreeMap<u32, (Key256, i64)>>,
     current: RwLock<u32>,
 }
 
@@ -116,7 +117,7 @@ impl ServiceKeyRing {
             .read()
             .expect("key ring lock poisoned")
             .get(&version)
-            .cloned()
+            .map(|(k, _)| k.clone())
     }
 
     /// The key named by an envelope key id (`service-key/<n>`).
@@ -129,7 +130,10 @@ impl ServiceKeyRing {
         let key = Key256::generate()?;
         let mut keys = self.keys.write().expect("key ring lock poisoned");
         let version = keys.keys().next_back().copied().unwrap_or(0) + 1;
-        keys.insert(version, key);
+        keys.insert(
+            version,
+            (key, time::OffsetDateTime::now_utc().unix_timestamp() * 1000),
+        );
         *self.current.write().expect("key ring lock poisoned") = version;
         Ok(version)
     }
@@ -151,7 +155,10 @@ impl ServiceKeyRing {
                 B64.decode(&entry.key)
                     .map_err(|e| KeyringError::Corrupt(e.to_string()))?,
             );
-            keys.insert(entry.version, Key256::from_slice(&bytes)?);
+            keys.insert(
+                entry.version,
+                (Key256::from_slice(&bytes)?, entry.created_unix_ms),
+            );
         }
         if !keys.contains_key(&record.current) {
             return Err(KeyringError::Corrupt("current version missing".into()));
@@ -163,16 +170,15 @@ impl ServiceKeyRing {
     }
 
     fn save(&self, meta: &MetaStore, root: &Key256) -> Result<(), KeyringError> {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
         let keys = self.keys.read().expect("key ring lock poisoned");
         let record = RingRecord {
             v: 1,
             current: self.current_version(),
             keys: keys
                 .iter()
-                .map(|(v, k)| KeyEntry {
+                .map(|(v, (k, created))| KeyEntry {
                     version: *v,
-                    created_unix_ms: now,
+                    created_unix_ms: *created,
                     key: B64.encode(k.expose_secret()),
                 })
                 .collect(),

@@ -26,12 +26,15 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// What the front layer needs besides the S3 service itself.
 pub struct FrontendConfig {
     pub credentials: Credentials,
+    /// The region requests must be signed for.
+    pub region: String,
 }
 
 /// The server's request handler, cheap to clone per connection.
 #[derive(Clone)]
 pub struct Frontend {
     s3: S3Service,
+    region: Arc<str>,
     stats: Arc<Stats>,
 }
 
@@ -49,6 +52,7 @@ impl Frontend {
         builder.set_auth(cfg.credentials);
         Frontend {
             s3: builder.build(),
+            region: cfg.region.into(),
             stats: Arc::new(Stats::default()),
         }
     }
@@ -61,7 +65,11 @@ impl Frontend {
         let method = req.method().clone();
         let started = std::time::Instant::now();
 
-        let mut resp = match admin(&method, &path, &self.stats) {
+        let early = admin(&method, &path, &self.stats).or_else(|| {
+            check_credential_scope(&req, &self.region)
+                .map(|(code, msg)| error_response(StatusCode::BAD_REQUEST, code, &msg))
+        });
+        let mut resp = match early {
             Some(r) => r,
             None => match self.s3.call(req.map(Body::from)).await {
                 Ok(r) => r,
@@ -137,6 +145,85 @@ fn admin(method: &Method, path: &str, stats: &Stats) -> Option<Response<Body>> {
     Some(resp)
 }
 
+/// Checks the shape and scope of SigV4 credentials before `s3s` verifies the signature:
+/// `s3s` accepts a valid signature made for any region and calls a garbled header
+/// `InvalidRequest`; S3 answers both with `AuthorizationHeaderMalformed` (headers) or
+/// `AuthorizationQueryParametersError` (presigned URLs).
+fn check_credential_scope(req: &Request<Incoming>, region: &str) -> Option<(&'static str, String)> {
+    if let Some(auth) = req.headers().get(http::header::AUTHORIZATION) {
+        const CODE: &str = "AuthorizationHeaderMalformed";
+        let auth = auth.to_str().ok()?;
+        let rest = auth.strip_prefix("AWS4-HMAC-SHA256")?.trim_start();
+        let mut credential = None;
+        let (mut signed_headers, mut signature) = (false, false);
+        for part in rest.split(',') {
+            let part = part.trim();
+            if let Some(v) = part.strip_prefix("Credential=") {
+                credential = Some(v);
+            } else if part.starts_with("SignedHeaders=") {
+                signed_headers = true;
+            } else if part.starts_with("Signature=") {
+                signature = true;
+            }
+        }
+        let Some(credential) = credential.filter(|_| signed_headers && signature) else {
+            return Some((CODE, "The authorization header is malformed; it must contain Credential, SignedHeaders and Signature.".to_owned()));
+        };
+        return scope_error(credential, region)
+            .map(|m| (CODE, format!("The authorization header is malformed; {m}")));
+    }
+    let query = req.uri().query()?;
+    let credential = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("X-Amz-Credential="))?;
+    let credential = percent_decode(credential);
+    scope_error(&credential, region).map(|m| {
+        (
+            "AuthorizationQueryParametersError",
+            format!("Error parsing the X-Amz-Credential parameter; {m}"),
+        )
+    })
+}
+
+/// What is wrong with a credential `AKID/yyyymmdd/region/service/aws4_request`, if anything.
+fn scope_error(credential: &str, region: &str) -> Option<String> {
+    let parts: Vec<&str> = credential.split('/').collect();
+    let well_formed = parts.len() == 5
+        && parts[1].len() == 8
+        && parts[1].bytes().all(|b| b.is_ascii_digit())
+        && parts[4] == "aws4_request"
+        && !parts[0].is_empty();
+    if !well_formed {
+        return Some("the Credential is mal-formed; expecting \"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\".".to_owned());
+    }
+    if parts[2] != region {
+        return Some(format!(
+            "the region '{}' is wrong; expecting '{region}'",
+            parts[2]
+        ));
+    }
+    None
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -188,14 +275,100 @@ async fn complete_error_body(resp: Response<Body>, path: &str, request_id: &str)
     };
     let text = String::from_utf8_lossy(&bytes);
     let finished = match text.rfind("</Error>") {
-        Some(at) if !text.contains("<RequestId>") => format!(
-            "{}<Resource>{}</Resource><RequestId>{}</RequestId></Error>",
-            &text[..at],
-            xml_escape(path),
-            xml_escape(request_id)
-        ),
+        Some(at) if !text.contains("<RequestId>") => {
+            let message = if text.contains("<Message>") {
+                String::new()
+            } else {
+                let code = between(&text, "<Code>", "</Code>").unwrap_or("");
+                format!("<Message>{}</Message>", xml_escape(default_message(code)))
+            };
+            format!(
+                "{}{message}<Resource>{}</Resource><RequestId>{}</RequestId></Error>",
+                &text[..at],
+                xml_escape(path),
+                xml_escape(request_id)
+            )
+        }
         _ => text.into_owned(),
     };
     parts.headers.remove(http::header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(Bytes::from(finished)))
+}
+
+fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = text.find(open)? + open.len();
+    let end = text[start..].find(close)? + start;
+    Some(&text[start..end])
+}
+
+/// S3's message for errors `s3s` raises without one.
+fn default_message(code: &str) -> &'static str {
+    match code {
+        "InvalidBucketName" => "The specified bucket is not valid.",
+        "NoSuchBucket" => "The specified bucket does not exist",
+        "NoSuchKey" => "The specified key does not exist.",
+        "SignatureDoesNotMatch" => {
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+        }
+        "InvalidAccessKeyId" => "The AWS Access Key Id you provided does not exist in our records.",
+        "AccessDenied" => "Access Denied",
+        "RequestTimeTooSkewed" => {
+            "The difference between the request time and the current time is too large."
+        }
+        "AuthorizationHeaderMalformed" => "The authorization header is malformed.",
+        "MalformedXML" => {
+            "The XML you provided was not well-formed or did not validate against our published schema."
+        }
+        "MethodNotAllowed" => "The specified method is not allowed against this resource.",
+        "NotImplemented" => "A header you provided implies functionality that is not implemented.",
+        "InvalidArgument" => "Invalid Argument",
+        "InvalidRequest" => "Invalid Request",
+        "MissingContentLength" => "You must provide the Content-Length HTTP header.",
+        _ => "The request could not be processed.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_scope_must_name_this_region() {
+        assert_eq!(
+            scope_error("AK/20261125/us-east-1/s3/aws4_request", "us-east-1"),
+            None
+        );
+        assert!(
+            scope_error("AK/20261125/eu-west-1/s3/aws4_request", "us-east-1")
+                .unwrap()
+                .contains("eu-west-1")
+        );
+        assert!(
+            scope_error("garbage", "us-east-1")
+                .unwrap()
+                .contains("mal-formed")
+        );
+        assert_eq!(percent_decode("AK%2F2026%2fx"), "AK/2026/x");
+    }
+
+    #[tokio::test]
+    async fn error_bodies_get_message_resource_and_request_id() {
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InvalidBucketName</Code></Error>";
+        let mut resp = Response::new(Body::from(Bytes::from(xml)));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml"),
+        );
+        let done = complete_error_body(resp, "/a&b", "REQ1").await;
+        let body = done.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(
+            text.contains("<Message>The specified bucket is not valid.</Message>"),
+            "{text}"
+        );
+        assert!(
+            text.contains("<Resource>/a&amp;b</Resource><RequestId>REQ1</RequestId></Error>"),
+            "{text}"
+        );
+    }
 }

@@ -97,6 +97,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         coffer,
         FrontendConfig {
             credentials: Credentials::single(&access, &secret),
+            region: settings.region.clone(),
         },
     );
 

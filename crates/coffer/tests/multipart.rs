@@ -1,0 +1,506 @@
+//! Multipart upload end to end: create, upload part, upload part copy (with range), list parts,
+//! list uploads, complete (md5-of-md5s ETag; InvalidPart, InvalidPartOrder, EntityTooSmall),
+//! abort and NoSuchUpload.
+
+mod common;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use common::{
+    TestServer, assert_s3_error, create_bucket, get, multipart_etag, ok, pattern, put, quoted_md5,
+};
+
+const MIB: usize = 1 << 20;
+
+async fn setup() -> (TestServer, aws_sdk_s3::Client) {
+    let server = TestServer::start();
+    let s3 = server.client();
+    create_bucket(&s3, "bkt").await;
+    (server, s3)
+}
+
+async fn create(s3: &aws_sdk_s3::Client, key: &str) -> String {
+    let out = ok(s3
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key(key)
+        .send()
+        .await);
+    assert_eq!(out.bucket(), Some("bkt"));
+    assert_eq!(out.key(), Some(key));
+    out.upload_id().expect("upload id").to_string()
+}
+
+async fn upload(
+    s3: &aws_sdk_s3::Client,
+    key: &str,
+    upload_id: &str,
+    number: i32,
+    data: &[u8],
+) -> String {
+    let out = ok(s3
+        .upload_part()
+        .bucket("bkt")
+        .key(key)
+        .upload_id(upload_id)
+        .part_number(number)
+        .body(ByteStream::from(data.to_vec()))
+        .send()
+        .await);
+    out.e_tag().expect("part ETag").to_string()
+}
+
+fn completed(parts: &[(i32, &str)]) -> CompletedMultipartUpload {
+    CompletedMultipartUpload::builder()
+        .set_parts(Some(
+            parts
+                .iter()
+                .map(|(n, e)| CompletedPart::builder().part_number(*n).e_tag(*e).build())
+                .collect(),
+        ))
+        .build()
+}
+
+async fn complete(
+    s3: &aws_sdk_s3::Client,
+    key: &str,
+    upload_id: &str,
+    parts: &[(i32, &str)],
+) -> Result<
+    aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput,
+    aws_sdk_s3::error::SdkError<
+        aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadError,
+    >,
+> {
+    s3.complete_multipart_upload()
+        .bucket("bkt")
+        .key(key)
+        .upload_id(upload_id)
+        .multipart_upload(completed(parts))
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn three_part_upload_round_trips_with_an_md5_of_md5s_etag() {
+    let (_server, s3) = setup().await;
+    let parts = [
+        pattern(5 * MIB, 1),
+        pattern(5 * MIB + 7, 2),
+        pattern(1_234_567, 3),
+    ];
+    let id = create(&s3, "big").await;
+    let mut etags = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let etag = upload(&s3, "big", &id, i as i32 + 1, part).await;
+        assert_eq!(etag, quoted_md5(part), "ETag of part {}", i + 1);
+        etags.push(etag);
+    }
+    let out = ok(complete(
+        &s3,
+        "big",
+        &id,
+        &[(1, &etags[0]), (2, &etags[1]), (3, &etags[2])],
+    )
+    .await);
+    let expected = multipart_etag(&[&parts[0], &parts[1], &parts[2]]);
+    let etag = out.e_tag().expect("complete ETag");
+    assert_eq!(etag, expected);
+    let hex_part = etag.trim_matches('"').split('-').next().unwrap();
+    assert!(
+        hex_part.len() == 32 && hex_part.bytes().all(|b| b.is_ascii_hexdigit()),
+        "ETag {etag} is not \"<32 hex>-N\""
+    );
+    assert!(etag.ends_with("-3\""), "ETag {etag} does not end in -3");
+
+    let data = parts.concat();
+    assert!(
+        get(&s3, "bkt", "big").await == data,
+        "multipart object differs"
+    );
+    let head = ok(s3.head_object().bucket("bkt").key("big").send().await);
+    assert_eq!(head.content_length(), Some(data.len() as i64));
+    assert_eq!(head.e_tag(), Some(expected.as_str()));
+    let list = ok(s3.list_objects_v2().bucket("bkt").send().await);
+    assert_eq!(list.contents()[0].size(), Some(data.len() as i64));
+    assert_eq!(list.contents()[0].e_tag(), Some(expected.as_str()));
+}
+
+#[tokio::test]
+async fn a_single_small_part_is_a_valid_upload() {
+    let (_server, s3) = setup().await;
+    let id = create(&s3, "one").await;
+    let etag = upload(&s3, "one", &id, 1, b"only part, may be small").await;
+    let out = ok(complete(&s3, "one", &id, &[(1, &etag)]).await);
+    assert_eq!(
+        out.e_tag(),
+        Some(multipart_etag(&[b"only part, may be small"]).as_str())
+    );
+    assert_eq!(get(&s3, "bkt", "one").await, b"only part, may be small");
+}
+
+#[tokio::test]
+async fn create_multipart_keeps_content_type_and_metadata() {
+    let (_server, s3) = setup().await;
+    let out = ok(s3
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("m")
+        .content_type("video/mp4")
+        .metadata("camera", "x100")
+        .send()
+        .await);
+    let id = out.upload_id().unwrap();
+    let etag = upload(&s3, "m", id, 1, b"frames").await;
+    ok(complete(&s3, "m", id, &[(1, &etag)]).await);
+    let head = ok(s3.head_object().bucket("bkt").key("m").send().await);
+    assert_eq!(head.content_type(), Some("video/mp4"));
+    assert_eq!(
+        head.metadata()
+            .and_then(|m| m.get("camera"))
+            .map(String::as_str),
+        Some("x100")
+    );
+}
+
+#[tokio::test]
+async fn list_parts_reports_numbers_sizes_and_etags() {
+    let (_server, s3) = setup().await;
+    let id = create(&s3, "k").await;
+    let one = pattern(1024, 1);
+    let two = pattern(2048, 2);
+    let e1 = upload(&s3, "k", &id, 1, &one).await;
+    let e2 = upload(&s3, "k", &id, 2, &two).await;
+    let out = ok(s3
+        .list_parts()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&id)
+        .send()
+        .await);
+    let parts: Vec<_> = out
+        .parts()
+        .iter()
+        .map(|p| (p.part_number(), p.size(), p.e_tag().map(str::to_owned)))
+        .collect();
+    assert_eq!(
+        parts,
+        [
+            (Some(1), Some(1024), Some(e1)),
+            (Some(2), Some(2048), Some(e2))
+        ]
+    );
+    assert_eq!(out.is_truncated(), Some(false));
+
+    let out = ok(s3
+        .list_parts()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&id)
+        .max_parts(1)
+        .send()
+        .await);
+    assert_eq!(out.parts().len(), 1);
+    assert_eq!(out.is_truncated(), Some(true));
+    assert_eq!(out.next_part_number_marker(), Some("1"));
+    let out = ok(s3
+        .list_parts()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&id)
+        .part_number_marker("1")
+        .send()
+        .await);
+    assert_eq!(
+        out.parts()
+            .iter()
+            .map(|p| p.part_number())
+            .collect::<Vec<_>>(),
+        [Some(2)]
+    );
+}
+
+#[tokio::test]
+async fn list_multipart_uploads_shows_uploads_in_progress() {
+    let (_server, s3) = setup().await;
+    let a = create(&s3, "a").await;
+    let b = create(&s3, "b/nested").await;
+    let out = ok(s3.list_multipart_uploads().bucket("bkt").send().await);
+    let uploads: Vec<_> = out
+        .uploads()
+        .iter()
+        .map(|u| (u.key().unwrap_or(""), u.upload_id().unwrap_or("")))
+        .collect();
+    assert_eq!(uploads, [("a", a.as_str()), ("b/nested", b.as_str())]);
+
+    let out = ok(s3
+        .list_multipart_uploads()
+        .bucket("bkt")
+        .prefix("b/")
+        .send()
+        .await);
+    assert_eq!(out.uploads().len(), 1);
+
+    ok(s3
+        .abort_multipart_upload()
+        .bucket("bkt")
+        .key("a")
+        .upload_id(&a)
+        .send()
+        .await);
+    let etag = upload(&s3, "b/nested", &b, 1, b"x").await;
+    ok(complete(&s3, "b/nested", &b, &[(1, &etag)]).await);
+    let out = ok(s3.list_multipart_uploads().bucket("bkt").send().await);
+    assert!(
+        out.uploads().is_empty(),
+        "finished uploads still listed: {:?}",
+        out.uploads()
+    );
+}
+
+#[tokio::test]
+async fn an_aborted_upload_is_no_such_upload() {
+    let (_server, s3) = setup().await;
+    let id = create(&s3, "k").await;
+    let etag = upload(&s3, "k", &id, 1, b"part").await;
+    ok(s3
+        .abort_multipart_upload()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&id)
+        .send()
+        .await);
+
+    assert_s3_error(
+        s3.upload_part()
+            .bucket("bkt")
+            .key("k")
+            .upload_id(&id)
+            .part_number(2)
+            .body(ByteStream::from_static(b"late"))
+            .send()
+            .await,
+        404,
+        "NoSuchUpload",
+    );
+    assert_s3_error(
+        s3.list_parts()
+            .bucket("bkt")
+            .key("k")
+            .upload_id(&id)
+            .send()
+            .await,
+        404,
+        "NoSuchUpload",
+    );
+    assert_s3_error(
+        complete(&s3, "k", &id, &[(1, &etag)]).await,
+        404,
+        "NoSuchUpload",
+    );
+    assert_s3_error(
+        s3.abort_multipart_upload()
+            .bucket("bkt")
+            .key("k")
+            .upload_id(&id)
+            .send()
+            .await,
+        404,
+        "NoSuchUpload",
+    );
+    assert_s3_error(
+        s3.get_object().bucket("bkt").key("k").send().await,
+        404,
+        "NoSuchKey",
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_upload_id_is_no_such_upload() {
+    let (_server, s3) = setup().await;
+    assert_s3_error(
+        s3.upload_part()
+            .bucket("bkt")
+            .key("k")
+            .upload_id("does-not-exist")
+            .part_number(1)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await,
+        404,
+        "NoSuchUpload",
+    );
+}
+
+#[tokio::test]
+async fn a_completed_upload_accepts_no_more_parts() {
+    let (_server, s3) = setup().await;
+    let id = create(&s3, "k").await;
+    let etag = upload(&s3, "k", &id, 1, b"done").await;
+    ok(complete(&s3, "k", &id, &[(1, &etag)]).await);
+    assert_s3_error(
+        s3.upload_part()
+            .bucket("bkt")
+            .key("k")
+            .upload_id(&id)
+            .part_number(2)
+            .body(ByteStream::from_static(b"late"))
+            .send()
+            .await,
+        404,
+        "NoSuchUpload",
+    );
+}
+
+#[tokio::test]
+async fn complete_with_a_wrong_etag_is_invalid_part() {
+    let (_server, s3) = setup().await;
+    let id = create(&s3, "k").await;
+    upload(&s3, "k", &id, 1, b"part one").await;
+    assert_s3_error(
+        complete(
+            &s3,
+            "k",
+            &id,
+            &[(1, "\"0123456789abcdef0123456789abcdef\"")],
+        )
+        .await,
+        400,
+        "InvalidPart",
+    );
+    assert_s3_error(
+        s3.get_object().bucket("bkt").key("k").send().await,
+        404,
+        "NoSuchKey",
+    );
+}
+
+#[tokio::test]
+async fn complete_with_a_part_never_uploaded_is_invalid_part() {
+    let (_server, s3) = setup().await;
+    let id = create(&s3, "k").await;
+    let etag = upload(&s3, "k", &id, 1, b"part one").await;
+    assert_s3_error(
+        complete(&s3, "k", &id, &[(1, &etag), (2, &etag)]).await,
+        400,
+        "InvalidPart",
+    );
+}
+
+#[tokio::test]
+async fn complete_with_parts_out_of_order_is_invalid_part_order() {
+    let (_server, s3) = setup().await;
+    let id = create(&s3, "k").await;
+    let one = pattern(5 * MIB, 1);
+    let e1 = upload(&s3, "k", &id, 1, &one).await;
+    let e2 = upload(&s3, "k", &id, 2, b"last").await;
+    assert_s3_error(
+        complete(&s3, "k", &id, &[(2, &e2), (1, &e1)]).await,
+        400,
+        "InvalidPartOrder",
+    );
+    // The upload is still usable after a refused completion.
+    ok(complete(&s3, "k", &id, &[(1, &e1), (2, &e2)]).await);
+}
+
+#[tokio::test]
+async fn complete_with_a_small_non_last_part_is_entity_too_small() {
+    let (_server, s3) = setup().await;
+    let id = create(&s3, "k").await;
+    let e1 = upload(&s3, "k", &id, 1, &pattern(MIB, 1)).await;
+    let e2 = upload(&s3, "k", &id, 2, &pattern(MIB, 2)).await;
+    assert_s3_error(
+        complete(&s3, "k", &id, &[(1, &e1), (2, &e2)]).await,
+        400,
+        "EntityTooSmall",
+    );
+    assert_s3_error(
+        s3.get_object().bucket("bkt").key("k").send().await,
+        404,
+        "NoSuchKey",
+    );
+}
+
+#[tokio::test]
+async fn re_uploading_a_part_replaces_it() {
+    let (_server, s3) = setup().await;
+    let id = create(&s3, "k").await;
+    upload(&s3, "k", &id, 1, b"first version of part one").await;
+    let etag = upload(&s3, "k", &id, 1, b"second version").await;
+    let out = ok(s3
+        .list_parts()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&id)
+        .send()
+        .await);
+    assert_eq!(out.parts().len(), 1);
+    assert_eq!(out.parts()[0].e_tag(), Some(etag.as_str()));
+    ok(complete(&s3, "k", &id, &[(1, &etag)]).await);
+    assert_eq!(get(&s3, "bkt", "k").await, b"second version");
+}
+
+#[tokio::test]
+async fn complete_with_a_subset_of_uploaded_parts_uses_only_those() {
+    let (_server, s3) = setup().await;
+    let id = create(&s3, "k").await;
+    let p1 = pattern(5 * MIB, 1);
+    let p2 = pattern(5 * MIB, 2);
+    let p3 = pattern(1000, 3);
+    let e1 = upload(&s3, "k", &id, 1, &p1).await;
+    upload(&s3, "k", &id, 2, &p2).await;
+    let e3 = upload(&s3, "k", &id, 3, &p3).await;
+    let out = ok(complete(&s3, "k", &id, &[(1, &e1), (3, &e3)]).await);
+    assert_eq!(out.e_tag(), Some(multipart_etag(&[&p1, &p3]).as_str()));
+    assert!(
+        get(&s3, "bkt", "k").await == [p1, p3].concat(),
+        "object is not parts 1 and 3"
+    );
+}
+
+#[tokio::test]
+async fn upload_part_copy_with_ranges_assembles_the_source() {
+    let (_server, s3) = setup().await;
+    let source = pattern(6 * MIB + 100, 42);
+    put(&s3, "bkt", "source", &source).await;
+    let id = create(&s3, "assembled").await;
+    let head = upload(&s3, "assembled", &id, 1, &pattern(5 * MIB, 43)).await;
+    let split = 5 * MIB;
+    let mut etags = vec![head];
+    for (number, range) in [
+        (2, format!("bytes=0-{}", split - 1)),
+        (3, format!("bytes={split}-{}", source.len() - 1)),
+    ] {
+        let out = ok(s3
+            .upload_part_copy()
+            .bucket("bkt")
+            .key("assembled")
+            .upload_id(&id)
+            .part_number(number)
+            .copy_source("bkt/source")
+            .copy_source_range(range)
+            .send()
+            .await);
+        let etag = out
+            .copy_part_result()
+            .and_then(|r| r.e_tag())
+            .expect("part ETag")
+            .to_string();
+        etags.push(etag);
+    }
+    assert_eq!(etags[1], quoted_md5(&source[..split]));
+    assert_eq!(etags[2], quoted_md5(&source[split..]));
+    ok(complete(
+        &s3,
+        "assembled",
+        &id,
+        &[(1, &etags[0]), (2, &etags[1]), (3, &etags[2])],
+    )
+    .await);
+    let mut expected = pattern(5 * MIB, 43);
+    expected.extend_from_slice(&source);
+    assert!(
+        get(&s3, "bkt", "assembled").await == expected,
+        "assembled object differs"
+    );
+}
