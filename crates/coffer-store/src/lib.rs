@@ -15,7 +15,7 @@ pub mod records;
 
 pub use blob::{BlobReader, BlobStore, BlobWriter};
 pub use error::StoreError;
-pub use meta::MetaStore;
+pub use meta::{KvOp, MetaStore};
 pub use records::{
     BucketRecord, Checksums, Envelope, ObjectRecord, PartLayout, RECORD_VERSION, UploadRecord,
 };

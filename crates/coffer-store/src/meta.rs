@@ -19,6 +19,7 @@
 //! - `uploads`: (bucket, upload id) → [`UploadRecord`] JSON
 //! - `parts`: (bucket, upload id, part number) → versioned [`PartLayout`] JSON
 //! - `system`: name → bytes
+//! - `kv`: (namespace, key) → bytes, for services with their own sealed records (the KMS)
 
 use std::collections::HashSet;
 use std::ops::Bound;
@@ -40,6 +41,16 @@ const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("obje
 const UPLOADS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("uploads");
 const PARTS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("parts");
 const SYSTEM: TableDefinition<&str, &[u8]> = TableDefinition::new("system");
+const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
+
+/// One change of an atomic [`MetaStore::kv_write`] batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KvOp {
+    /// Store `value` under (namespace, key).
+    Put(String, String, Vec<u8>),
+    /// Remove (namespace, key) if present.
+    Delete(String, String),
+}
 
 /// Buckets, objects, uploads and system values; cheap to share behind an `Arc`.
 pub struct MetaStore {
@@ -58,6 +69,7 @@ impl MetaStore {
             txn.open_table(UPLOADS)?;
             txn.open_table(PARTS)?;
             txn.open_table(SYSTEM)?;
+            txn.open_table(KV)?;
             Ok(())
         })?;
         Ok(store)
@@ -385,6 +397,50 @@ impl MetaStore {
             Ok(())
         })
     }
+
+    // ---- namespaced key/value records ----
+
+    /// The value under (namespace, key), if any.
+    pub fn kv_get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(KV)?;
+        Ok(table.get((ns, key))?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every (key, value) of a namespace whose key starts with `prefix`, in key order.
+    pub fn kv_scan(&self, ns: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(KV)?;
+        let mut out = Vec::new();
+        for entry in table.range((ns, prefix)..)? {
+            let (k, v) = entry?;
+            let (kns, kkey) = k.value();
+            if kns != ns || !kkey.starts_with(prefix) {
+                break;
+            }
+            out.push((kkey.to_owned(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Applies every op in one transaction: all or nothing.
+    pub fn kv_write(&self, ops: &[KvOp]) -> Result<()> {
+        self.write(|txn| {
+            let mut table = txn.open_table(KV)?;
+            for op in ops {
+                match op {
+                    KvOp::Put(ns, key, value) => {
+                        table.insert((ns.as_str(), key.as_str()), value.as_slice())?;
+                    }
+                    KvOp::Delete(ns, key) => {
+                        table.remove((ns.as_str(), key.as_str()))?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
 
     /// Every blob id referenced by an object or an upload part (for the orphan sweep). A full
     /// scan, in one read transaction so it is a consistent snapshot.
@@ -1010,5 +1066,31 @@ mod tests {
             let listed = store.list_objects("b", &prefix, after.as_deref(), limit).unwrap();
             prop_assert_eq!(key_names(&listed), from_after.iter().map(String::as_str).collect::<Vec<_>>());
         }
+    }
+}
+
+#[cfg(test)]
+mod kv_tests {
+    use super::*;
+
+    #[test]
+    fn kv_batches_are_atomic_and_scans_stay_in_their_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::open(&dir.path().join("m.redb")).unwrap();
+        store
+            .kv_write(&[
+                KvOp::Put("kms".into(), "key/a".into(), b"1".to_vec()),
+                KvOp::Put("kms".into(), "key/b".into(), b"2".to_vec()),
+                KvOp::Put("kms".into(), "alias/x".into(), b"3".to_vec()),
+                KvOp::Put("kmt".into(), "key/c".into(), b"4".to_vec()),
+            ])
+            .unwrap();
+        let keys: Vec<String> = store.kv_scan("kms", "key/").unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["key/a", "key/b"]);
+        store
+            .kv_write(&[KvOp::Delete("kms".into(), "key/a".into())])
+            .unwrap();
+        assert_eq!(store.kv_get("kms", "key/a").unwrap(), None);
+        assert_eq!(store.kv_get("kms", "key/b").unwrap().as_deref(), Some(&b"2"[..]));
     }
 }
