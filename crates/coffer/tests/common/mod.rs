@@ -83,26 +83,22 @@ impl TestServer {
             Some(ready_tx),
         );
 
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match ready_rx.recv_timeout(left) {
-                Ok(addr) => break addr,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "coffer did not print `{READY_MARKER}…` within {READY_TIMEOUT:?}\n{}",
-                        output_report(&stdout, &stderr)
-                    );
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = child.wait().expect("wait for coffer");
-                    panic!(
-                        "coffer exited ({status}) before it was ready\n{}",
-                        output_report(&stdout, &stderr)
-                    );
-                }
+        let addr = match ready_rx.recv_timeout(READY_TIMEOUT) {
+            Ok(addr) => addr,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "coffer did not print `{READY_MARKER}…` within {READY_TIMEOUT:?}\n{}",
+                    output_report(&stdout, &stderr)
+                );
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().expect("wait for coffer");
+                panic!(
+                    "coffer exited ({status}) before it was ready\n{}",
+                    output_report(&stdout, &stderr)
+                );
             }
         };
         TestServer {
@@ -253,10 +249,10 @@ fn drain(
             }
             let line = strip_ansi(&String::from_utf8_lossy(&buf));
             let line = line.trim_end().to_string();
-            if let Some(addr) = parse_listen_addr(&line) {
-                if let Some(tx) = ready.take() {
-                    let _ = tx.send(addr);
-                }
+            if let Some(addr) = parse_listen_addr(&line)
+                && let Some(tx) = ready.take()
+            {
+                let _ = tx.send(addr);
             }
             lines.lock().unwrap().push(line);
         }
