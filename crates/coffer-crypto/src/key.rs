@@ -56,6 +56,14 @@ impl fmt::Debug for Key256 {
     }
 }
 
+/// `len` random bytes from the system generator in a zeroizing buffer, for secrets whose length is
+/// chosen at run time (KMS data keys of `NumberOfBytes`, `GenerateRandom`).
+pub fn random_bytes(len: usize) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let mut out = Zeroizing::new(vec![0u8; len]);
+    rand::fill(out.as_mut_slice()).map_err(|_| CryptoError::Rng)?;
+    Ok(out)
+}
+
 /// `N` random bytes from the system generator, for nonces, salts and identifiers.
 pub fn random_array<const N: usize>() -> Result<[u8; N], CryptoError> {
     let mut out = [0u8; N];
@@ -100,6 +108,15 @@ mod tests {
     fn debug_is_redacted() {
         let key = Key256::from_bytes([0xab; 32]);
         assert_eq!(format!("{key:?}"), "Key256([redacted])");
+    }
+
+    #[test]
+    fn random_bytes_have_the_asked_length_and_differ() {
+        assert!(random_bytes(0).unwrap().is_empty());
+        let a = random_bytes(1024).unwrap();
+        let b = random_bytes(1024).unwrap();
+        assert_eq!(a.len(), 1024);
+        assert_ne!(a, b);
     }
 
     #[test]

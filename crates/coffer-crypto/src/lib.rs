@@ -6,6 +6,7 @@
 //! [`Key256::expose_secret`], so that every place a key leaves this crate is easy to find in review.
 
 mod ct;
+mod digest;
 mod error;
 mod gcm;
 mod kdf;
@@ -16,9 +17,10 @@ mod segment;
 mod test_vectors;
 
 pub use ct::ct_eq;
+pub use digest::{hmac_sha256, sha256};
 pub use error::CryptoError;
 pub use kdf::{PART_SALT_LEN, derive_key, derive_part_key};
-pub use key::{Key256, random_array};
+pub use key::{Key256, random_array, random_bytes};
 pub use seal::{WRAPPED_KEY_LEN, open_bytes, seal_bytes, unwrap_key, wrap_key};
 pub use segment::{
     FORMAT_VERSION, NONCE_PREFIX_LEN, SEALED_SEGMENT_SIZE, SEGMENT_SIZE, SegmentCipher, TAG_LEN,

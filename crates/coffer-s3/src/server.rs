@@ -1,6 +1,7 @@
 //! The HTTP front layer: one hyper service in front of `s3s` that owns what every response
 //! shares — the admin surface (`/-/health`, `/-/ready`, `/-/metrics`), request ids, and S3
-//! error bodies with `Resource` and `RequestId` (which `s3s` leaves out).
+//! error bodies with `Resource` and `RequestId` (which `s3s` leaves out) — and routes KMS
+//! calls (`X-Amz-Target: TrentService.*`) to `kms_api` before `s3s` sees them.
 //!
 //! It never logs request headers or bodies: they can carry signatures and keys.
 
@@ -18,6 +19,7 @@ use s3s::Body;
 use s3s::service::{S3Service, S3ServiceBuilder};
 
 use crate::auth::Credentials;
+use crate::kms_api::{self, Connection, KmsFront};
 use crate::service::Coffer;
 
 /// Largest error body the front layer rewrites (s3s error bodies are a few hundred bytes).
@@ -28,6 +30,8 @@ pub struct FrontendConfig {
     pub credentials: Credentials,
     /// The region requests must be signed for.
     pub region: String,
+    /// The KMS endpoint, when the key service runs.
+    pub kms: Option<KmsFront>,
 }
 
 /// The server's request handler, cheap to clone per connection.
@@ -35,7 +39,16 @@ pub struct FrontendConfig {
 pub struct Frontend {
     s3: S3Service,
     region: Arc<str>,
+    credentials: Arc<Credentials>,
+    kms: Option<Arc<KmsFront>>,
     stats: Arc<Stats>,
+}
+
+/// The handler bound to one connection (it knows the peer and whether TLS is on).
+#[derive(Clone)]
+pub struct ConnectionService {
+    front: Frontend,
+    conn: Connection,
 }
 
 #[derive(Default)]
@@ -49,21 +62,45 @@ impl Frontend {
     /// Builds the handler over a `Coffer` service.
     pub fn new(coffer: Coffer, cfg: FrontendConfig) -> Frontend {
         let mut builder = S3ServiceBuilder::new(coffer);
-        builder.set_auth(cfg.credentials);
+        builder.set_auth(cfg.credentials.clone());
         Frontend {
             s3: builder.build(),
             region: cfg.region.into(),
+            credentials: Arc::new(cfg.credentials),
+            kms: cfg.kms.map(Arc::new),
             stats: Arc::new(Stats::default()),
         }
     }
 
+    /// The handler for one accepted connection.
+    pub fn connection(&self, peer: std::net::SocketAddr, secure: bool) -> ConnectionService {
+        ConnectionService {
+            front: self.clone(),
+            conn: Connection { peer, secure },
+        }
+    }
+
     /// Handles one request.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, conn: &Connection) -> Response<Body> {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let request_id = new_request_id();
         let path = req.uri().path().to_owned();
         let method = req.method().clone();
         let started = std::time::Instant::now();
+
+        if kms_api::is_kms(&req) {
+            let resp = match &self.kms {
+                Some(kms) => kms.handle(req, &self.credentials, conn, &request_id).await,
+                None => error_response(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "NotImplemented",
+                    "The key service is not running",
+                ),
+            };
+            self.count(resp.status());
+            tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, request_id, "kms request");
+            return resp;
+        }
 
         let early = admin(&method, &path, &self.stats).or_else(|| {
             check_credential_scope(&req, &self.region)
@@ -84,11 +121,7 @@ impl Frontend {
             },
         };
         let status = resp.status();
-        if status.is_client_error() {
-            self.stats.errors_4xx.fetch_add(1, Ordering::Relaxed);
-        } else if status.is_server_error() {
-            self.stats.errors_5xx.fetch_add(1, Ordering::Relaxed);
-        }
+        self.count(status);
         if status == StatusCode::NOT_MODIFIED {
             *resp.body_mut() = Body::empty();
             resp.headers_mut().remove(http::header::CONTENT_TYPE);
@@ -105,14 +138,24 @@ impl Frontend {
     }
 }
 
-impl hyper::service::Service<Request<Incoming>> for Frontend {
+impl Frontend {
+    fn count(&self, status: StatusCode) {
+        if status.is_client_error() {
+            self.stats.errors_4xx.fetch_add(1, Ordering::Relaxed);
+        } else if status.is_server_error() {
+            self.stats.errors_5xx.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move { Ok(this.handle(req).await) })
+        Box::pin(async move { Ok(this.front.handle(req, &this.conn).await) })
     }
 }
 

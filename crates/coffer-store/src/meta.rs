@@ -441,7 +441,6 @@ impl MetaStore {
         })
     }
 
-
     /// Every blob id referenced by an object or an upload part (for the orphan sweep). A full
     /// scan, in one read transaction so it is a consistent snapshot.
     pub fn referenced_blobs(&self) -> Result<HashSet<String>> {
@@ -1085,12 +1084,20 @@ mod kv_tests {
                 KvOp::Put("kmt".into(), "key/c".into(), b"4".to_vec()),
             ])
             .unwrap();
-        let keys: Vec<String> = store.kv_scan("kms", "key/").unwrap().into_iter().map(|(k, _)| k).collect();
+        let keys: Vec<String> = store
+            .kv_scan("kms", "key/")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(keys, ["key/a", "key/b"]);
         store
             .kv_write(&[KvOp::Delete("kms".into(), "key/a".into())])
             .unwrap();
         assert_eq!(store.kv_get("kms", "key/a").unwrap(), None);
-        assert_eq!(store.kv_get("kms", "key/b").unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(
+            store.kv_get("kms", "key/b").unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
     }
 }

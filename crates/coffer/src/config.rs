@@ -26,6 +26,79 @@ pub enum Command {
     /// Add a new SSE-S3 service key version (run while the server is stopped). Objects
     /// written before stay readable; new objects use the new version.
     RotateServiceKey(DataDirArg),
+    /// Measure a running S3 server (Coffer or another) with aws-sdk-s3, next to this machine's
+    /// loopback TCP, MD5, disk and AES-256-GCM throughput measured in the same run.
+    Bench(BenchArgs),
+    /// Manage access keys besides the root pair (run while the server is stopped).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Read the KMS audit log: verify its hash chain, or show recent events.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(clap::Subcommand)]
+pub enum UserCommand {
+    /// Create a user with a new access key pair; the secret is printed once.
+    Add {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// User name (letters, digits and +=,.@_-); its ARN is arn:aws:iam::<account>:user/<name>
+        name: String,
+    },
+    /// List users and their access key ids.
+    List {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of the audit log; exit 1 and name the first broken line if any.
+    Verify {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Print the newest events (one JSON object per line), optionally only for one key.
+    Tail {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// Only events whose key id or ARN contains this text
+        #[arg(long)]
+        key_id: Option<String>,
+        /// How many events
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+    },
+}
+
+/// `coffer bench` settings: which server to measure, and how long.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// S3 endpoint to measure, e.g. http://127.0.0.1:9000
+    #[arg(long)]
+    pub endpoint: String,
+    /// Access key id of a user that may create the bucket and write to it
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub access_key: String,
+    /// Secret access key of that user
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_key: String,
+    /// Bucket to work in: created if missing (and then deleted at the end); only the objects
+    /// this run writes are touched, and they are deleted at the end
+    #[arg(long, default_value = "coffer-bench")]
+    pub bucket: String,
+    /// Shrink every workload so the whole run takes seconds (a smoke test, not a measurement)
+    #[arg(long)]
+    pub quick: bool,
+    /// Process id of the server, to report its resident memory (from /proc/<pid>/status)
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Directory for the disk reference measurements; put it on the filesystem of the server's
+    /// data dir [default: the system temp dir]
+    #[arg(long)]
+    pub scratch_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -40,7 +113,9 @@ pub struct DataDirArg {
 #[derive(clap::Args, Default)]
 pub struct ServeArgs {
     /// TOML file with any of the settings below (keys: data_dir, listen, region, root_key_file,
-    /// allow_insecure_http, access_key, secret_key). Flags and environment win over it.
+    /// allow_insecure_http, access_key, secret_key, tls_cert, tls_key,
+    /// tls_self_signed, account_id, kms_quotas, kms_quota_cryptographic, kms_task_interval).
+    /// Flags and environment win over it.
     #[arg(long, env = "COFFER_CONFIG")]
     pub config: Option<PathBuf>,
     /// Data directory: metadata database, encrypted blobs, keys [default: ./coffer-data]
@@ -72,6 +147,30 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub secret_key: Option<String>,
+    /// TLS certificate chain (PEM); with --tls-key serves HTTPS
+    #[arg(long, env = "COFFER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM)
+    #[arg(long, env = "COFFER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a certificate generated at start (written to <data-dir>/self-signed.pem)
+    #[arg(long, env = "COFFER_TLS_SELF_SIGNED")]
+    pub tls_self_signed: bool,
+    /// Account id in ARNs (KMS keys, principals) [default: 111122223333]
+    #[arg(long, env = "COFFER_ACCOUNT_ID")]
+    pub account_id: Option<String>,
+    /// KMS request quotas: "default" (modelled on AWS) or "off"
+    #[arg(long, env = "COFFER_KMS_QUOTAS")]
+    pub kms_quotas: Option<String>,
+    /// Override the shared cryptographic-operations quota (requests/s; 0 = unlimited)
+    #[arg(long, env = "COFFER_KMS_QUOTA_CRYPTOGRAPHIC")]
+    pub kms_quota_cryptographic: Option<u32>,
+    /// Seconds between runs of the KMS scheduler (automatic rotation, key deletion) [default: 60]
+    #[arg(long, env = "COFFER_KMS_TASK_INTERVAL")]
+    pub kms_task_interval: Option<u64>,
+    /// Testing only: a file holding a number of seconds to add to the KMS clock
+    #[arg(long, env = "COFFER_CLOCK_OFFSET_FILE", hide = true)]
+    pub clock_offset_file: Option<PathBuf>,
 }
 
 /// The optional TOML file: same settings, lowest precedence.
@@ -85,6 +184,23 @@ struct FileSettings {
     allow_insecure_http: Option<bool>,
     access_key: Option<String>,
     secret_key: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_self_signed: Option<bool>,
+    account_id: Option<String>,
+    kms_quotas: Option<String>,
+    kms_quota_cryptographic: Option<u32>,
+    kms_task_interval: Option<u64>,
+}
+
+/// How the listener speaks.
+pub enum TlsSetting {
+    /// Plain HTTP.
+    Off,
+    /// HTTPS with this certificate chain and key.
+    Files { cert: PathBuf, key: PathBuf },
+    /// HTTPS with a certificate generated at start.
+    SelfSigned,
 }
 
 /// Resolved settings.
@@ -96,6 +212,13 @@ pub struct Settings {
     pub allow_insecure_http: bool,
     /// Root credentials given by the operator (flags, env or file), if any.
     pub root_credentials: Option<(String, String)>,
+    pub tls: TlsSetting,
+    pub account_id: Option<String>,
+    /// `false` when quotas are off.
+    pub kms_quotas_on: bool,
+    pub kms_quota_cryptographic: Option<u32>,
+    pub kms_task_interval: std::time::Duration,
+    pub clock_offset_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -126,7 +249,38 @@ impl Settings {
                 "set both COFFER_ROOT_ACCESS_KEY and COFFER_ROOT_SECRET_KEY, or neither"
             ),
         };
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => TlsSetting::Files { cert, key },
+            (None, None) if args.tls_self_signed || file.tls_self_signed.unwrap_or(false) => {
+                TlsSetting::SelfSigned
+            }
+            (None, None) => TlsSetting::Off,
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        };
+        let kms_quotas_on = match args.kms_quotas.or(file.kms_quotas).as_deref() {
+            None | Some("default") => true,
+            Some("off") => false,
+            Some(other) => {
+                anyhow::bail!("--kms-quotas must be \"default\" or \"off\", not {other:?}")
+            }
+        };
         Ok(Settings {
+            tls,
+            account_id: args.account_id.or(file.account_id),
+            kms_quotas_on,
+            kms_quota_cryptographic: args
+                .kms_quota_cryptographic
+                .or(file.kms_quota_cryptographic),
+            kms_task_interval: std::time::Duration::from_secs(
+                args.kms_task_interval
+                    .or(file.kms_task_interval)
+                    .unwrap_or(60)
+                    .max(1),
+            ),
+            clock_offset_file: args.clock_offset_file,
             listen: args
                 .listen
                 .or(file.listen)

@@ -1,11 +1,14 @@
-//! The `coffer` binary: command-line parsing, then one of `serve`, `rotate-service-key`.
+//! The `coffer` binary: command-line parsing, then one of `serve`, `rotate-service-key`, `bench`,
+//! `user`, `audit`.
 //!
 //! `main` stays small: configuration is resolved in `config`, the server is assembled in
-//! `serve`, key files are handled in `secrets`.
+//! `serve`, key files are handled in `secrets`, the benchmark lives in `bench`.
 
+mod bench;
 mod config;
 mod secrets;
 mod serve;
+mod tls;
 
 use clap::Parser as _;
 
@@ -17,5 +20,8 @@ fn main() -> anyhow::Result<()> {
             serve::run(settings)
         }
         config::Command::RotateServiceKey(args) => serve::rotate_service_key(&args.data_dir),
+        config::Command::Bench(args) => bench::run(args),
+        config::Command::User(cmd) => serve::user(cmd),
+        config::Command::Audit(cmd) => serve::audit(cmd),
     }
 }

@@ -1,23 +1,29 @@
 //! Assembles and runs the server: opens the stores, sweeps what a crash left behind, loads
-//! the key ring, binds the listener and serves until Ctrl-C / SIGTERM, letting in-flight
-//! requests finish.
+//! the key ring, the users and the key service, binds the listener (HTTP or HTTPS) and serves
+//! until Ctrl-C / SIGTERM, letting in-flight requests finish. Also the offline commands that
+//! work on a data dir: `rotate-service-key`, `user`, `audit`.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use coffer_s3::{Coffer, Credentials, Frontend, FrontendConfig, ServiceKeyRing};
+use coffer_kms::audit::AuditLog;
+use coffer_kms::throttle::QuotaConfig;
+use coffer_kms::{Clock, Kms, KmsConfig, OffsetClock, SystemClock};
+use coffer_s3::{Coffer, Credentials, Frontend, FrontendConfig, KmsFront, ServiceKeyRing};
 use coffer_store::{BlobStore, MetaStore};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use crate::config::Settings;
+use crate::config::{AuditCommand, Settings, TlsSetting, UserCommand};
 use crate::secrets;
 
 /// How long shutdown waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long a client may take to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
@@ -92,38 +98,111 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
 
+    let credentials = Credentials::single(&access, &secret).with_users(&meta, &root_key)?;
+
+    let audit_path = audit_log_path(&settings.data_dir);
+    create_private_dir(audit_path.parent().expect("audit log path has a parent"))?;
+    let audit = AuditLog::open(&audit_path)
+        .with_context(|| format!("opening the audit log {}", audit_path.display()))?;
+    let clock: Arc<dyn Clock> = match &settings.clock_offset_file {
+        Some(path) => {
+            tracing::warn!(path = %path.display(), "KMS clock offset file in use: for tests only");
+            Arc::new(OffsetClock::new(path.clone()))
+        }
+        None => Arc::new(SystemClock),
+    };
+    let mut kms_config = KmsConfig {
+        region: settings.region.clone(),
+        ..KmsConfig::default()
+    };
+    if let Some(account) = &settings.account_id {
+        kms_config.account_id = account.clone();
+    }
+    kms_config.quotas = if settings.kms_quotas_on {
+        QuotaConfig::default()
+    } else {
+        QuotaConfig::unlimited()
+    };
+    if let Some(rate) = settings.kms_quota_cryptographic {
+        kms_config.quotas.cryptographic = rate;
+    }
+    let account_id = kms_config.account_id.clone();
+    let kms = Arc::new(Kms::open(
+        Arc::clone(&meta),
+        root_key.clone(),
+        kms_config,
+        clock,
+        audit,
+    )?);
+
     let coffer = Coffer::new(meta, blobs, Arc::new(ring), settings.region.clone());
     let frontend = Frontend::new(
         coffer,
         FrontendConfig {
-            credentials: Credentials::single(&access, &secret),
+            credentials,
             region: settings.region.clone(),
+            kms: Some(KmsFront {
+                kms: Arc::clone(&kms),
+                region: settings.region.clone(),
+                account_id,
+                allow_insecure_http: settings.allow_insecure_http,
+            }),
         },
     );
+    let tls = match &settings.tls {
+        TlsSetting::Off => None,
+        TlsSetting::Files { cert, key } => Some(crate::tls::from_files(cert, key)?),
+        TlsSetting::SelfSigned => {
+            let (acceptor, pem) = crate::tls::self_signed()?;
+            let path = settings.data_dir.join("self-signed.pem");
+            std::fs::write(&path, pem).with_context(|| format!("writing {}", path.display()))?;
+            println!(
+                "Serving HTTPS with a self-signed certificate (written to {}); clients must trust it",
+                path.display()
+            );
+            Some(acceptor)
+        }
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(frontend, settings))
+    runtime.block_on(serve(frontend, settings, tls, kms))
 }
 
-async fn serve(frontend: Frontend, settings: Settings) -> anyhow::Result<()> {
+async fn serve(
+    frontend: Frontend,
+    settings: Settings,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    kms: Arc<Kms>,
+) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
     println!(
-        "coffer {} listening on http://{addr} (region {}, data in {})",
+        "coffer {} listening on {}://{addr} (region {}, data in {})",
         env!("CARGO_PKG_VERSION"),
+        if tls.is_some() { "https" } else { "http" },
         settings.region,
         settings.data_dir.display()
     );
+    let interval = settings.kms_task_interval;
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            ticker.tick().await;
+            if let Err(e) = kms.run_due_tasks().await {
+                tracing::error!(error = %e.message(), "KMS scheduled tasks failed");
+            }
+        }
+    });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -131,12 +210,32 @@ async fn serve(frontend: Frontend, settings: Settings) -> anyhow::Result<()> {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let conn = builder.serve_connection(TokioIo::new(stream), frontend.clone()).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                let watcher = graceful.watcher();
+                match &tls {
+                    None => {
+                        let service = frontend.connection(peer, false);
+                        let conn = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).into_owned();
+                        tokio::spawn(async move {
+                            let _ = watcher.watch(conn).await;
+                        });
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        let service = frontend.connection(peer, true);
+                        tokio::spawn(async move {
+                            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => return,
+                            };
+                            let conn = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).into_owned();
+                            let _ = watcher.watch(conn).await;
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }
@@ -163,20 +262,96 @@ async fn shutdown_signal() {
 }
 
 pub fn rotate_service_key(data_dir: &Path) -> anyhow::Result<()> {
-    let root_key_file = std::env::var_os("COFFER_ROOT_KEY_FILE")
-        .map_or_else(|| data_dir.join("root.key"), Into::into);
-    if !root_key_file.exists() {
-        anyhow::bail!(
-            "no root key at {}: is {} a coffer data dir?",
-            root_key_file.display(),
-            data_dir.display()
-        );
-    }
-    let (root_key, _) = secrets::load_or_create_root_key(&root_key_file)?;
+    let root_key = load_root_key(data_dir)?;
     let (meta, _blobs) = open_stores(data_dir)?;
     let version = ServiceKeyRing::rotate(&meta, &root_key)?;
     println!(
         "SSE-S3 service key rotated: new objects use version {version}; earlier versions stay for reading"
     );
     Ok(())
+}
+
+/// Where the KMS audit log lives in a data dir.
+fn audit_log_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("audit").join("kms-audit.log")
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+fn load_root_key(data_dir: &Path) -> anyhow::Result<coffer_crypto::Key256> {
+    let path = std::env::var_os("COFFER_ROOT_KEY_FILE")
+        .map_or_else(|| data_dir.join("root.key"), Into::into);
+    if !path.exists() {
+        anyhow::bail!(
+            "no root key at {}: is {} a coffer data dir?",
+            path.display(),
+            data_dir.display()
+        );
+    }
+    Ok(secrets::load_or_create_root_key(&path)?.0)
+}
+
+pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Add { dir, name } => {
+            let root_key = load_root_key(&dir.data_dir)?;
+            let (meta, _blobs) = open_stores(&dir.data_dir)?;
+            let user = coffer_s3::add_user(&meta, &root_key, &name)?;
+            println!("Created user {} (shown only this once):", user.name);
+            println!("  AWS_ACCESS_KEY_ID={}", user.access_key);
+            println!("  AWS_SECRET_ACCESS_KEY={}", user.secret_key.as_str());
+            Ok(())
+        }
+        UserCommand::List { dir } => {
+            let root_key = load_root_key(&dir.data_dir)?;
+            let (meta, _blobs) = open_stores(&dir.data_dir)?;
+            for user in coffer_s3::load_users(&meta, &root_key)? {
+                println!("{}\t{}", user.name, user.access_key);
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn audit(cmd: AuditCommand) -> anyhow::Result<()> {
+    match cmd {
+        AuditCommand::Verify { dir } => {
+            let path = audit_log_path(&dir.data_dir);
+            let report = coffer_kms::audit::verify(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            match report.first_broken {
+                None => {
+                    println!(
+                        "audit log {}: {} lines, hash chain intact",
+                        path.display(),
+                        report.lines
+                    );
+                    Ok(())
+                }
+                Some(broken) => {
+                    println!(
+                        "audit log {}: chain BROKEN at line {}: {}",
+                        path.display(),
+                        broken.line,
+                        broken.reason
+                    );
+                    std::process::exit(1);
+                }
+            }
+        }
+        AuditCommand::Tail { dir, key_id, lines } => {
+            let path = audit_log_path(&dir.data_dir);
+            for event in coffer_kms::audit::read_events(&path, key_id.as_deref(), lines)? {
+                println!("{event}");
+            }
+            Ok(())
+        }
+    }
 }

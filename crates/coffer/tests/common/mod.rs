@@ -1,12 +1,15 @@
 //! Test harness: starts the real `coffer` binary on an ephemeral port with its own data dir and
-//! hands out aws-sdk-s3 clients, plus helpers for data, errors, raw HTTP and hand-made SigV4.
-//! It must never reach into the server's internals: everything goes over a socket or the disk.
+//! hands out aws-sdk-s3 and aws-sdk-kms clients, plus helpers for data, errors, raw HTTP(S) and
+//! hand-made SigV4. `TestServer::builder()` starts a server with extra flags or environment
+//! (KMS quotas, an injected KMS clock, TLS). It must never reach into the server's internals:
+//! everything goes over a socket, the disk or the `coffer` command line.
 #![allow(dead_code)] // each test binary uses a different subset of the harness
 
 pub mod checksum;
 pub mod raw_http;
 pub mod sigv4;
 
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,6 +37,81 @@ pub const REGION: &str = "us-east-1";
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const READY_MARKER: &str = "listening on http://";
+const READY_MARKER_TLS: &str = "listening on https://";
+/// How long a graceful stop (SIGTERM) may take before the harness kills the server.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to start `coffer serve`: the harness defaults (ephemeral port, root credentials,
+/// `--allow-insecure-http`) plus extra flags and environment. Kept by the server, so
+/// `TestServer::restart` starts the same configuration again.
+#[derive(Clone)]
+pub struct ServerBuilder {
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    allow_insecure_http: bool,
+}
+
+impl ServerBuilder {
+    /// Adds one flag or value to `coffer serve`.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> ServerBuilder {
+        self.args.push(arg.as_ref().to_os_string());
+        self
+    }
+
+    /// Adds flags and values to `coffer serve`.
+    pub fn args<I, S>(mut self, args: I) -> ServerBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// Sets an environment variable for the server process.
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> ServerBuilder {
+        self.env
+            .push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
+        self
+    }
+
+    /// Leaves out `--allow-insecure-http`: the server then refuses key material over plain HTTP.
+    pub fn without_insecure_http(mut self) -> ServerBuilder {
+        self.allow_insecure_http = false;
+        self
+    }
+
+    /// Serves HTTPS with a certificate generated at start (`--tls-self-signed`, written to
+    /// `<data-dir>/self-signed.pem`) and without `--allow-insecure-http`.
+    pub fn tls_self_signed(self) -> ServerBuilder {
+        self.without_insecure_http().arg("--tls-self-signed")
+    }
+
+    /// Starts the server in a fresh temporary data dir that lives as long as the server.
+    pub fn start(self) -> TestServer {
+        let dir = tempfile::tempdir().expect("create temp data dir");
+        let mut server = self.start_in(dir.path());
+        server.owned_dir = Some(dir);
+        server
+    }
+
+    /// Starts the server on `dir` (which may hold data of an earlier run) and waits until it
+    /// listens.
+    pub fn start_in(self, dir: &Path) -> TestServer {
+        let running = spawn(&self, dir);
+        TestServer {
+            child: Some(running.child),
+            owned_dir: None,
+            data_dir: dir.to_path_buf(),
+            addr: running.addr,
+            secure: running.secure,
+            launch: self,
+            stdout: running.stdout,
+            stderr: running.stderr,
+        }
+    }
+}
 
 /// One running `coffer serve` process. Dropping it kills the process (SIGKILL).
 pub struct TestServer {
@@ -41,79 +119,182 @@ pub struct TestServer {
     owned_dir: Option<TempDir>,
     data_dir: PathBuf,
     addr: SocketAddr,
+    /// Whether the server announced `https://`.
+    secure: bool,
+    launch: ServerBuilder,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// A freshly spawned server that announced its address.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    secure: bool,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+fn spawn(launch: &ServerBuilder, dir: &Path) -> Running {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coffer"));
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0"]);
+    if launch.allow_insecure_http {
+        command.arg("--allow-insecure-http");
+    }
+    command
+        .args(&launch.args)
+        .env("COFFER_ROOT_ACCESS_KEY", ACCESS_KEY)
+        .env("COFFER_ROOT_SECRET_KEY", SECRET_KEY)
+        .env("NO_COLOR", "1");
+    for (key, value) in &launch.env {
+        command.env(key, value);
+    }
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the coffer binary");
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    drain(
+        child.stdout.take().expect("piped stdout"),
+        stdout.clone(),
+        Some(ready_tx.clone()),
+    );
+    drain(
+        child.stderr.take().expect("piped stderr"),
+        stderr.clone(),
+        Some(ready_tx),
+    );
+
+    let (addr, secure) = match ready_rx.recv_timeout(READY_TIMEOUT) {
+        Ok(ready) => ready,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "coffer did not print `{READY_MARKER}…` within {READY_TIMEOUT:?}\n{}",
+                output_report(&stdout, &stderr)
+            );
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            let status = child.wait().expect("wait for coffer");
+            panic!(
+                "coffer exited ({status}) before it was ready\n{}",
+                output_report(&stdout, &stderr)
+            );
+        }
+    };
+    Running {
+        child,
+        addr,
+        secure,
+        stdout,
+        stderr,
+    }
 }
 
 impl TestServer {
     /// Starts a server in a fresh temporary data dir that lives as long as the server.
     pub fn start() -> TestServer {
-        let dir = tempfile::tempdir().expect("create temp data dir");
-        let mut server = TestServer::start_in(dir.path());
-        server.owned_dir = Some(dir);
-        server
+        TestServer::builder().start()
     }
 
     /// Starts a server on `dir` (which may hold data of an earlier run) and waits until it listens.
     pub fn start_in(dir: &Path) -> TestServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir)
-            .args(["--listen", "127.0.0.1:0", "--allow-insecure-http"])
-            .env("COFFER_ROOT_ACCESS_KEY", ACCESS_KEY)
-            .env("COFFER_ROOT_SECRET_KEY", SECRET_KEY)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the coffer binary");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        drain(
-            child.stdout.take().expect("piped stdout"),
-            stdout.clone(),
-            Some(ready_tx.clone()),
-        );
-        drain(
-            child.stderr.take().expect("piped stderr"),
-            stderr.clone(),
-            Some(ready_tx),
-        );
+        TestServer::builder().start_in(dir)
+    }
 
-        let addr = match ready_rx.recv_timeout(READY_TIMEOUT) {
-            Ok(addr) => addr,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "coffer did not print `{READY_MARKER}…` within {READY_TIMEOUT:?}\n{}",
-                    output_report(&stdout, &stderr)
-                );
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = child.wait().expect("wait for coffer");
-                panic!(
-                    "coffer exited ({status}) before it was ready\n{}",
-                    output_report(&stdout, &stderr)
-                );
-            }
-        };
-        TestServer {
-            child: Some(child),
-            owned_dir: None,
-            data_dir: dir.to_path_buf(),
-            addr,
-            stdout,
-            stderr,
+    /// The harness defaults, to add flags or environment before starting.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            args: Vec::new(),
+            env: Vec::new(),
+            allow_insecure_http: true,
         }
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (or `https://…` for a TLS server).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.secure { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Whether the server serves HTTPS.
+    pub fn is_https(&self) -> bool {
+        self.secure
+    }
+
+    /// Stops the server gracefully (SIGTERM, then SIGKILL after 30 s) so it can flush, e.g. the
+    /// audit log, and release the database; the data dir stays.
+    pub fn stop(&mut self) {
+        let Some(child) = self.child.as_ref() else {
+            return;
+        };
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let status = self.wait_for_exit(STOP_TIMEOUT);
+        assert!(
+            status.is_some(),
+            "coffer did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}",
+            self.output()
+        );
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            None => false,
+            Some(child) => child.try_wait().expect("poll the server").is_none(),
+        }
+    }
+
+    /// Starts the server again, with the same flags, on the same data dir (stopping it first
+    /// if it still runs). The port changes: build clients again afterwards.
+    pub fn restart(&mut self) {
+        self.stop();
+        let running = spawn(&self.launch, &self.data_dir);
+        self.child = Some(running.child);
+        self.addr = running.addr;
+        self.secure = running.secure;
+        self.stdout = running.stdout;
+        self.stderr = running.stderr;
+    }
+
+    /// Adds a user with `coffer user add` (which needs the server stopped: it holds the
+    /// database lock), starts the server again and returns the user's access key pair.
+    pub fn add_user(&mut self, name: &str) -> (String, String) {
+        self.stop();
+        let dir = self
+            .data_dir
+            .to_str()
+            .expect("data dir is UTF-8")
+            .to_owned();
+        let out = run_coffer(&["user", "add", "--data-dir", &dir, name]);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "coffer user add {name} failed ({}):\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let value = |prefix: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
+                .unwrap_or_else(|| {
+                    panic!("no {prefix}… line in `coffer user add` output:\n{stdout}")
+                })
+        };
+        let pair = (value("AWS_ACCESS_KEY_ID="), value("AWS_SECRET_ACCESS_KEY="));
+        self.restart();
+        pair
     }
 
     /// The socket address the server listens on, for raw HTTP requests.
@@ -151,6 +332,95 @@ impl TestServer {
     /// A client authenticated as the root user.
     pub fn client(&self) -> Client {
         Client::from_conf(self.config_builder().build())
+    }
+
+    /// An aws-sdk-kms config builder with the endpoint, root credentials and no retries (so
+    /// throttling and every other error stays visible), for tests that change one setting.
+    pub fn kms_config_builder(&self) -> aws_sdk_kms::config::Builder {
+        aws_sdk_kms::Config::builder()
+            .behavior_version(aws_sdk_kms::config::BehaviorVersion::latest())
+            .region(aws_sdk_kms::config::Region::new(REGION))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_kms::config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(60))
+                    .build(),
+            )
+    }
+
+    /// A KMS client authenticated as the root user.
+    pub fn kms_client(&self) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::from_conf(self.kms_config_builder().build())
+    }
+
+    /// A KMS client with other credentials (a user's, or wrong ones).
+    pub fn kms_client_as(&self, access_key: &str, secret_key: &str) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::from_conf(
+            self.kms_config_builder()
+                .credentials_provider(Credentials::new(access_key, secret_key, None, None, "test"))
+                .build(),
+        )
+    }
+
+    /// `<data-dir>/audit/kms-audit.log`.
+    pub fn audit_log_path(&self) -> PathBuf {
+        self.data_dir.join("audit").join("kms-audit.log")
+    }
+
+    /// The audit log's lines as they are on disk now (empty if there is no log yet).
+    pub fn audit_lines(&self) -> Vec<String> {
+        match std::fs::read_to_string(self.audit_log_path()) {
+            Ok(text) => text.lines().map(str::to_owned).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The audit log's events, each line parsed as JSON (panics on a line that is not JSON).
+    pub fn audit_events(&self) -> Vec<serde_json::Value> {
+        self.audit_lines()
+            .iter()
+            .enumerate()
+            .map(|(i, line)| {
+                serde_json::from_str(line).unwrap_or_else(|e| {
+                    panic!("audit log line {} is not JSON ({e}): {line}", i + 1)
+                })
+            })
+            .collect()
+    }
+
+    /// Waits up to `timeout` for an audit event that `pred` accepts (the log may be written
+    /// by a group commit a moment after the response).
+    pub fn wait_for_audit_event(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines = self.audit_lines();
+            if let Some(event) = lines
+                .iter()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|e| pred(e))
+            {
+                return Some(event);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `coffer audit <args> --data-dir <this server's dir>`.
+    pub fn audit_command(&self, args: &[&str]) -> std::process::Output {
+        let dir = self.data_dir.to_str().expect("data dir is UTF-8");
+        let mut all = vec!["audit"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--data-dir", dir]);
+        run_coffer(&all)
     }
 
     /// Kills the server with SIGKILL (like `kill -9`) and reaps it.
@@ -235,7 +505,7 @@ impl Drop for TestServer {
 fn drain(
     pipe: impl Read + Send + 'static,
     lines: Arc<Mutex<Vec<String>>>,
-    ready: Option<mpsc::Sender<SocketAddr>>,
+    ready: Option<mpsc::Sender<(SocketAddr, bool)>>,
 ) {
     thread::spawn(move || {
         let mut ready = ready;
@@ -259,13 +529,17 @@ fn drain(
     });
 }
 
-fn parse_listen_addr(line: &str) -> Option<SocketAddr> {
-    let start = line.find(READY_MARKER)? + READY_MARKER.len();
+/// The address (and whether it is HTTPS) of a `listening on http(s)://ip:port` line.
+fn parse_listen_addr(line: &str) -> Option<(SocketAddr, bool)> {
+    let (start, secure) = match line.find(READY_MARKER) {
+        Some(i) => (i + READY_MARKER.len(), false),
+        None => (line.find(READY_MARKER_TLS)? + READY_MARKER_TLS.len(), true),
+    };
     let rest = &line[start..];
     let end = rest
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
         .unwrap_or(rest.len());
-    rest[..end].parse().ok()
+    rest[..end].parse().ok().map(|addr| (addr, secure))
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -369,6 +643,38 @@ where
         failure.status, status,
         "expected status {status}, got {failure:?}"
     );
+}
+
+/// Asserts that a KMS request failed with HTTP 400 and this `__type` (AWS KMS answers every
+/// client error with 400; the code is what tells them apart).
+#[track_caller]
+pub fn assert_kms_error<T, E>(result: Result<T, SdkError<E>>, code: &str) -> S3Failure
+where
+    T: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let failure = s3_failure(result);
+    assert_eq!(
+        (failure.status, failure.code.as_deref()),
+        (400, Some(code)),
+        "expected 400 {code}, got {failure:?}"
+    );
+    failure
+}
+
+/// Asserts that a KMS request failed with HTTP 400 and one of these `__type`s; returns it.
+#[track_caller]
+pub fn assert_kms_error_in<T, E>(result: Result<T, SdkError<E>>, codes: &[&str]) -> S3Failure
+where
+    T: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let failure = s3_failure(result);
+    assert!(
+        failure.status == 400 && failure.code.as_deref().is_some_and(|c| codes.contains(&c)),
+        "expected 400 with one of {codes:?}, got {failure:?}"
+    );
+    failure
 }
 
 /// Unwraps a result, printing the whole error chain (the SDK's `Display` alone says little).
@@ -550,4 +856,294 @@ pub fn bytes_under(dir: &Path) -> u64 {
 /// Whether `needle` occurs in `haystack`.
 pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------------------------
+// KMS
+
+/// The account id in ARNs when the server is started without `--account-id`.
+pub const ACCOUNT_ID: &str = "111122223333";
+
+/// `arn:aws:kms:us-east-1:111122223333:key/<key_id>`.
+pub fn key_arn(key_id: &str) -> String {
+    format!("arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/{key_id}")
+}
+
+/// `arn:aws:kms:us-east-1:111122223333:<alias_name>` (the name includes `alias/`).
+pub fn alias_arn(alias_name: &str) -> String {
+    format!("arn:aws:kms:{REGION}:{ACCOUNT_ID}:{alias_name}")
+}
+
+/// The principal ARN of the root access key.
+pub fn root_arn() -> String {
+    format!("arn:aws:iam::{ACCOUNT_ID}:root")
+}
+
+/// The principal ARN of a user made with `coffer user add`.
+pub fn user_arn(name: &str) -> String {
+    format!("arn:aws:iam::{ACCOUNT_ID}:user/{name}")
+}
+
+/// An encryption context from pairs.
+pub fn context(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Creates a symmetric key (with a description) and returns its metadata.
+pub async fn create_key(
+    kms: &aws_sdk_kms::Client,
+    description: &str,
+) -> aws_sdk_kms::types::KeyMetadata {
+    ok(kms.create_key().description(description).send().await)
+        .key_metadata
+        .expect("CreateKey returns KeyMetadata")
+}
+
+/// Encrypts `plaintext` under `key_id` with `ctx` (empty for none) and returns the blob.
+pub async fn encrypt(
+    kms: &aws_sdk_kms::Client,
+    key_id: &str,
+    plaintext: &[u8],
+    ctx: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut req = kms
+        .encrypt()
+        .key_id(key_id)
+        .plaintext(aws_sdk_kms::primitives::Blob::new(plaintext));
+    if !ctx.is_empty() {
+        req = req.set_encryption_context(Some(context(ctx)));
+    }
+    ok(req.send().await)
+        .ciphertext_blob
+        .expect("Encrypt returns a CiphertextBlob")
+        .into_inner()
+}
+
+/// Decrypts `blob` (no KeyId: the key comes from the blob) with `ctx` and returns the plaintext.
+pub async fn decrypt(kms: &aws_sdk_kms::Client, blob: &[u8], ctx: &[(&str, &str)]) -> Vec<u8> {
+    let mut req = kms
+        .decrypt()
+        .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(blob));
+    if !ctx.is_empty() {
+        req = req.set_encryption_context(Some(context(ctx)));
+    }
+    ok(req.send().await)
+        .plaintext
+        .expect("Decrypt returns a Plaintext")
+        .into_inner()
+}
+
+/// The state of a key as DescribeKey reports it.
+pub async fn key_state(kms: &aws_sdk_kms::Client, key_id: &str) -> aws_sdk_kms::types::KeyState {
+    ok(kms.describe_key().key_id(key_id).send().await)
+        .key_metadata
+        .expect("DescribeKey returns KeyMetadata")
+        .key_state
+        .expect("KeyMetadata has a KeyState")
+}
+
+/// Writes the number of seconds the server's KMS clock runs ahead of real time into `path`
+/// (the file given to the hidden `--clock-offset-file`; the server re-reads it each time).
+pub fn set_clock_offset(path: &Path, seconds: i64) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{seconds}\n")).expect("write the clock offset file");
+    std::fs::rename(&tmp, path).expect("move the clock offset file into place");
+}
+
+/// One day in seconds, for clock offsets.
+pub const DAY: i64 = 86_400;
+
+/// Headers of a KMS JSON 1.1 request `TrentService.<operation>` with `body`, signed with SigV4
+/// (service `kms`) by `signer` at `time`. `host` is the Host header value.
+pub fn kms_signed_headers(
+    signer: &sigv4::Signer<'_>,
+    host: &str,
+    operation: &str,
+    body: &[u8],
+    time: std::time::SystemTime,
+) -> Vec<(String, String)> {
+    use sigv4::{amz_date, hmac_sha256, sha256_hex};
+    let amz_date = amz_date(time);
+    let date = &amz_date[..8];
+    let mut headers = vec![
+        (
+            "content-type".to_string(),
+            "application/x-amz-json-1.1".to_string(),
+        ),
+        ("host".to_string(), host.to_string()),
+        ("x-amz-date".to_string(), amz_date.clone()),
+        (
+            "x-amz-target".to_string(),
+            format!("TrentService.{operation}"),
+        ),
+    ];
+    headers.sort();
+    let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+    let signed_headers = headers
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect::<Vec<_>>()
+        .join(";");
+    let canonical_request = format!(
+        "POST\n/\n\n{canonical_headers}\n{signed_headers}\n{}",
+        sha256_hex(body)
+    );
+    let scope = format!("{date}/{}/kms/aws4_request", signer.region);
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        sha256_hex(canonical_request.as_bytes())
+    );
+    let k_date = hmac_sha256(
+        format!("AWS4{}", signer.secret_key).as_bytes(),
+        date.as_bytes(),
+    );
+    let k_region = hmac_sha256(&k_date, signer.region.as_bytes());
+    let k_service = hmac_sha256(&k_region, b"kms");
+    let k_signing = hmac_sha256(&k_service, b"aws4_request");
+    let signature = hex::encode(hmac_sha256(&k_signing, string_to_sign.as_bytes()));
+    headers.push((
+        "authorization".to_string(),
+        format!(
+            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
+            signer.access_key
+        ),
+    ));
+    headers
+}
+
+/// Sends one KMS request signed as root over plain HTTP and returns the raw response.
+pub fn kms_raw_request(server: &TestServer, operation: &str, body: &[u8]) -> raw_http::RawResponse {
+    let host = server.addr().to_string();
+    let headers = kms_signed_headers(
+        &sigv4::Signer::root(),
+        &host,
+        operation,
+        body,
+        std::time::SystemTime::now(),
+    );
+    raw_http::request(server.addr(), "POST", "/", &headers, body)
+}
+
+/// Sends one KMS request signed as root over HTTPS to a `--tls-self-signed` server, trusting
+/// only the certificate the server wrote to `<data-dir>/self-signed.pem` (and checking that it
+/// is valid for `localhost`), and returns the raw response.
+pub fn kms_https_request(
+    server: &TestServer,
+    operation: &str,
+    body: &[u8],
+) -> raw_http::RawResponse {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::io::Write as _;
+
+    let pem_path = server.data_dir().join("self-signed.pem");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&pem_path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", pem_path.display()))
+    {
+        roots
+            .add(cert.expect("a PEM certificate"))
+            .expect("add the self-signed certificate to the trust store");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost").expect("server name");
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("TLS client");
+    let tcp = std::net::TcpStream::connect(server.addr()).expect("connect to the server");
+    tcp.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("set read timeout");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+
+    let host = format!("localhost:{}", server.addr().port());
+    let headers = kms_signed_headers(
+        &sigv4::Signer::root(),
+        &host,
+        operation,
+        body,
+        std::time::SystemTime::now(),
+    );
+    let mut head = "POST / HTTP/1.1\r\n".to_string();
+    for (k, v) in &headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
+    tls.write_all(head.as_bytes())
+        .expect("send request head over TLS");
+    tls.write_all(body).expect("send request body over TLS");
+    tls.flush().expect("flush TLS");
+    let mut raw = Vec::new();
+    match tls.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // A peer that closes without close_notify: what arrived is still the whole response.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => panic!("read the HTTPS response: {e}"),
+    }
+    parse_http_response(&raw)
+}
+
+/// Parses a whole HTTP/1.1 response (Content-Length or chunked body).
+fn parse_http_response(raw: &[u8]) -> raw_http::RawResponse {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| {
+            panic!(
+                "no complete response head in {:?}",
+                String::from_utf8_lossy(raw)
+            )
+        });
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut rest = &raw[end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked {
+        let mut body = Vec::new();
+        while let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size_text = String::from_utf8_lossy(&rest[..line_end]);
+            let size_text = size_text.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_text, 16).expect("chunk size");
+            rest = &rest[line_end + 2..];
+            if size == 0 || rest.len() < size {
+                break;
+            }
+            body.extend_from_slice(&rest[..size]);
+            rest = &rest[(size + 2).min(rest.len())..];
+        }
+        body
+    } else {
+        rest.to_vec()
+    };
+    raw_http::RawResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A server for KMS tests that are not about quotas: `--kms-quotas off`, so that creating a
+/// few keys in a row (AWS allows 5 CreateKey/s) never throttles a test of something else.
+pub fn kms_server() -> TestServer {
+    TestServer::builder().args(["--kms-quotas", "off"]).start()
 }

@@ -1,0 +1,182 @@
+//! The AWS KMS JSON 1.1 protocol over `coffer_kms::Kms`: requests whose `X-Amz-Target`
+//! starts with `TrentService.` arrive here from the front layer, before `s3s` (which refuses
+//! signatures for any service but `s3`).
+//!
+//! This module authenticates (SigV4, service `kms`), refuses plain HTTP unless the operator
+//! allowed it, and maps `KmsError` to the `{"__type", "message"}` body once. It never logs
+//! request bodies: they carry plaintexts and data keys.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use coffer_kms::{Caller, Kms, KmsError};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use s3s::Body;
+
+use crate::auth::Credentials;
+use crate::sigv4::{self, SigError, SignedRequest};
+
+/// The largest KMS request body accepted (the largest real one, a 32 KiB policy, fits).
+const MAX_BODY: usize = 1024 * 1024;
+/// The `X-Amz-Target` prefix of KMS requests.
+pub const TARGET_PREFIX: &str = "TrentService.";
+
+/// The KMS endpoint of the server.
+pub struct KmsFront {
+    pub kms: Arc<Kms>,
+    pub region: String,
+    pub account_id: String,
+    pub allow_insecure_http: bool,
+}
+
+/// Facts about the connection a request came on.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub peer: std::net::SocketAddr,
+    pub secure: bool,
+}
+
+/// True when the request is a KMS call.
+pub fn is_kms(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with(TARGET_PREFIX))
+}
+
+impl KmsFront {
+    /// Handles one KMS request end to end.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        creds: &Credentials,
+        conn: &Connection,
+        request_id: &str,
+    ) -> Response<Body> {
+        let operation = req
+            .headers()
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+            .unwrap_or("")
+            .to_owned();
+        if !conn.secure && !self.allow_insecure_http {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "AccessDeniedException",
+                "KMS requests must use HTTPS: start coffer with --tls-cert/--tls-key or --tls-self-signed (or --allow-insecure-http for development only)",
+                request_id,
+            );
+        }
+        let (parts, body) = req.into_parts();
+        let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "ValidationException",
+                    "The request body is larger than 1 MiB or did not arrive whole",
+                    request_id,
+                );
+            }
+        };
+        let signed = SignedRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body: &body,
+        };
+        let access_key =
+            match sigv4::verify(&signed, &self.region, "kms", SystemTime::now(), |ak| {
+                creds.secret(ak)
+            }) {
+                Ok(ak) => ak,
+                Err(e) => {
+                    let (status, kind, msg) = sig_error(&e);
+                    return error(status, kind, &msg, request_id);
+                }
+            };
+        let principal = creds
+            .principal(&access_key)
+            .cloned()
+            .unwrap_or(crate::auth::Principal::Root);
+        let caller = Caller {
+            principal_arn: principal.arn(&self.account_id),
+            access_key,
+            source_ip: conn.peer.ip().to_string(),
+            user_agent: parts
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            request_id: request_id.to_owned(),
+            secure_transport: conn.secure,
+        };
+        match self.kms.handle(&caller, &operation, &body).await {
+            Ok(json) => {
+                let mut resp = Response::new(Body::from(Bytes::from(json)));
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-amz-json-1.1"),
+                );
+                set_request_id(&mut resp, request_id);
+                resp
+            }
+            Err(e) => kms_error(&e, request_id),
+        }
+    }
+}
+
+fn sig_error(e: &SigError) -> (StatusCode, &'static str, String) {
+    match e {
+        SigError::Missing => (StatusCode::BAD_REQUEST, "MissingAuthenticationTokenException", "Missing Authentication Token".into()),
+        SigError::Malformed(m) => (StatusCode::BAD_REQUEST, "IncompleteSignatureException", m.clone()),
+        SigError::UnknownAccessKey => (
+            StatusCode::BAD_REQUEST,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.".into(),
+        ),
+        SigError::WrongScope(m) => (StatusCode::BAD_REQUEST, "InvalidSignatureException", m.clone()),
+        SigError::Skewed => (
+            StatusCode::BAD_REQUEST,
+            "InvalidSignatureException",
+            "Signature expired: the request time is more than 15 minutes from the server time.".into(),
+        ),
+        SigError::Mismatch => (
+            StatusCode::BAD_REQUEST,
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.".into(),
+        ),
+    }
+}
+
+/// The one place a `KmsError` becomes a response.
+fn kms_error(e: &KmsError, request_id: &str) -> Response<Body> {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    error(status, e.error_type(), &e.message(), request_id)
+}
+
+fn error(status: StatusCode, kind: &str, message: &str, request_id: &str) -> Response<Body> {
+    let body = serde_json::json!({ "__type": kind, "message": message }).to_string();
+    let mut resp = Response::new(Body::from(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    if let Ok(v) = HeaderValue::from_str(kind) {
+        resp.headers_mut().insert("x-amzn-errortype", v);
+    }
+    set_request_id(&mut resp, request_id);
+    resp
+}
+
+fn set_request_id(resp: &mut Response<Body>, request_id: &str) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+}
