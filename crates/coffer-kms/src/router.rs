@@ -85,6 +85,37 @@ operations! {
     ListKeyPolicies => true,
 }
 
+/// Operations of the AWS KMS API that Coffer does not implement (grants, asymmetric and HMAC keys,
+/// imported material, custom key stores, multi-Region keys): answered with
+/// `UnsupportedOperationException` rather than `UnknownOperationException`, so a client learns the
+/// call is real but not served here.
+pub const UNSUPPORTED: &[&str] = &[
+    "ConnectCustomKeyStore",
+    "CreateCustomKeyStore",
+    "CreateGrant",
+    "DeleteCustomKeyStore",
+    "DeleteImportedKeyMaterial",
+    "DeriveSharedSecret",
+    "DescribeCustomKeyStores",
+    "DisconnectCustomKeyStore",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "GenerateMac",
+    "GetParametersForImport",
+    "GetPublicKey",
+    "ImportKeyMaterial",
+    "ListGrants",
+    "ListRetirableGrants",
+    "ReplicateKey",
+    "RetireGrant",
+    "RevokeGrant",
+    "Sign",
+    "UpdateCustomKeyStore",
+    "UpdatePrimaryRegion",
+    "Verify",
+    "VerifyMac",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +132,13 @@ mod tests {
     #[test]
     fn unknown_and_differently_cased_names_are_not_operations() {
         for name in ["", "encrypt", "CreateGrant", "Sign", "TrentService.Encrypt"] {
+            assert_eq!(Op::parse(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn unsupported_operations_are_not_implemented_ones() {
+        for name in UNSUPPORTED {
             assert_eq!(Op::parse(name), None, "{name}");
         }
     }

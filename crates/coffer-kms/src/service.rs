@@ -20,7 +20,7 @@ use crate::audit::AuditLog;
 use crate::ids::{Arns, KeyRef};
 use crate::model::{Alias, ENCRYPT_DECRYPT, Key, SYMMETRIC_DEFAULT, unix_ms};
 use crate::policy::{self, Decision, EvalContext, PolicyDocument};
-use crate::router::Op;
+use crate::router::{Op, UNSUPPORTED};
 use crate::store::Records;
 use crate::throttle::Quotas;
 use crate::trail::{self, ApiCall, RequestParameters};
@@ -134,6 +134,9 @@ impl Kms {
         };
         let op = Op::parse(operation);
         let result = match op {
+            None if UNSUPPORTED.contains(&operation) => Err(KmsError::UnsupportedOperation(
+                format!("Coffer's key service does not implement {operation}"),
+            )),
             None => Err(KmsError::UnknownOperation(format!(
                 "The operation '{}' is not a KMS operation this service implements",
                 trail::sanitize_event_name(operation)
@@ -418,6 +421,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn futures_of_handle_and_run_due_tasks_are_send() {
+        fn assert_send<T: Send>(_: T) {}
+        let h = Harness::new().await;
+        let caller = h.caller(ROOT);
+        assert_send(h.kms.handle(&caller, "ListKeys", b"{}"));
+        assert_send(h.kms.run_due_tasks());
+    }
+
+    #[tokio::test]
     async fn every_request_writes_one_audit_event_success_or_failure() {
         let h = Harness::new().await;
         let id = h.create_key().await;
@@ -429,8 +441,10 @@ mod tests {
         .await;
         h.err(BOB, "DescribeKey", json!({"KeyId": "alias/missing"}))
             .await;
-        let unknown = h.raw(ROOT, "Sign", b"{}").await.unwrap_err();
+        let unknown = h.raw(ROOT, "FlyToTheMoon", b"{}").await.unwrap_err();
         assert_eq!(unknown.error_type(), "UnknownOperationException");
+        let unsupported = h.raw(ROOT, "Sign", b"{}").await.unwrap_err();
+        assert_eq!(unsupported.error_type(), "UnsupportedOperationException");
         assert_eq!(
             h.raw(ROOT, "ListKeys", b"[")
                 .await
@@ -446,7 +460,14 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["CreateKey", "Encrypt", "DescribeKey", "Sign", "ListKeys"]
+            [
+                "CreateKey",
+                "Encrypt",
+                "DescribeKey",
+                "FlyToTheMoon",
+                "Sign",
+                "ListKeys"
+            ]
         );
         let encrypt = &log[1];
         assert_eq!(encrypt["userIdentity"]["type"], "IAMUser");
@@ -481,13 +502,14 @@ mod tests {
                 .contains("alias/missing")
         );
         assert_eq!(log[3]["errorCode"], "UnknownOperationException");
-        assert_eq!(log[4]["errorCode"], "SerializationException");
-        assert!(log[4]["requestParameters"].is_null());
+        assert_eq!(log[4]["errorCode"], "UnsupportedOperationException");
+        assert_eq!(log[5]["errorCode"], "SerializationException");
+        assert!(log[5]["requestParameters"].is_null());
         let ids: std::collections::HashSet<_> = log.iter().map(|e| e["eventID"].clone()).collect();
         assert_eq!(ids.len(), log.len());
         let chain = crate::audit::verify(&h.audit_path()).unwrap();
         assert!(chain.first_broken.is_none());
-        assert_eq!(chain.lines, 5);
+        assert_eq!(chain.lines, 6);
     }
 
     #[tokio::test]

@@ -87,7 +87,6 @@ pub async fn create_bucket(
     c.meta(move |m| m.create_bucket(&rec)).await?;
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{}", input.bucket)),
-        ..Default::default()
     }))
 }
 
@@ -143,7 +142,6 @@ pub async fn get_bucket_encryption(
             sse_algorithm: ServerSideEncryption::from_static(ServerSideEncryption::AES256),
         }),
         bucket_key_enabled: Some(false),
-        ..Default::default()
     };
     Ok(S3Response::new(GetBucketEncryptionOutput {
         server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {

@@ -397,9 +397,11 @@ pub async fn get_object(
         key: input.key.clone(),
     };
     let body = pipeline::read_range(&c.blobs, parts, range.clone(), name).await?;
-    let checksums = want_checksums(input.checksum_mode.as_ref(), partial)
-        .then(|| rec.checksums.clone())
-        .unwrap_or_default();
+    let checksums = if want_checksums(input.checksum_mode.as_ref(), partial) {
+        rec.checksums.clone()
+    } else {
+        Default::default()
+    };
     let output = GetObjectOutput {
         body: Some(body),
         accept_ranges: Some("bytes".to_owned()),
@@ -457,9 +459,11 @@ pub async fn head_object(
     )?;
     let (range, partial) = select_range(&rec, input.range.as_ref(), input.part_number)?;
     let user_metadata = metadata::open(&c.ring, rec.sealed_user_metadata.as_deref())?;
-    let checksums = want_checksums(input.checksum_mode.as_ref(), partial)
-        .then(|| rec.checksums.clone())
-        .unwrap_or_default();
+    let checksums = if want_checksums(input.checksum_mode.as_ref(), partial) {
+        rec.checksums.clone()
+    } else {
+        Default::default()
+    };
     Ok(S3Response::new(HeadObjectOutput {
         accept_ranges: Some("bytes".to_owned()),
         content_length: Some((range.end - range.start) as i64),

@@ -32,6 +32,7 @@ fn init_logging() {
         .add_directive("s3s=warn".parse().expect("valid directive"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
