@@ -640,7 +640,11 @@ where
 
 /// Runs `op` in a loop on each of `clients` tasks until `duration` has passed; the first error
 /// ends the run.
-async fn run_clients<F, Fut>(clients: usize, duration: Duration, op: F) -> anyhow::Result<Ops>
+pub(crate) async fn run_clients<F, Fut>(
+    clients: usize,
+    duration: Duration,
+    op: F,
+) -> anyhow::Result<Ops>
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,
@@ -969,7 +973,7 @@ impl Rate {
 }
 
 /// Operations done in some time, with the latency of each (sorted).
-struct Ops {
+pub(crate) struct Ops {
     elapsed: Duration,
     latencies: Vec<Duration>,
 }
@@ -980,7 +984,7 @@ impl Ops {
         Ops { elapsed, latencies }
     }
 
-    fn per_second(&self) -> f64 {
+    pub(crate) fn per_second(&self) -> f64 {
         self.latencies.len() as f64 / self.elapsed.as_secs_f64()
     }
 
@@ -989,7 +993,7 @@ impl Ops {
         total / u32::try_from(self.latencies.len().max(1)).unwrap_or(u32::MAX)
     }
 
-    fn percentile(&self, q: f64) -> Duration {
+    pub(crate) fn percentile(&self, q: f64) -> Duration {
         if self.latencies.is_empty() {
             return Duration::ZERO;
         }

@@ -29,6 +29,9 @@ pub enum Command {
     /// Measure a running S3 server (Coffer or another) with aws-sdk-s3, next to this machine's
     /// loopback TCP, MD5, disk and AES-256-GCM throughput measured in the same run.
     Bench(BenchArgs),
+    /// Measure GenerateDataKey and Decrypt requests/s of a running key service (aws-sdk-kms,
+    /// SigV4 and the durable audit write included).
+    BenchKms(BenchKmsArgs),
     /// Manage access keys besides the root pair (run while the server is stopped).
     #[command(subcommand)]
     User(UserCommand),
@@ -99,6 +102,26 @@ pub struct BenchArgs {
     /// data dir [default: the system temp dir]
     #[arg(long)]
     pub scratch_dir: Option<PathBuf>,
+}
+
+/// `coffer bench-kms` settings.
+#[derive(clap::Args)]
+pub struct BenchKmsArgs {
+    /// KMS endpoint, e.g. http://127.0.0.1:9000 (a server started with --allow-insecure-http)
+    #[arg(long)]
+    pub endpoint: String,
+    /// Access key id
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub access_key: String,
+    /// Secret access key
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_key: String,
+    /// Region the server serves
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// Seconds per measurement
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
 }
 
 #[derive(clap::Args)]

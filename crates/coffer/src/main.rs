@@ -5,6 +5,7 @@
 //! `serve`, key files are handled in `secrets`, the benchmark lives in `bench`.
 
 mod bench;
+mod bench_kms;
 mod config;
 mod secrets;
 mod serve;
@@ -21,6 +22,7 @@ fn main() -> anyhow::Result<()> {
         }
         config::Command::RotateServiceKey(args) => serve::rotate_service_key(&args.data_dir),
         config::Command::Bench(args) => bench::run(args),
+        config::Command::BenchKms(args) => bench_kms::run(args),
         config::Command::User(cmd) => serve::user(cmd),
         config::Command::Audit(cmd) => serve::audit(cmd),
     }
