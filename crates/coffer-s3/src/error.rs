@@ -26,6 +26,10 @@ pub fn store_error(err: StoreError) -> S3Error {
             NoSuchUpload,
             "The specified multipart upload does not exist. The upload ID might be invalid, or the upload might have been aborted or completed."
         ),
+        StoreError::PartsChanged => s3_error!(
+            InvalidPart,
+            "One or more of the specified parts was re-uploaded while the upload was being completed; list the parts and complete again."
+        ),
         StoreError::PreconditionFailed => {
             s3_error!(
                 PreconditionFailed,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use coffer_crypto::{Key256, SEALED_SEGMENT_SIZE, SEGMENT_SIZE, SegmentCipher, TAG_LEN};
-use coffer_store::{BlobStore, BlobWriter, PartLayout};
+use coffer_store::{BlobReader, BlobStore, BlobWriter, PartLayout, StoreError};
 use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
 use s3s::checksum::ChecksumHasher;
@@ -68,7 +68,7 @@ pub async fn write_stream(
     let mut size: u64 = 0;
     let mut buf: Vec<u8> = Vec::with_capacity(BATCH + SEGMENT_SIZE);
     let mut failure: Option<S3Error> = None;
-    while let Some(item) = source.next().await {
+    'body: while let Some(item) = source.next().await {
         let chunk = match item {
             Ok(c) => c,
             Err(e) => {
@@ -101,7 +101,7 @@ pub async fn write_stream(
                     v
                 });
                 if tx.send((full, false)).await.is_err() {
-                    break;
+                    break 'body; // the sealer failed: its error is reported below
                 }
             }
         }
@@ -220,6 +220,10 @@ pub async fn read_range(
     let first = match first {
         None => None,
         Some(Ok(b)) => Some(b),
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Deleted or overwritten between reading its record and opening its data.
+            return Err(s3_error!(NoSuchKey, "The specified key does not exist."));
+        }
         Some(Err(_)) => {
             return Err(s3_error!(
                 InternalError,
@@ -241,8 +245,10 @@ fn open_loop(
     name: &ObjectName,
     tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
+    // Open every file the range needs before sending a byte: an open file survives the unlink
+    // of a concurrent overwrite or delete, so a read that started sees its version whole.
     let mut part_start: u64 = 0;
-    let mut buf: Vec<u8> = Vec::with_capacity(BATCH_SEGMENTS * SEALED_SEGMENT_SIZE);
+    let mut selected = Vec::new();
     for part in parts {
         let part_end = part_start + part.layout.size;
         let (lo, hi) = (range.start.max(part_start), range.end.min(part_end));
@@ -251,7 +257,27 @@ fn open_loop(
         if lo >= hi {
             continue;
         }
-        if let Err(e) = open_part(blobs, &part, lo - this_start..hi - this_start, &mut buf, tx) {
+        match blobs.open_blob(&part.layout.blob_id) {
+            Ok(reader) => selected.push((part, reader, lo - this_start..hi - this_start)),
+            Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                let _ = tx.blocking_send(Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "object data is gone",
+                )));
+                return;
+            }
+            Err(e) => {
+                tracing::error!(bucket = %name.bucket, key = %name.key, blob = %part.layout.blob_id, error = %e, "object data could not be opened");
+                let _ = tx.blocking_send(Err(std::io::Error::other(
+                    "stored object data is unreadable",
+                )));
+                return;
+            }
+        }
+    }
+    let mut buf: Vec<u8> = Vec::with_capacity(BATCH_SEGMENTS * SEALED_SEGMENT_SIZE);
+    for (part, reader, part_range) in selected {
+        if let Err(e) = open_part(&reader, &part, part_range, &mut buf, tx) {
             tracing::error!(
                 bucket = %name.bucket, key = %name.key, blob = %part.layout.blob_id, part = part.layout.part_number,
                 error = %e, "object data failed to open: stored bytes altered or unreadable"
@@ -266,7 +292,7 @@ fn open_loop(
 
 /// Reads and opens the segments of one stream that cover `range` (relative to the stream).
 fn open_part(
-    blobs: &BlobStore,
+    reader: &BlobReader,
     part: &ReadPart,
     range: Range<u64>,
     buf: &mut Vec<u8>,
@@ -280,9 +306,6 @@ fn open_part(
         .try_into()
         .map_err(|_| "bad nonce prefix length".to_owned())?;
     let cipher = SegmentCipher::new(&part.key, prefix, part.layout.blob_id.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let reader = blobs
-        .open_blob(&part.layout.blob_id)
         .map_err(|e| e.to_string())?;
     let total_segments = coffer_crypto::segment_count(size);
     let seg = SEGMENT_SIZE as u64;

@@ -22,6 +22,9 @@ pub enum StoreError {
     /// A caller's check on the current object refused the write; nothing was changed.
     #[error("the precondition on the current object did not hold")]
     PreconditionFailed,
+    /// A multipart completion named a part that was re-uploaded or removed meanwhile.
+    #[error("a part of the multipart upload changed while it was being completed")]
+    PartsChanged,
     /// A file system operation on the blob store failed.
     #[error("blob store I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -328,6 +328,17 @@ impl MetaStore {
             check(current.as_ref())?;
             uploads.remove((bucket, upload_id))?;
             let parts = take_parts(txn, bucket, upload_id)?;
+            // The caller chose its parts before this transaction: a part re-uploaded since then
+            // has a new blob and the chosen one is being freed. Refuse rather than commit an
+            // object that points at freed data.
+            let stored: HashSet<&str> = parts.iter().map(|p| p.blob_id.as_str()).collect();
+            if rec
+                .parts
+                .iter()
+                .any(|p| !stored.contains(p.blob_id.as_str()))
+            {
+                return Err(StoreError::PartsChanged);
+            }
             objects.insert((bucket, key), value.as_slice())?;
             let used: HashSet<&str> = rec.parts.iter().map(|p| p.blob_id.as_str()).collect();
             let unused = parts
@@ -861,6 +872,25 @@ mod tests {
         assert_eq!(referenced, HashSet::from(["p1".into(), "p3".into()]));
         store.delete_object("b", "k").unwrap();
         store.delete_bucket("b").unwrap();
+    }
+
+    /// Regression: a part re-uploaded between choosing the parts and completing made the object
+    /// point at a freed blob (found in review).
+    #[test]
+    fn complete_upload_refuses_a_part_re_uploaded_meanwhile() {
+        let (_dir, store) = open_with_bucket("b");
+        store.create_upload(&upload("b", "u", "k", 1)).unwrap();
+        store.put_part("b", "u", &part(1, "first")).unwrap();
+        let rec = object("abc-1", &["first"]);
+        // The retried UploadPart lands before the completion commits.
+        store.put_part("b", "u", &part(1, "retried")).unwrap();
+        let result = store.complete_upload("b", "u", "k", &rec, no_check);
+        assert!(
+            matches!(result, Err(StoreError::PartsChanged)),
+            "{result:?}"
+        );
+        assert_eq!(store.get_object("b", "k").unwrap(), None);
+        assert_eq!(store.list_parts("b", "u").unwrap(), [part(1, "retried")]);
     }
 
     #[test]
