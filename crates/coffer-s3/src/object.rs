@@ -137,7 +137,7 @@ pub async fn store_object(
     let (inm, im) = (obj.if_none_match, obj.if_match);
     let committed = c
         .meta(move |m| {
-            m.put_object(&b, &k, &rec, |cur| {
+            m.put_object(&b, &k, &rec, move |cur| {
                 write_precondition(cur, inm.as_ref(), im.as_ref())
             })
         })

@@ -55,6 +55,30 @@ pub enum KvOp {
 /// Buckets, objects, uploads and system values; cheap to share behind an `Arc`.
 pub struct MetaStore {
     db: Database,
+    /// Object PUTs waiting for the next group commit (see [`MetaStore::put_object`]).
+    puts: std::sync::Mutex<PutQueue>,
+}
+
+/// A check run on the current record inside the commit transaction.
+type PutCheck = Box<dyn FnOnce(Option<&ObjectRecord>) -> Result<()> + Send>;
+
+/// Where a queued PUT's answer goes.
+type PutReply = std::sync::mpsc::Sender<Result<Option<ObjectRecord>>>;
+
+/// One queued object PUT and where its answer goes.
+struct PutJob {
+    bucket: String,
+    key: String,
+    value: Vec<u8>,
+    check: PutCheck,
+    reply: PutReply,
+}
+
+/// The group-commit queue: jobs, and whether a caller is committing them right now.
+#[derive(Default)]
+struct PutQueue {
+    jobs: Vec<PutJob>,
+    leader: bool,
 }
 
 impl MetaStore {
@@ -62,6 +86,7 @@ impl MetaStore {
     pub fn open(path: &Path) -> Result<MetaStore> {
         let store = MetaStore {
             db: Database::create(path)?,
+            puts: std::sync::Mutex::new(PutQueue::default()),
         };
         store.write(|txn| {
             txn.open_table(BUCKETS)?;
@@ -158,25 +183,90 @@ impl MetaStore {
     /// returns Ok, store `rec`. Returns the replaced record (so the caller can delete its blobs
     /// after commit). An error from `check` (e.g. [`StoreError::PreconditionFailed`]) leaves the
     /// current record in place.
+    ///
+    /// Group commit: concurrent PUTs share one transaction and one fsync. The first caller to
+    /// find no commit in progress becomes the leader and commits every queued PUT (its own
+    /// included) until the queue is empty; the others wait for their answer. Each job's check
+    /// runs before its insert, so a failed check writes nothing and does not affect the others;
+    /// if the commit itself fails, every job of that batch gets the error and none is stored.
     pub fn put_object(
         &self,
         bucket: &str,
         key: &str,
         rec: &ObjectRecord,
-        check: impl FnOnce(Option<&ObjectRecord>) -> Result<()>,
+        check: impl FnOnce(Option<&ObjectRecord>) -> Result<()> + Send + 'static,
     ) -> Result<Option<ObjectRecord>> {
         let value = encode(rec)?;
-        self.write(|txn| {
-            require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
-            let mut objects = txn.open_table(OBJECTS)?;
-            let current: Option<ObjectRecord> = objects
-                .get((bucket, key))?
-                .map(|v| decode(v.value()))
-                .transpose()?;
-            check(current.as_ref())?;
-            objects.insert((bucket, key), value.as_slice())?;
-            Ok(current)
+        let (reply, answer) = std::sync::mpsc::channel();
+        let job = PutJob {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            value,
+            check: Box::new(check),
+            reply,
+        };
+        let lead = {
+            let mut q = self.puts.lock().expect("put queue lock poisoned");
+            q.jobs.push(job);
+            !std::mem::replace(&mut q.leader, true)
+        };
+        if lead {
+            loop {
+                let batch = {
+                    let mut q = self.puts.lock().expect("put queue lock poisoned");
+                    if q.jobs.is_empty() {
+                        q.leader = false;
+                        break;
+                    }
+                    std::mem::take(&mut q.jobs)
+                };
+                self.commit_puts(batch);
+            }
+        }
+        answer.recv().unwrap_or_else(|_| {
+            Err(StoreError::Db(
+                "the group commit ended without an answer".into(),
+            ))
         })
+    }
+
+    /// Commits one batch of PUTs in one transaction and answers every job.
+    fn commit_puts(&self, batch: Vec<PutJob>) {
+        let mut answers: Vec<(PutReply, Result<Option<ObjectRecord>>)> =
+            Vec::with_capacity(batch.len());
+        let committed = self.write(|txn| {
+            let buckets = txn.open_table(BUCKETS)?;
+            let mut objects = txn.open_table(OBJECTS)?;
+            for job in batch {
+                let PutJob {
+                    bucket,
+                    key,
+                    value,
+                    check,
+                    reply,
+                } = job;
+                let one = (|| {
+                    require_bucket(&buckets, &bucket)?;
+                    let current: Option<ObjectRecord> = objects
+                        .get((bucket.as_str(), key.as_str()))?
+                        .map(|v| decode(v.value()))
+                        .transpose()?;
+                    check(current.as_ref())?;
+                    objects.insert((bucket.as_str(), key.as_str()), value.as_slice())?;
+                    Ok(current)
+                })();
+                answers.push((reply, one));
+            }
+            Ok(())
+        });
+        for (reply, one) in answers {
+            let answer = match (&committed, one) {
+                (Ok(()), one) => one,
+                (Err(e), Ok(_)) => Err(StoreError::Db(format!("group commit failed: {e}"))),
+                (Err(_), Err(e)) => Err(e),
+            };
+            let _ = reply.send(answer);
+        }
     }
 
     /// Removes the object at `key`; returns it (its blobs are the caller's to free), or `None` if
@@ -677,11 +767,42 @@ mod tests {
             })
             .unwrap();
         store
-            .put_object("b", "k", &object("e2", &["b2"]), |current| {
-                assert_eq!(current, Some(&first));
-                Ok(())
+            .put_object("b", "k", &object("e2", &["b2"]), {
+                let first = first.clone();
+                move |current| {
+                    assert_eq!(current, Some(&first));
+                    Ok(())
+                }
             })
             .unwrap();
+    }
+
+    #[test]
+    fn concurrent_puts_are_group_committed_and_create_only_has_one_winner() {
+        let (_dir, store) = open_with_bucket("b");
+        let store = std::sync::Arc::new(store);
+        let threads: Vec<_> = (0..32)
+            .map(|i| {
+                let store = std::sync::Arc::clone(&store);
+                std::thread::spawn(move || {
+                    let own =
+                        store.put_object("b", &format!("k{i}"), &object("e", &["x"]), no_check);
+                    // Everyone races to create the same key with "create only".
+                    let race = store.put_object("b", "shared", &object("e", &["y"]), |cur| {
+                        if cur.is_some() {
+                            Err(StoreError::PreconditionFailed)
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    (own.is_ok(), race.is_ok())
+                })
+            })
+            .collect();
+        let results: Vec<(bool, bool)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(results.iter().all(|(own, _)| *own));
+        assert_eq!(results.iter().filter(|(_, race)| *race).count(), 1);
+        assert_eq!(store.list_objects("b", "k", None, 100).unwrap().len(), 32);
     }
 
     #[test]
