@@ -7,9 +7,9 @@
 //!
 //! Durability: every mutation is one redb write transaction committed with redb's default
 //! (immediate, fsynced) durability; the commit is the moment a change exists (DESIGN §5). All
-//! mutations go through one private function, `MetaStore::write`, which runs a closure inside one
-//! transaction; a group-commit batcher (several callers' closures in one transaction, one fsync,
-//! each closure under its own savepoint) can later replace that function without changing this API.
+//! mutations go through one private function, `MetaStore::write`. Object PUTs, the hot path, are
+//! group-committed: concurrent `put_object` calls share one transaction and one fsync (see its
+//! doc); the other mutations can join the same scheme when they become hot.
 //!
 //! Tables (a frozen format: renaming a table or changing a key layout needs a migration):
 //! - `buckets`: bucket name → [`BucketRecord`] JSON
