@@ -920,45 +920,6 @@ mod tests {
         assert_eq!(ids.len(), 64 * 20);
     }
 
-    /// Measures group commit on the disk under the temp dir. With 64 callers each waiting for
-    /// its own line, no design beats 64 / (one fdatasync) appends/s, and this disk's sync time
-    /// varies with other I/O, so the test checks what the design controls: nearly every sync
-    /// carries all 64 callers' events. Run by hand: `cargo test -p coffer-kms --release --lib
-    /// audit:: -- --ignored --nocapture`.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "measures the disk; run by hand"]
-    async fn throughput_with_64_concurrent_appenders() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = log_path(&dir);
-        let log = AuditLog::open(&path).unwrap();
-        let per_task = 1_000u64;
-        let started = std::time::Instant::now();
-        let tasks: Vec<_> = (0..64u64)
-            .map(|t| {
-                let log = Arc::clone(&log);
-                tokio::spawn(async move {
-                    for i in 0..per_task {
-                        log.append(event(t * per_task + i)).await.unwrap();
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        let elapsed = started.elapsed();
-        let appends = 64 * per_task;
-        let per_sync = appends as f64 / log.syncs() as f64;
-        println!(
-            "{:.0} durable appends/s with 64 concurrent callers: {per_sync:.1} events per sync, \
-             {:?} per batch",
-            appends as f64 / elapsed.as_secs_f64(),
-            elapsed / u32::try_from(log.syncs()).unwrap(),
-        );
-        assert_eq!(verify(&path).unwrap().first_broken, None);
-        assert!(per_sync > 48.0, "{per_sync:.1} events per sync");
-    }
-
     #[test]
     fn read_events_filters_by_key_and_keeps_the_newest() {
         let (_dir, path) = write_log(10);

@@ -403,8 +403,6 @@ pub(crate) fn condition(key: &str, value: impl ToString) -> (String, Vec<String>
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::Instant;
 
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
@@ -672,45 +670,5 @@ mod tests {
             .handle(&h.caller(ALICE), "Decrypt", decrypt.as_bytes())
             .await
             .unwrap();
-    }
-
-    /// Requests per second of GenerateDataKey through `handle` (JSON, quota, policy, crypto and a
-    /// durable audit append), at 1 and 64 concurrent clients on two worker threads.
-    #[test]
-    #[ignore = "a measurement: cargo test --release -p coffer-kms -- --ignored --nocapture throughput"]
-    fn generate_data_key_throughput() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let h = Arc::new(Harness::new().await);
-            let id = h.create_key().await;
-            let body = Arc::new(json!({"KeyId": id, "KeySpec": "AES_256"}).to_string());
-            for (clients, total) in [(1usize, 2_000usize), (64, 100_000)] {
-                let start = Instant::now();
-                let tasks: Vec<_> = (0..clients)
-                    .map(|_| {
-                        let h = Arc::clone(&h);
-                        let body = Arc::clone(&body);
-                        tokio::spawn(async move {
-                            let caller = h.caller(ROOT);
-                            for _ in 0..total / clients {
-                                h.kms
-                                    .handle(&caller, "GenerateDataKey", body.as_bytes())
-                                    .await
-                                    .unwrap();
-                            }
-                        })
-                    })
-                    .collect();
-                for t in tasks {
-                    t.await.unwrap();
-                }
-                let rate = (total / clients * clients) as f64 / start.elapsed().as_secs_f64();
-                println!("GenerateDataKey, {clients} clients: {rate:.0} requests/s");
-            }
-        });
     }
 }
