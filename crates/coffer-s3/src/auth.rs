@@ -170,14 +170,7 @@ pub fn add_user(meta: &MetaStore, root: &Key256, name: &str) -> Result<User, Use
             "a user named {name:?} already exists"
         )));
     }
-    let access_key = format!(
-        "AKIA{}",
-        random_text(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")?
-    );
-    let secret_key = Zeroizing::new(random_text(
-        40,
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-    )?);
+    let (access_key, secret_key) = generate_key_pair()?;
     let rec = UserRecord {
         v: 1,
         name: name.to_owned(),
@@ -194,8 +187,21 @@ pub fn add_user(meta: &MetaStore, root: &Key256, name: &str) -> Result<User, Use
     })
 }
 
+/// A fresh access key id (`AKIA` + 16 characters) and 40-character secret, as AWS shapes them.
+pub fn generate_key_pair() -> Result<(String, Zeroizing<String>), coffer_crypto::CryptoError> {
+    let access_key = format!(
+        "AKIA{}",
+        random_text(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")?
+    );
+    let secret_key = Zeroizing::new(random_text(
+        40,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+    )?);
+    Ok((access_key, secret_key))
+}
+
 /// Random text over `alphabet` (for generated access keys and secrets).
-pub fn random_text(len: usize, alphabet: &[u8]) -> Result<String, coffer_crypto::CryptoError> {
+fn random_text(len: usize, alphabet: &[u8]) -> Result<String, coffer_crypto::CryptoError> {
     let bytes: [u8; 64] = coffer_crypto::random_array()?;
     Ok(bytes[..len.min(64)]
         .iter()

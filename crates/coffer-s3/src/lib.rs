@@ -24,7 +24,7 @@ mod service;
 mod sigv4;
 mod sse;
 
-pub use auth::{Credentials, Principal, User, UserError, add_user, load_users};
+pub use auth::{Credentials, Principal, User, UserError, add_user, generate_key_pair, load_users};
 pub use keyring::{KeyringError, ServiceKeyRing};
 pub use kms_api::{Connection, KmsFront};
 pub use server::{ConnectionService, Frontend, FrontendConfig};

@@ -59,26 +59,12 @@ pub fn load_or_create_credentials(path: &Path) -> anyhow::Result<((String, Strin
             ),
         };
     }
-    let access = format!(
-        "AKIA{}",
-        random_text(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")?
-    );
-    let secret = random_text(
-        40,
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
-    )?;
+    let (access, secret) =
+        coffer_s3::generate_key_pair().map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+    let secret = secret.to_string();
     let text = Zeroizing::new(format!("access_key={access}\nsecret_key={secret}\n"));
     write_private(path, text.as_bytes())?;
     Ok(((access, secret), true))
-}
-
-fn random_text(len: usize, alphabet: &[u8]) -> anyhow::Result<String> {
-    let bytes: [u8; 64] =
-        coffer_crypto::random_array().map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
-    Ok(bytes[..len]
-        .iter()
-        .map(|b| alphabet[*b as usize % alphabet.len()] as char)
-        .collect())
 }
 
 /// Refuses a secret file that group or others can read or write.
