@@ -369,72 +369,102 @@ fn want_checksums(mode: Option<&ChecksumMode>, partial: bool) -> bool {
     !partial && mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED))
 }
 
+/// What GetObject and HeadObject share once the request is checked: the record, the byte range
+/// to serve and the headers that describe it.
+struct ReadView {
+    rec: ObjectRecord,
+    range: ByteRange<u64>,
+    partial: bool,
+    user_metadata: Option<Metadata>,
+    checksums: coffer_store::Checksums,
+}
+
+/// Checks a GetObject/HeadObject input (SSE-C headers, version id, conditions, range) against
+/// the stored object. A macro because the two inputs are distinct types with the same fields.
+macro_rules! read_view {
+    ($c:expr, $input:expr) => {{
+        let input = &$input;
+        sse::check_read(
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.is_some(),
+        )?;
+        check_version_id(input.version_id.as_deref())?;
+        let rec = load($c, &input.bucket, &input.key).await?;
+        check_conditions(
+            &rec,
+            &Conditions {
+                if_match: input.if_match.as_ref(),
+                if_none_match: input.if_none_match.as_ref(),
+                if_modified_since: input.if_modified_since.as_ref(),
+                if_unmodified_since: input.if_unmodified_since.as_ref(),
+            },
+        )?;
+        let (range, partial) = select_range(&rec, input.range.as_ref(), input.part_number)?;
+        let user_metadata = metadata::open(&$c.ring, rec.sealed_user_metadata.as_deref())?;
+        let checksums = if want_checksums(input.checksum_mode.as_ref(), partial) {
+            rec.checksums.clone()
+        } else {
+            Default::default()
+        };
+        ReadView {
+            rec,
+            range,
+            partial,
+            user_metadata,
+            checksums,
+        }
+    }};
+}
+
+/// The response headers GetObject and HeadObject share, with the `response-*` overrides.
+macro_rules! read_output {
+    ($out:ident { $($field:ident: $value:expr),* }, $input:expr, $view:expr) => {{
+        let (input, v) = ($input, $view);
+        let rec = &v.rec;
+        $out {
+            $($field: $value,)*
+            accept_ranges: Some("bytes".to_owned()),
+            content_length: Some((v.range.end - v.range.start) as i64),
+            content_range: v.partial.then(|| content_range(&v.range, rec.size)),
+            e_tag: Some(ETag::Strong(rec.etag.clone())),
+            last_modified: Some(timestamp_from_ms(rec.last_modified_unix_ms)),
+            metadata: v.user_metadata,
+            content_type: input.response_content_type.or(rec.content_type.clone()),
+            content_encoding: input.response_content_encoding.or(rec.content_encoding.clone()),
+            content_disposition: input.response_content_disposition.or(rec.content_disposition.clone()),
+            content_language: input.response_content_language.or(rec.content_language.clone()),
+            cache_control: input.response_cache_control.or(rec.cache_control.clone()),
+            expires: input.response_expires.or_else(|| parse_expires(rec.expires.as_ref())),
+            server_side_encryption: sse::sse_s3(),
+            parts_count: parts_count(rec),
+            checksum_crc32: v.checksums.crc32,
+            checksum_crc32c: v.checksums.crc32c,
+            checksum_crc64nvme: v.checksums.crc64nvme,
+            checksum_sha1: v.checksums.sha1,
+            checksum_sha256: v.checksums.sha256,
+            checksum_type: v.checksums.checksum_type.map(ChecksumType::from),
+            ..Default::default()
+        }
+    }};
+}
+
 pub async fn get_object(
     c: &Coffer,
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
-    sse::check_read(
-        input.sse_customer_algorithm.as_deref(),
-        input.sse_customer_key.is_some(),
-    )?;
-    check_version_id(input.version_id.as_deref())?;
-    let rec = load(c, &input.bucket, &input.key).await?;
-    check_conditions(
-        &rec,
-        &Conditions {
-            if_match: input.if_match.as_ref(),
-            if_none_match: input.if_none_match.as_ref(),
-            if_modified_since: input.if_modified_since.as_ref(),
-            if_unmodified_since: input.if_unmodified_since.as_ref(),
-        },
-    )?;
-    let (range, partial) = select_range(&rec, input.range.as_ref(), input.part_number)?;
-    let user_metadata = metadata::open(&c.ring, rec.sealed_user_metadata.as_deref())?;
-    let parts = read_parts(c, &rec)?;
+    let view = read_view!(c, input);
+    let parts = read_parts(c, &view.rec)?;
     let name = ObjectName {
         bucket: input.bucket.clone(),
         key: input.key.clone(),
     };
-    let body = pipeline::read_range(&c.blobs, parts, range.clone(), name).await?;
-    let checksums = if want_checksums(input.checksum_mode.as_ref(), partial) {
-        rec.checksums.clone()
-    } else {
-        Default::default()
-    };
-    let output = GetObjectOutput {
-        body: Some(body),
-        accept_ranges: Some("bytes".to_owned()),
-        content_length: Some((range.end - range.start) as i64),
-        content_range: partial.then(|| content_range(&range, rec.size)),
-        e_tag: Some(ETag::Strong(rec.etag.clone())),
-        last_modified: Some(timestamp_from_ms(rec.last_modified_unix_ms)),
-        metadata: user_metadata,
-        content_type: input.response_content_type.or(rec.content_type.clone()),
-        content_encoding: input
-            .response_content_encoding
-            .or(rec.content_encoding.clone()),
-        content_disposition: input
-            .response_content_disposition
-            .or(rec.content_disposition.clone()),
-        content_language: input
-            .response_content_language
-            .or(rec.content_language.clone()),
-        cache_control: input.response_cache_control.or(rec.cache_control.clone()),
-        expires: input
-            .response_expires
-            .or_else(|| parse_expires(rec.expires.as_ref())),
-        server_side_encryption: sse::sse_s3(),
-        parts_count: parts_count(&rec),
-        checksum_crc32: checksums.crc32,
-        checksum_crc32c: checksums.crc32c,
-        checksum_crc64nvme: checksums.crc64nvme,
-        checksum_sha1: checksums.sha1,
-        checksum_sha256: checksums.sha256,
-        checksum_type: checksums.checksum_type.map(ChecksumType::from),
-        ..Default::default()
-    };
-    Ok(S3Response::new(output))
+    let body = pipeline::read_range(&c.blobs, parts, view.range.clone(), name).await?;
+    Ok(S3Response::new(read_output!(
+        GetObjectOutput { body: Some(body) },
+        input,
+        view
+    )))
 }
 
 pub async fn head_object(
@@ -442,59 +472,12 @@ pub async fn head_object(
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
-    sse::check_read(
-        input.sse_customer_algorithm.as_deref(),
-        input.sse_customer_key.is_some(),
-    )?;
-    check_version_id(input.version_id.as_deref())?;
-    let rec = load(c, &input.bucket, &input.key).await?;
-    check_conditions(
-        &rec,
-        &Conditions {
-            if_match: input.if_match.as_ref(),
-            if_none_match: input.if_none_match.as_ref(),
-            if_modified_since: input.if_modified_since.as_ref(),
-            if_unmodified_since: input.if_unmodified_since.as_ref(),
-        },
-    )?;
-    let (range, partial) = select_range(&rec, input.range.as_ref(), input.part_number)?;
-    let user_metadata = metadata::open(&c.ring, rec.sealed_user_metadata.as_deref())?;
-    let checksums = if want_checksums(input.checksum_mode.as_ref(), partial) {
-        rec.checksums.clone()
-    } else {
-        Default::default()
-    };
-    Ok(S3Response::new(HeadObjectOutput {
-        accept_ranges: Some("bytes".to_owned()),
-        content_length: Some((range.end - range.start) as i64),
-        content_range: partial.then(|| content_range(&range, rec.size)),
-        e_tag: Some(ETag::Strong(rec.etag.clone())),
-        last_modified: Some(timestamp_from_ms(rec.last_modified_unix_ms)),
-        metadata: user_metadata,
-        content_type: input.response_content_type.or(rec.content_type.clone()),
-        content_encoding: input
-            .response_content_encoding
-            .or(rec.content_encoding.clone()),
-        content_disposition: input
-            .response_content_disposition
-            .or(rec.content_disposition.clone()),
-        content_language: input
-            .response_content_language
-            .or(rec.content_language.clone()),
-        cache_control: input.response_cache_control.or(rec.cache_control.clone()),
-        expires: input
-            .response_expires
-            .or_else(|| parse_expires(rec.expires.as_ref())),
-        server_side_encryption: sse::sse_s3(),
-        parts_count: parts_count(&rec),
-        checksum_crc32: checksums.crc32,
-        checksum_crc32c: checksums.crc32c,
-        checksum_crc64nvme: checksums.crc64nvme,
-        checksum_sha1: checksums.sha1,
-        checksum_sha256: checksums.sha256,
-        checksum_type: checksums.checksum_type.map(ChecksumType::from),
-        ..Default::default()
-    }))
+    let view = read_view!(c, input);
+    Ok(S3Response::new(read_output!(
+        HeadObjectOutput {},
+        input,
+        view
+    )))
 }
 
 /// Buckets are unversioned: the only version id is `null`.
