@@ -11,6 +11,7 @@ mod error;
 mod gcm;
 mod kdf;
 mod key;
+mod md5;
 mod seal;
 mod segment;
 #[cfg(test)]
@@ -21,6 +22,7 @@ pub use digest::{hmac_sha256, sha256};
 pub use error::CryptoError;
 pub use kdf::{PART_SALT_LEN, derive_key, derive_part_key};
 pub use key::{Key256, random_array, random_bytes};
+pub use md5::Md5;
 pub use seal::{WRAPPED_KEY_LEN, open_bytes, seal_bytes, unwrap_key, wrap_key};
 pub use segment::{
     FORMAT_VERSION, NONCE_PREFIX_LEN, SEALED_SEGMENT_SIZE, SEGMENT_SIZE, SegmentCipher, TAG_LEN,

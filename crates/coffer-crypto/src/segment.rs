@@ -103,23 +103,39 @@ impl SegmentCipher {
         last: bool,
         buf: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
-        if buf.len() > SEGMENT_SIZE {
+        self.seal_tail(index, last, buf, 0)
+    }
+
+    /// [`SegmentCipher::seal_segment`] for the plaintext `buf[from..]`: seals it in place and
+    /// appends its tag, leaving `buf[..from]` alone. Lets a caller build a batch of sealed
+    /// segments in one buffer without copying each segment twice.
+    pub fn seal_tail(
+        &self,
+        index: u32,
+        last: bool,
+        buf: &mut Vec<u8>,
+        from: usize,
+    ) -> Result<(), CryptoError> {
+        let Some(plain) = buf.get_mut(from..) else {
+            return Err(CryptoError::Malformed("segment start is past the buffer"));
+        };
+        if plain.len() > SEGMENT_SIZE {
             return Err(CryptoError::Malformed(
                 "a segment holds at most SEGMENT_SIZE plaintext bytes",
             ));
         }
-        if !last && buf.len() != SEGMENT_SIZE {
+        if !last && plain.len() != SEGMENT_SIZE {
             return Err(CryptoError::Malformed(
                 "only the last segment of a stream may be shorter than SEGMENT_SIZE",
             ));
         }
-        if buf.is_empty() && index != 0 {
+        if plain.is_empty() && index != 0 {
             return Err(CryptoError::Malformed(
                 "only an empty stream has an empty segment",
             ));
         }
         let nonce = segment_nonce(&self.nonce_prefix, index, last);
-        let tag = gcm::seal(&self.key, nonce, &self.aad, buf)?;
+        let tag = gcm::seal(&self.key, nonce, &self.aad, plain)?;
         buf.extend_from_slice(tag.as_ref());
         Ok(())
     }

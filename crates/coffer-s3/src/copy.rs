@@ -4,7 +4,6 @@
 //! same write pipeline as a PUT, so the destination never shares key material with the
 //! source. Copy-source conditions fail with 412 as S3 does.
 
-use coffer_store::ObjectRecord;
 use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
@@ -41,17 +40,17 @@ async fn load_source(
     c: &Coffer,
     src: &CopySource,
     cond: &Conditions<'_>,
-) -> S3Result<(String, String, ObjectRecord)> {
+) -> S3Result<(String, String, object::Loaded)> {
     let (bucket, key, version_id) = source_of(src)?;
     object::check_version_id(version_id.as_deref())?;
-    let rec = object::load(c, &bucket, &key).await?;
+    let object::Loaded { rec, inline } = object::load(c, &bucket, &key).await?;
     conditional::evaluate(
         cond,
         &rec.etag,
         rec.last_modified_unix_ms,
         OnNotModified::PreconditionFailed,
     )?;
-    Ok((bucket, key, rec))
+    Ok((bucket, key, object::Loaded { rec, inline }))
 }
 
 /// The plaintext of `range` of a source object, as a write-pipeline source.
@@ -59,10 +58,10 @@ async fn source_stream(
     c: &Coffer,
     bucket: String,
     key: String,
-    rec: &ObjectRecord,
+    src: object::Loaded,
     range: std::ops::Range<u64>,
 ) -> S3Result<ByteSource> {
-    let parts = object::read_parts(c, rec)?;
+    let parts = object::read_parts(c, &src.rec, src.inline)?;
     let body = pipeline::read_range(&c.blobs, parts, range, ObjectName { bucket, key }).await?;
     Ok(Box::pin(body.map(|r| {
         r.map_err(|_| {
@@ -90,7 +89,7 @@ pub async fn copy_object(
         input.copy_source_sse_customer_algorithm.as_deref(),
         input.copy_source_sse_customer_key.is_some(),
     )?;
-    let (src_bucket, src_key, src) = load_source(
+    let (src_bucket, src_key, loaded) = load_source(
         c,
         &input.copy_source,
         &Conditions {
@@ -126,6 +125,7 @@ pub async fn copy_object(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
         ));
     }
+    let src = &loaded.rec;
     let (content, user_metadata) = if replace {
         (
             ContentHeaders {
@@ -151,7 +151,8 @@ pub async fn copy_object(
             metadata::open(&c.ring, src.sealed_user_metadata.as_deref())?,
         )
     };
-    let source = source_stream(c, src_bucket, src_key, &src, 0..src.size).await?;
+    let size = src.size;
+    let source = source_stream(c, src_bucket, src_key, loaded, 0..size).await?;
     let obj = NewObject {
         bucket: input.bucket,
         key: input.key,
@@ -223,7 +224,7 @@ pub async fn upload_part_copy(
         input.sse_customer_algorithm.as_deref(),
         input.sse_customer_key.is_some(),
     )?;
-    let (src_bucket, src_key, src) = load_source(
+    let (src_bucket, src_key, loaded) = load_source(
         c,
         &input.copy_source,
         &Conditions {
@@ -234,8 +235,8 @@ pub async fn upload_part_copy(
         },
     )
     .await?;
-    let range = copy_range(input.copy_source_range.as_deref(), src.size)?;
-    let source = source_stream(c, src_bucket, src_key, &src, range).await?;
+    let range = copy_range(input.copy_source_range.as_deref(), loaded.rec.size)?;
+    let source = source_stream(c, src_bucket, src_key, loaded, range).await?;
     let part = crate::multipart::store_part(
         c,
         &input.bucket,

@@ -5,7 +5,7 @@
 //! validates the part list and commits the object record in one transaction: no data is
 //! rewritten (DESIGN §4).
 
-use md5::{Digest, Md5};
+use coffer_crypto::Md5;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -133,13 +133,17 @@ pub async fn store_part(
         source,
         hasher,
         pipeline::MAX_SINGLE_UPLOAD,
+        0, // parts are always blob files: the parts table holds layouts only
     )
     .await?;
+    let pipeline::SealedData::File(blob) = written.data else {
+        unreachable!("write_stream with inline_max 0 always writes a file")
+    };
     let mut claimed = digests.claimed;
     claimed.merge_trailers(trailers)?;
     checksum::verify(&claimed, &written.checksums)?;
     checksum::check_content_md5(digests.content_md5.as_deref(), &written.md5)?;
-    pipeline::commit_blob(written.blob).await?;
+    pipeline::commit_blob(blob).await?;
     let layout = PartLayout {
         part_number: part_number as u32,
         blob_id: blob_id.clone(),
@@ -148,6 +152,7 @@ pub async fn store_part(
         part_salt: Some(salt.to_vec()),
         etag: hex::encode(written.md5),
         checksums: checksum::to_store(&written.checksums),
+        inline: false,
     };
     let (b, u, l) = (bucket.to_owned(), upload_id.to_owned(), layout.clone());
     match c.meta(move |m| m.put_part(&b, &u, &l)).await {
@@ -462,6 +467,7 @@ mod tests {
             part_salt: Some(vec![0; 16]),
             etag: etag.to_owned(),
             checksums: Default::default(),
+            inline: false,
         }
     }
 
@@ -498,7 +504,9 @@ mod tests {
     fn multipart_etag_is_md5_of_part_md5s() {
         // md5("a") ‖ md5("b") hashed again, with the part count.
         let etag = multipart_etag(&[part(1, 1, E1), part(2, 1, E2)]).unwrap();
-        let mut md5 = Md5::new();
+        // Checked against the independent pure-Rust md-5 crate.
+        use md5::Digest as _;
+        let mut md5 = md5::Md5::new();
         md5.update(hex::decode(E1).unwrap());
         md5.update(hex::decode(E2).unwrap());
         assert_eq!(etag, format!("{}-2", hex::encode(md5.finalize())));

@@ -98,6 +98,7 @@ pub async fn store_object(
         source,
         hasher,
         pipeline::MAX_SINGLE_UPLOAD,
+        pipeline::INLINE_MAX,
     )
     .await?;
 
@@ -105,7 +106,14 @@ pub async fn store_object(
     claimed.merge_trailers(trailers)?;
     checksum::verify(&claimed, &written.checksums)?;
     checksum::check_content_md5(obj.content_md5.as_deref(), &written.md5)?;
-    pipeline::commit_blob(written.blob).await?;
+    let sealed_inline = match written.data {
+        pipeline::SealedData::File(blob) => {
+            pipeline::commit_blob(blob).await?;
+            None
+        }
+        pipeline::SealedData::Inline(sealed) => Some(sealed),
+    };
+    let inline = sealed_inline.is_some();
 
     let etag = hex::encode(written.md5);
     let store_checksums = checksum::to_store(&written.checksums);
@@ -131,13 +139,14 @@ pub async fn store_object(
             part_salt: None,
             etag,
             checksums: store_checksums,
+            inline,
         }],
     };
     let (b, k, rec) = (obj.bucket, obj.key, record.clone());
     let (inm, im) = (obj.if_none_match, obj.if_match);
     let committed = c
         .meta(move |m| {
-            m.put_object(&b, &k, &rec, move |cur| {
+            m.put_object_inline(&b, &k, &rec, sealed_inline, move |cur| {
                 write_precondition(cur, inm.as_ref(), im.as_ref())
             })
         })
@@ -148,7 +157,9 @@ pub async fn store_object(
             Ok(Stored { record })
         }
         Err(e) => {
-            pipeline::free_blobs(&c.blobs, vec![blob_id]);
+            if !inline {
+                pipeline::free_blobs(&c.blobs, vec![blob_id]);
+            }
             Err(e)
         }
     }
@@ -178,9 +189,13 @@ fn write_precondition(
     Ok(())
 }
 
-/// Every blob an object record points to.
+/// Every blob file an object record points to (inline parts are removed with their record).
 pub fn blob_ids(rec: ObjectRecord) -> Vec<String> {
-    rec.parts.into_iter().map(|p| p.blob_id).collect()
+    rec.parts
+        .into_iter()
+        .filter(|p| !p.inline)
+        .map(|p| p.blob_id)
+        .collect()
 }
 
 pub async fn put_object(
@@ -258,16 +273,28 @@ pub async fn put_object(
     }))
 }
 
-/// Loads an object's record: `NoSuchBucket` / `NoSuchKey` when absent.
-pub async fn load(c: &Coffer, bucket: &str, key: &str) -> S3Result<ObjectRecord> {
+/// An object's record and, for a small object stored inline, its sealed bytes.
+pub struct Loaded {
+    pub rec: ObjectRecord,
+    pub inline: Option<Vec<u8>>,
+}
+
+/// Loads an object's record, with its inline data if it has some: `NoSuchBucket` / `NoSuchKey`
+/// when absent.
+pub async fn load(c: &Coffer, bucket: &str, key: &str) -> S3Result<Loaded> {
     let (b, k) = (bucket.to_owned(), key.to_owned());
-    c.meta(move |m| m.get_object(&b, &k))
+    c.meta_read(move |m| m.get_object_with_inline(&b, &k))
         .await?
+        .map(|(rec, inline)| Loaded { rec, inline })
         .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))
 }
 
-/// The parts of `rec` with the keys that open them.
-pub fn read_parts(c: &Coffer, rec: &ObjectRecord) -> S3Result<Vec<ReadPart>> {
+/// The parts of `rec` with the keys that open them (and its inline data, if any).
+pub fn read_parts(
+    c: &Coffer,
+    rec: &ObjectRecord,
+    mut inline: Option<Vec<u8>>,
+) -> S3Result<Vec<ReadPart>> {
     let dek = c.open_data_key(&rec.envelope)?;
     rec.parts
         .iter()
@@ -275,6 +302,7 @@ pub fn read_parts(c: &Coffer, rec: &ObjectRecord) -> S3Result<Vec<ReadPart>> {
             Ok(ReadPart {
                 layout: p.clone(),
                 key: Coffer::part_key(&dek, p)?,
+                inline: if p.inline { inline.take() } else { None },
             })
         })
         .collect()
@@ -373,6 +401,8 @@ fn want_checksums(mode: Option<&ChecksumMode>, partial: bool) -> bool {
 /// to serve and the headers that describe it.
 struct ReadView {
     rec: ObjectRecord,
+    /// The sealed bytes of a small object stored inline.
+    inline: Option<Vec<u8>>,
     range: ByteRange<u64>,
     partial: bool,
     user_metadata: Option<Metadata>,
@@ -389,7 +419,7 @@ macro_rules! read_view {
             input.sse_customer_key.is_some(),
         )?;
         check_version_id(input.version_id.as_deref())?;
-        let rec = load($c, &input.bucket, &input.key).await?;
+        let Loaded { rec, inline } = load($c, &input.bucket, &input.key).await?;
         check_conditions(
             &rec,
             &Conditions {
@@ -408,6 +438,7 @@ macro_rules! read_view {
         };
         ReadView {
             rec,
+            inline,
             range,
             partial,
             user_metadata,
@@ -453,8 +484,8 @@ pub async fn get_object(
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
-    let view = read_view!(c, input);
-    let parts = read_parts(c, &view.rec)?;
+    let mut view = read_view!(c, input);
+    let parts = read_parts(c, &view.rec, view.inline.take())?;
     let name = ObjectName {
         bucket: input.bucket.clone(),
         key: input.key.clone(),

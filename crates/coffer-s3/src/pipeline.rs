@@ -5,15 +5,20 @@
 //! Writes overlap the hashing (MD5 and checksums, on the async task) with sealing and disk
 //! writes (on a blocking thread); reads overlap disk reads and opening with the network send.
 //! Ranged reads open only the segments that hold the range.
+//!
+//! Small objects (at most [`INLINE_MAX`] bytes, one segment) skip the blob file: the write
+//! pipeline seals them in memory and the caller stores the sealed stream in the metadata
+//! database with the record (one group-committed transaction instead of three fsyncs), and the
+//! read pipeline opens them in memory without touching the blocking pool.
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use coffer_crypto::Md5;
 use coffer_crypto::{Key256, SEALED_SEGMENT_SIZE, SEGMENT_SIZE, SegmentCipher, TAG_LEN};
 use coffer_store::{BlobReader, BlobStore, BlobWriter, PartLayout, StoreError};
 use futures::{Stream, StreamExt};
-use md5::{Digest, Md5};
 use s3s::checksum::ChecksumHasher;
 use s3s::dto::Checksum;
 use s3s::{S3Error, S3Result, s3_error};
@@ -27,6 +32,10 @@ const BATCH: usize = BATCH_SEGMENTS * SEGMENT_SIZE;
 /// Batches in flight between the two sides of a pipeline.
 const DEPTH: usize = 2;
 
+/// Objects up to this many bytes are sealed in memory and stored inline with their record.
+/// One segment: MinIO makes the same trade (128 KiB) for the same reason.
+pub const INLINE_MAX: usize = SEGMENT_SIZE;
+
 /// S3's limit for one PutObject / UploadPart body.
 pub const MAX_SINGLE_UPLOAD: u64 = 5 * 1024 * 1024 * 1024;
 
@@ -38,18 +47,45 @@ pub fn from_body(body: s3s::dto::StreamingBlob) -> ByteSource {
     Box::pin(body.map(|r| r.map_err(|e| body_error(&*e))))
 }
 
-/// What the write pipeline produced: the blob (written and flushed, not yet committed) and
-/// what was learned about the plaintext on the way.
+/// Where the write pipeline put the sealed stream.
+pub enum SealedData {
+    /// A blob file, written and flushed, not yet committed ([`commit_blob`]).
+    File(BlobWriter),
+    /// The whole sealed stream in memory, for the caller to store with the record.
+    Inline(Vec<u8>),
+}
+
+/// What the write pipeline produced: the sealed stream and what was learned about the
+/// plaintext on the way.
 pub struct Written {
-    pub blob: BlobWriter,
+    pub data: SealedData,
     pub size: u64,
     pub md5: [u8; 16],
     pub checksums: Checksum,
 }
 
-/// Streams `source` into a new blob `blob_id`, sealing it with `key` under the STREAM
-/// construction. Fails with `EntityTooLarge` past `max_size`. Nothing is visible to readers
-/// until the caller commits the blob *and* the metadata record.
+/// The blocking sealer of a write that outgrew memory: where batches go, and its result.
+struct Sealer {
+    tx: mpsc::Sender<(Vec<u8>, bool)>,
+    task: tokio::task::JoinHandle<S3Result<BlobWriter>>,
+}
+
+impl Sealer {
+    /// Creates the blob file and starts sealing into it on the blocking pool.
+    fn start(blobs: &BlobStore, blob_id: &str, cipher: SegmentCipher) -> S3Result<Sealer> {
+        let writer = blobs.create(blob_id).map_err(store_error)?;
+        let (tx, rx) = mpsc::channel::<(Vec<u8>, bool)>(DEPTH);
+        let task = tokio::task::spawn_blocking(move || seal_loop(cipher, writer, rx));
+        Ok(Sealer { tx, task })
+    }
+}
+
+/// Streams `source` into a new sealed stream with id `blob_id`, sealing it with `key` under the
+/// STREAM construction: in memory when the whole plaintext is at most `inline_max` bytes
+/// ([`SealedData::Inline`]; pass 0 to always write a file), else into a new blob file. Fails
+/// with `EntityTooLarge` past `max_size`. Nothing is visible to readers until the caller
+/// commits the blob (if any) *and* the metadata record.
+#[allow(clippy::too_many_arguments)]
 pub async fn write_stream(
     blobs: &Arc<BlobStore>,
     blob_id: &str,
@@ -58,11 +94,12 @@ pub async fn write_stream(
     mut source: ByteSource,
     mut hasher: ChecksumHasher,
     max_size: u64,
+    inline_max: usize,
 ) -> S3Result<Written> {
-    let cipher = SegmentCipher::new(key, nonce_prefix, blob_id.as_bytes()).map_err(crypto_error)?;
-    let writer = blobs.create(blob_id).map_err(store_error)?;
-    let (tx, rx) = mpsc::channel::<(Vec<u8>, bool)>(DEPTH);
-    let sealer = tokio::task::spawn_blocking(move || seal_loop(cipher, writer, rx));
+    let mut cipher =
+        Some(SegmentCipher::new(key, nonce_prefix, blob_id.as_bytes()).map_err(crypto_error)?);
+    // Started with the first full batch: a body that ends before may never need a file.
+    let mut sealer: Option<Sealer> = None;
 
     let mut md5 = Md5::new();
     let mut size: u64 = 0;
@@ -100,29 +137,86 @@ pub async fn write_stream(
                     v.extend_from_slice(&tail);
                     v
                 });
+                let tx = match &sealer {
+                    Some(s) => &s.tx,
+                    None => match cipher.take() {
+                        Some(cipher) => &sealer.insert(Sealer::start(blobs, blob_id, cipher)?).tx,
+                        None => unreachable!("the cipher moves into the only sealer"),
+                    },
+                };
                 if tx.send((full, false)).await.is_err() {
                     break 'body; // the sealer failed: its error is reported below
                 }
             }
         }
     }
-    if failure.is_none() {
-        let _ = tx.send((buf, true)).await;
-    }
-    drop(tx);
-    let sealed = sealer.await.map_err(|e| internal("sealing task", e))?;
     if let Some(err) = failure {
-        // The BlobWriter is dropped uncommitted, which removes its temp file.
-        drop(sealed);
+        if let Some(sealer) = sealer {
+            drop(sealer.tx);
+            // The BlobWriter is dropped uncommitted, which removes its temp file.
+            drop(sealer.task.await);
+        }
         return Err(err);
     }
-    let blob = sealed?;
+    let data = match (sealer, cipher) {
+        (None, Some(cipher)) if buf.len() <= inline_max => {
+            let mut out = Vec::with_capacity(buf.len() + TAG_LEN);
+            let mut index = 0;
+            seal_batch(&cipher, &buf, true, &mut index, &mut out)?;
+            SealedData::Inline(out)
+        }
+        (sealer, cipher) => {
+            let sealer = match (sealer, cipher) {
+                (Some(sealer), _) => sealer,
+                (None, Some(cipher)) => Sealer::start(blobs, blob_id, cipher)?,
+                (None, None) => unreachable!("the cipher moves into the only sealer"),
+            };
+            let _ = sealer.tx.send((buf, true)).await;
+            drop(sealer.tx);
+            let blob = sealer
+                .task
+                .await
+                .map_err(|e| internal("sealing task", e))??;
+            SealedData::File(blob)
+        }
+    };
     Ok(Written {
-        blob,
+        data,
         size,
-        md5: md5.finalize().into(),
+        md5: md5.finalize(),
         checksums: hasher.finalize(),
     })
+}
+
+/// Seals one batch of plaintext (whole segments, the last one possibly short; an empty batch is
+/// one empty segment) and appends the sealed segments to `out`. `index` is the stream index of
+/// the batch's first segment and is advanced past it.
+fn seal_batch(
+    cipher: &SegmentCipher,
+    batch: &[u8],
+    last_batch: bool,
+    index: &mut u32,
+    out: &mut Vec<u8>,
+) -> S3Result<()> {
+    let count = if batch.is_empty() {
+        1
+    } else {
+        batch.len().div_ceil(SEGMENT_SIZE)
+    };
+    for i in 0..count {
+        let start = i * SEGMENT_SIZE;
+        let end = (start + SEGMENT_SIZE).min(batch.len());
+        let at = out.len();
+        out.extend_from_slice(&batch[start..end]);
+        let last = last_batch && i + 1 == count;
+        cipher
+            .seal_tail(*index, last, out, at)
+            .map_err(crypto_error)?;
+        *index = index
+            .checked_add(1)
+            .ok_or_else(|| s3_error!(EntityTooLarge, "object exceeds the segment index space"))?;
+    }
+    Ok(())
 }
 
 /// The blocking half of the write pipeline: seals each batch and appends it to the blob.
@@ -132,40 +226,16 @@ fn seal_loop(
     mut rx: mpsc::Receiver<(Vec<u8>, bool)>,
 ) -> S3Result<BlobWriter> {
     let mut index: u32 = 0;
-    let mut segment: Vec<u8> = Vec::with_capacity(SEALED_SEGMENT_SIZE);
     let mut out: Vec<u8> = Vec::with_capacity((BATCH_SEGMENTS + 1) * SEALED_SEGMENT_SIZE);
-    let mut finished = false;
     while let Some((batch, last_batch)) = rx.blocking_recv() {
         out.clear();
-        let count = if batch.is_empty() {
-            1
-        } else {
-            batch.len().div_ceil(SEGMENT_SIZE)
-        };
-        for i in 0..count {
-            let start = i * SEGMENT_SIZE;
-            let end = (start + SEGMENT_SIZE).min(batch.len());
-            segment.clear();
-            segment.extend_from_slice(&batch[start..end]);
-            let last = last_batch && i + 1 == count;
-            cipher
-                .seal_segment(index, last, &mut segment)
-                .map_err(crypto_error)?;
-            out.extend_from_slice(&segment);
-            index = index.checked_add(1).ok_or_else(|| {
-                s3_error!(EntityTooLarge, "object exceeds the segment index space")
-            })?;
-        }
+        seal_batch(&cipher, &batch, last_batch, &mut index, &mut out)?;
         writer.write_all(&out).map_err(store_error)?;
         if last_batch {
-            finished = true;
-            break;
+            return Ok(writer);
         }
     }
-    if !finished {
-        return Err(s3_error!(IncompleteBody, "the request body ended early"));
-    }
-    Ok(writer)
+    Err(s3_error!(IncompleteBody, "the request body ended early"))
 }
 
 /// Commits a written blob durably (fsync, rename, fsync dir) on a blocking thread.
@@ -191,10 +261,34 @@ pub fn free_blobs(blobs: &Arc<BlobStore>, ids: Vec<String>) {
     });
 }
 
-/// One stream to read: a part's layout and the key that opens it.
+/// One stream to read: a part's layout, the key that opens it and, for an inline part, its
+/// sealed bytes (read with the record).
 pub struct ReadPart {
     pub layout: PartLayout,
     pub key: Key256,
+    pub inline: Option<Vec<u8>>,
+}
+
+/// Where a part's sealed bytes are read from.
+enum Source {
+    File(BlobReader),
+    Memory(Vec<u8>),
+}
+
+impl Source {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), String> {
+        match self {
+            Source::File(reader) => reader.read_exact_at(buf, offset).map_err(|e| e.to_string()),
+            Source::Memory(bytes) => {
+                let start = usize::try_from(offset).map_err(|_| "offset overflow".to_owned())?;
+                let src = bytes
+                    .get(start..start + buf.len())
+                    .ok_or_else(|| "inline data is shorter than its record says".to_owned())?;
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Names the object in log lines when its data fails to open.
@@ -213,6 +307,27 @@ pub async fn read_range(
     range: Range<u64>,
     name: ObjectName,
 ) -> S3Result<s3s::dto::StreamingBlob> {
+    if parts.iter().all(|p| p.layout.inline) {
+        // Small and already in memory: open it here rather than on the blocking pool.
+        let mut out: Vec<Bytes> = Vec::new();
+        for (mut part, part_range) in select_parts(parts, &range) {
+            let Some(sealed) = part.inline.take() else {
+                return Err(s3_error!(
+                    InternalError,
+                    "The object's stored data is missing."
+                ));
+            };
+            let source = Source::Memory(sealed);
+            open_part(&source, &part, part_range, &mut Vec::new(), &mut |b| {
+                out.push(b);
+                true
+            })
+            .map_err(|e| data_failure(&name, &part, &e))?;
+        }
+        return Ok(s3s::dto::StreamingBlob::wrap(futures::stream::iter(
+            out.into_iter().map(Ok::<_, std::io::Error>),
+        )));
+    }
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(DEPTH);
     let blobs = Arc::clone(blobs);
     tokio::task::spawn_blocking(move || open_loop(&blobs, parts, range, &name, &tx));
@@ -238,6 +353,34 @@ pub async fn read_range(
     Ok(s3s::dto::StreamingBlob::wrap(head.chain(rest)))
 }
 
+/// The parts `range` touches, each with the part-relative range to read from it.
+fn select_parts(parts: Vec<ReadPart>, range: &Range<u64>) -> Vec<(ReadPart, Range<u64>)> {
+    let mut part_start: u64 = 0;
+    let mut selected = Vec::new();
+    for part in parts {
+        let part_end = part_start + part.layout.size;
+        let (lo, hi) = (range.start.max(part_start), range.end.min(part_end));
+        let this_start = part_start;
+        part_start = part_end;
+        if lo < hi {
+            selected.push((part, lo - this_start..hi - this_start));
+        }
+    }
+    selected
+}
+
+/// Logs a part that failed to open (naming the object) and returns the client's error.
+fn data_failure(name: &ObjectName, part: &ReadPart, error: &str) -> S3Error {
+    tracing::error!(
+        bucket = %name.bucket, key = %name.key, blob = %part.layout.blob_id, part = part.layout.part_number,
+        error = %error, "object data failed to open: stored bytes altered or unreadable"
+    );
+    s3_error!(
+        InternalError,
+        "The object's stored data failed its integrity check."
+    )
+}
+
 fn open_loop(
     blobs: &BlobStore,
     parts: Vec<ReadPart>,
@@ -247,18 +390,14 @@ fn open_loop(
 ) {
     // Open every file the range needs before sending a byte: an open file survives the unlink
     // of a concurrent overwrite or delete, so a read that started sees its version whole.
-    let mut part_start: u64 = 0;
     let mut selected = Vec::new();
-    for part in parts {
-        let part_end = part_start + part.layout.size;
-        let (lo, hi) = (range.start.max(part_start), range.end.min(part_end));
-        let this_start = part_start;
-        part_start = part_end;
-        if lo >= hi {
+    for (mut part, part_range) in select_parts(parts, &range) {
+        if let Some(sealed) = part.inline.take() {
+            selected.push((part, Source::Memory(sealed), part_range));
             continue;
         }
         match blobs.open_blob(&part.layout.blob_id) {
-            Ok(reader) => selected.push((part, reader, lo - this_start..hi - this_start)),
+            Ok(reader) => selected.push((part, Source::File(reader), part_range)),
             Err(StoreError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 let _ = tx.blocking_send(Err(std::io::Error::new(
                     std::io::ErrorKind::NotFound,
@@ -276,12 +415,10 @@ fn open_loop(
         }
     }
     let mut buf: Vec<u8> = Vec::with_capacity(BATCH_SEGMENTS * SEALED_SEGMENT_SIZE);
-    for (part, reader, part_range) in selected {
-        if let Err(e) = open_part(&reader, &part, part_range, &mut buf, tx) {
-            tracing::error!(
-                bucket = %name.bucket, key = %name.key, blob = %part.layout.blob_id, part = part.layout.part_number,
-                error = %e, "object data failed to open: stored bytes altered or unreadable"
-            );
+    for (part, source, part_range) in selected {
+        let mut send = |b: Bytes| tx.blocking_send(Ok(b)).is_ok();
+        if let Err(e) = open_part(&source, &part, part_range, &mut buf, &mut send) {
+            drop(data_failure(name, &part, &e));
             let _ = tx.blocking_send(Err(std::io::Error::other(
                 "stored object data failed its integrity check",
             )));
@@ -290,13 +427,14 @@ fn open_loop(
     }
 }
 
-/// Reads and opens the segments of one stream that cover `range` (relative to the stream).
+/// Reads and opens the segments of one stream that cover `range` (relative to the stream),
+/// handing each opened batch to `emit`, which returns false when nobody wants more.
 fn open_part(
-    reader: &BlobReader,
+    source: &Source,
     part: &ReadPart,
     range: Range<u64>,
     buf: &mut Vec<u8>,
-    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    emit: &mut dyn FnMut(Bytes) -> bool,
 ) -> Result<(), String> {
     let size = part.layout.size;
     let prefix: [u8; coffer_crypto::NONCE_PREFIX_LEN] = part
@@ -319,9 +457,7 @@ fn open_part(
             .map(|i| plain_len(i) + TAG_LEN as u64)
             .sum();
         buf.resize(sealed_len as usize, 0);
-        reader
-            .read_exact_at(buf, index * SEALED_SEGMENT_SIZE as u64)
-            .map_err(|e| e.to_string())?;
+        source.read_exact_at(buf, index * SEALED_SEGMENT_SIZE as u64)?;
         let mut out = Vec::with_capacity(sealed_len as usize);
         let mut offset = 0usize;
         for i in index..=batch_end {
@@ -337,7 +473,7 @@ fn open_part(
             let hi = range.end.min(seg_start + plain.len() as u64) - seg_start;
             out.extend_from_slice(&plain[lo as usize..hi as usize]);
         }
-        if tx.blocking_send(Ok(Bytes::from(out))).is_err() {
+        if !emit(Bytes::from(out)) {
             return Ok(()); // the client went away
         }
         index = batch_end + 1;
@@ -349,7 +485,8 @@ fn open_part(
 mod tests {
     use super::*;
 
-    async fn roundtrip(len: usize, range: Range<u64>) {
+    /// Writes `len` bytes (inline if `inline_max` allows), reads `range` back, compares.
+    async fn roundtrip_with(len: usize, range: Range<u64>, inline_max: usize) {
         let dir = tempfile::tempdir().unwrap();
         let blobs = Arc::new(BlobStore::open(dir.path()).unwrap());
         let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
@@ -369,11 +506,31 @@ mod tests {
             source,
             ChecksumHasher::default(),
             u64::MAX,
+            inline_max,
         )
         .await
         .unwrap();
         assert_eq!(w.size, len as u64);
-        commit_blob(w.blob).await.unwrap();
+        let inline = match w.data {
+            SealedData::File(blob) => {
+                assert!(len > inline_max, "{len} bytes should have been inline");
+                commit_blob(blob).await.unwrap();
+                None
+            }
+            SealedData::Inline(sealed) => {
+                assert!(len <= inline_max, "{len} bytes should have been a file");
+                assert_eq!(sealed.len(), len + TAG_LEN);
+                assert!(
+                    blobs.open_blob(&id).is_err(),
+                    "an inline write must not leave a blob file"
+                );
+                assert_eq!(
+                    std::fs::read_dir(dir.path().join("tmp")).map_or(0, |d| d.count()),
+                    0
+                );
+                Some(sealed)
+            }
+        };
         let layout = PartLayout {
             part_number: 1,
             blob_id: id,
@@ -382,12 +539,18 @@ mod tests {
             part_salt: None,
             etag: String::new(),
             checksums: Default::default(),
+            inline: inline.is_some(),
         };
         let name = ObjectName {
             bucket: "b".into(),
             key: "k".into(),
         };
-        let body = read_range(&blobs, vec![ReadPart { layout, key }], range.clone(), name)
+        let part = ReadPart {
+            layout,
+            key,
+            inline,
+        };
+        let body = read_range(&blobs, vec![part], range.clone(), name)
             .await
             .unwrap();
         let got: Vec<u8> = body
@@ -396,6 +559,73 @@ mod tests {
             .await
             .concat();
         assert_eq!(got, &data[range.start as usize..range.end as usize]);
+    }
+
+    async fn roundtrip(len: usize, range: Range<u64>) {
+        roundtrip_with(len, range, 0).await;
+    }
+
+    #[tokio::test]
+    async fn small_streams_are_sealed_in_memory_and_read_back() {
+        for len in [0usize, 1, 4096, INLINE_MAX - 1, INLINE_MAX] {
+            roundtrip_with(len, 0..len as u64, INLINE_MAX).await;
+        }
+        roundtrip_with(INLINE_MAX, 100..4000, INLINE_MAX).await;
+        // One byte over the limit goes to a file.
+        roundtrip_with(INLINE_MAX + 1, 0..INLINE_MAX as u64 + 1, INLINE_MAX).await;
+        roundtrip_with(3 * BATCH + 5, 0..3 * BATCH as u64 + 5, INLINE_MAX).await;
+    }
+
+    #[tokio::test]
+    async fn an_altered_inline_stream_fails_to_open() {
+        let key = Key256::generate().unwrap();
+        let id = BlobStore::new_blob_id();
+        let prefix = coffer_crypto::random_array().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Arc::new(BlobStore::open(dir.path()).unwrap());
+        let source: ByteSource = Box::pin(futures::stream::iter([Ok(Bytes::from_static(
+            b"attack at dawn",
+        ))]));
+        let w = write_stream(
+            &blobs,
+            &id,
+            &key,
+            prefix,
+            source,
+            ChecksumHasher::default(),
+            u64::MAX,
+            INLINE_MAX,
+        )
+        .await
+        .unwrap();
+        let SealedData::Inline(mut sealed) = w.data else {
+            panic!("a 14-byte object is inline");
+        };
+        sealed[3] ^= 1;
+        let layout = PartLayout {
+            part_number: 1,
+            blob_id: id,
+            size: 14,
+            nonce_prefix: prefix.to_vec(),
+            part_salt: None,
+            etag: String::new(),
+            checksums: Default::default(),
+            inline: true,
+        };
+        let name = ObjectName {
+            bucket: "b".into(),
+            key: "k".into(),
+        };
+        let part = ReadPart {
+            layout,
+            key,
+            inline: Some(sealed),
+        };
+        let err = read_range(&blobs, vec![part], 0..14, name)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.code().as_str(), "InternalError");
     }
 
     #[tokio::test]

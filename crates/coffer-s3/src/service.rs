@@ -54,6 +54,17 @@ impl Coffer {
             .map_err(store_error)
     }
 
+    /// Runs a short read-only metadata call (one record, one read transaction) right here on the
+    /// async worker: a hop to the blocking pool costs more than the read itself, which is served
+    /// from redb's page cache on any warm server. Anything that scans or writes goes through
+    /// [`Coffer::meta`].
+    pub(crate) async fn meta_read<T, F>(&self, f: F) -> S3Result<T>
+    where
+        F: FnOnce(&MetaStore) -> Result<T, StoreError>,
+    {
+        f(&self.meta).map_err(store_error)
+    }
+
     /// A fresh data key wrapped by the current service key, with its envelope.
     pub(crate) fn new_data_key(&self) -> S3Result<(Key256, Envelope)> {
         let dek = Key256::generate().map_err(crypto_error)?;

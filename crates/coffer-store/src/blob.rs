@@ -75,6 +75,8 @@ impl BlobStore {
             blob_id: blob_id.to_owned(),
             dirs: Arc::clone(&self.dirs),
             committed: false,
+            written: 0,
+            flusher: None,
         })
     }
 
@@ -158,6 +160,9 @@ impl Dirs {
     }
 }
 
+/// Bytes between two early flushes of a large blob (see [`BlobWriter::write_all`]).
+const FLUSH_EVERY: u64 = 16 << 20;
+
 /// A blob being written; [`BlobWriter::commit`] makes it durable and visible. Dropping it
 /// uncommitted removes its temp file (best effort).
 pub struct BlobWriter {
@@ -166,18 +171,63 @@ pub struct BlobWriter {
     blob_id: String,
     dirs: Arc<Dirs>,
     committed: bool,
+    /// Bytes appended so far.
+    written: u64,
+    /// Started once the blob passes [`FLUSH_EVERY`] bytes.
+    flusher: Option<Flusher>,
+}
+
+/// A thread that flushes a large blob's written bytes to disk while later ones are still being
+/// produced, so that the fsync of [`BlobWriter::commit`] finds little left to write: the disk
+/// works in parallel with hashing and sealing instead of after them.
+struct Flusher {
+    wake: std::sync::mpsc::SyncSender<()>,
+    done: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+impl Flusher {
+    fn start(file: &File) -> Result<Flusher> {
+        let file = file.try_clone()?;
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let done = std::thread::Builder::new()
+            .name("coffer-blob-flush".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    file.sync_data()?;
+                }
+                Ok(())
+            })?;
+        Ok(Flusher { wake, done })
+    }
 }
 
 impl BlobWriter {
-    /// Appends `bytes` to the blob.
+    /// Appends `bytes` to the blob. Every [`FLUSH_EVERY`] bytes, a background thread starts
+    /// writing what is there to disk (a wake-up is skipped while the previous flush runs).
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
         self.file.write_all(bytes)?;
+        let before = self.written;
+        self.written += bytes.len() as u64;
+        if before / FLUSH_EVERY != self.written / FLUSH_EVERY {
+            if self.flusher.is_none() {
+                self.flusher = Some(Flusher::start(&self.file)?);
+            }
+            if let Some(flusher) = &self.flusher {
+                let _ = flusher.wake.try_send(());
+            }
+        }
         Ok(())
     }
 
     /// The one durable-write function: fsync the file, rename into `blobs/<2 chars>/<id>`, fsync
     /// the directory. When it returns Ok the blob survives a crash.
     pub fn commit(mut self) -> Result<()> {
+        if let Some(Flusher { wake, done }) = self.flusher.take() {
+            drop(wake);
+            done.join().map_err(|_| {
+                StoreError::Io(std::io::Error::other("the blob flush thread panicked"))
+            })??;
+        }
         self.file.sync_all()?;
         let dir = self.dirs.durable_fanout_dir(&self.blob_id)?;
         fs::rename(&self.tmp_path, dir.join(&self.blob_id))?;
@@ -341,6 +391,39 @@ mod tests {
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         );
         assert_ne!(a, BlobStore::new_blob_id());
+    }
+
+    #[test]
+    fn a_blob_larger_than_the_flush_interval_commits_and_reads_back() {
+        let (dir, store) = open();
+        let id = BlobStore::new_blob_id();
+        let mut w = store.create(&id).unwrap();
+        let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+        let chunks = 2 * FLUSH_EVERY / chunk.len() as u64 + 3;
+        for _ in 0..chunks {
+            w.write_all(&chunk).unwrap();
+        }
+        assert!(w.flusher.is_some(), "a blob past FLUSH_EVERY flushes early");
+        w.commit().unwrap();
+        let r = store.open_blob(&id).unwrap();
+        assert_eq!(r.len(), chunks * chunk.len() as u64);
+        let mut last = vec![0u8; chunk.len()];
+        r.read_exact_at(&mut last, r.len() - chunk.len() as u64)
+            .unwrap();
+        assert_eq!(last, chunk);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_abandoned_large_blob_leaves_no_temp_file() {
+        let (dir, store) = open();
+        let mut w = store.create(&BlobStore::new_blob_id()).unwrap();
+        let chunk = vec![7u8; 1 << 20];
+        for _ in 0..(FLUSH_EVERY >> 20) + 1 {
+            w.write_all(&chunk).unwrap();
+        }
+        drop(w);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
     }
 
     #[test]

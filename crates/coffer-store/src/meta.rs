@@ -1,7 +1,8 @@
 //! The metadata store: buckets, objects, multipart uploads and parts, and small system values, in
 //! one redb database.
 //!
-//! It must never see a plaintext key or object bytes (records hold wrapped keys and blob ids only),
+//! It must never see a plaintext key or plaintext object bytes (records hold wrapped keys, blob ids
+//! and, for small objects, sealed streams),
 //! never speak HTTP and never decide which encryption is allowed. It never touches blob files either:
 //! calls that drop a reference return what was dropped, and the caller frees those blobs after commit.
 //!
@@ -20,6 +21,12 @@
 //! - `parts`: (bucket, upload id, part number) → versioned [`PartLayout`] JSON
 //! - `system`: name → bytes
 //! - `kv`: (namespace, key) → bytes, for services with their own sealed records (the KMS)
+//! - `inline_data`: blob id → sealed stream of a small object kept in the database instead of a
+//!   blob file ([`PartLayout::inline`]). Written, replaced and removed in the same transaction as
+//!   the object record that points to it, so it never leaks and never dangles.
+//!
+//! Object bytes: the store holds the *sealed* streams of small objects (`inline_data`), never
+//! plaintext; it cannot open them.
 
 use std::collections::HashSet;
 use std::ops::Bound;
@@ -42,6 +49,7 @@ const UPLOADS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("uplo
 const PARTS: TableDefinition<(&str, &str, u32), &[u8]> = TableDefinition::new("parts");
 const SYSTEM: TableDefinition<&str, &[u8]> = TableDefinition::new("system");
 const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
+const INLINE: TableDefinition<&str, &[u8]> = TableDefinition::new("inline_data");
 
 /// One change of an atomic [`MetaStore::kv_write`] batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +78,8 @@ struct PutJob {
     bucket: String,
     key: String,
     value: Vec<u8>,
+    /// The sealed stream of an inline object, stored under its blob id.
+    inline: Option<(String, Vec<u8>)>,
     check: PutCheck,
     reply: PutReply,
 }
@@ -95,6 +105,7 @@ impl MetaStore {
             txn.open_table(PARTS)?;
             txn.open_table(SYSTEM)?;
             txn.open_table(KV)?;
+            txn.open_table(INLINE)?;
             Ok(())
         })?;
         Ok(store)
@@ -196,12 +207,37 @@ impl MetaStore {
         rec: &ObjectRecord,
         check: impl FnOnce(Option<&ObjectRecord>) -> Result<()> + Send + 'static,
     ) -> Result<Option<ObjectRecord>> {
+        self.put_object_inline(bucket, key, rec, None, check)
+    }
+
+    /// [`MetaStore::put_object`] for an object whose single part is inline: `sealed` is its
+    /// sealed stream, stored in `inline_data` under the part's blob id in the same transaction
+    /// as the record. Whatever the replaced record kept inline is removed in that transaction
+    /// too; the returned record's blob files (if any) are still the caller's to free.
+    pub fn put_object_inline(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &ObjectRecord,
+        sealed: Option<Vec<u8>>,
+        check: impl FnOnce(Option<&ObjectRecord>) -> Result<()> + Send + 'static,
+    ) -> Result<Option<ObjectRecord>> {
         let value = encode(rec)?;
+        let inline = match (sealed, rec.parts.as_slice()) {
+            (None, parts) if parts.iter().all(|p| !p.inline) => None,
+            (Some(bytes), [part]) if part.inline => Some((part.blob_id.clone(), bytes)),
+            _ => {
+                return Err(StoreError::Corrupt(
+                    "inline data must come with exactly one part marked inline".into(),
+                ));
+            }
+        };
         let (reply, answer) = std::sync::mpsc::channel();
         let job = PutJob {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             value,
+            inline,
             check: Box::new(check),
             reply,
         };
@@ -237,11 +273,13 @@ impl MetaStore {
         let committed = self.write(|txn| {
             let buckets = txn.open_table(BUCKETS)?;
             let mut objects = txn.open_table(OBJECTS)?;
+            let mut inline_data = txn.open_table(INLINE)?;
             for job in batch {
                 let PutJob {
                     bucket,
                     key,
                     value,
+                    inline,
                     check,
                     reply,
                 } = job;
@@ -252,6 +290,12 @@ impl MetaStore {
                         .map(|v| decode(v.value()))
                         .transpose()?;
                     check(current.as_ref())?;
+                    if let Some(old) = &current {
+                        remove_inline(&mut inline_data, old)?;
+                    }
+                    if let Some((blob_id, sealed)) = &inline {
+                        inline_data.insert(blob_id.as_str(), sealed.as_slice())?;
+                    }
                     objects.insert((bucket.as_str(), key.as_str()), value.as_slice())?;
                     Ok(current)
                 })();
@@ -275,9 +319,55 @@ impl MetaStore {
         self.write(|txn| {
             require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
             let mut objects = txn.open_table(OBJECTS)?;
-            let removed = objects.remove((bucket, key))?;
-            removed.map(|v| decode(v.value())).transpose()
+            let removed: Option<ObjectRecord> = objects
+                .remove((bucket, key))?
+                .map(|v| decode(v.value()))
+                .transpose()?;
+            if let Some(old) = &removed {
+                remove_inline(&mut txn.open_table(INLINE)?, old)?;
+            }
+            Ok(removed)
         })
+    }
+
+    /// The sealed stream of an inline part ([`PartLayout::inline`]), or `None` if no record points
+    /// to it any more (the object was overwritten or deleted since its record was read).
+    pub fn get_inline(&self, blob_id: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(INLINE)?;
+        Ok(table.get(blob_id)?.map(|v| v.value().to_vec()))
+    }
+
+    /// The object at `key` and, when its single part is inline, that part's sealed stream, read
+    /// in one transaction (so they always belong together). Errors as [`MetaStore::get_object`].
+    pub fn get_object_with_inline(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(ObjectRecord, Option<Vec<u8>>)>> {
+        let txn = self.db.begin_read()?;
+        require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
+        let objects = txn.open_table(OBJECTS)?;
+        let Some(rec) = objects
+            .get((bucket, key))?
+            .map(|v| decode::<ObjectRecord>(v.value()))
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        let sealed = match rec.parts.as_slice() {
+            [part] if part.inline => {
+                let table = txn.open_table(INLINE)?;
+                let bytes = table.get(part.blob_id.as_str())?.ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "the inline data of object {key:?} in bucket {bucket:?} is missing"
+                    ))
+                })?;
+                Some(bytes.value().to_vec())
+            }
+            _ => None,
+        };
+        Ok(Some((rec, sealed)))
     }
 
     /// Keys in lexicographic (byte) order that start with `prefix` and are strictly greater than
@@ -416,6 +506,9 @@ impl MetaStore {
                 .map(|v| decode(v.value()))
                 .transpose()?;
             check(current.as_ref())?;
+            if let Some(old) = &current {
+                remove_inline(&mut txn.open_table(INLINE)?, old)?;
+            }
             uploads.remove((bucket, upload_id))?;
             let parts = take_parts(txn, bucket, upload_id)?;
             // The caller chose its parts before this transaction: a part re-uploaded since then
@@ -549,7 +642,12 @@ impl MetaStore {
         let mut out = HashSet::new();
         for entry in txn.open_table(OBJECTS)?.iter()? {
             let rec: ObjectRecord = decode(entry?.1.value())?;
-            out.extend(rec.parts.into_iter().map(|p| p.blob_id));
+            out.extend(
+                rec.parts
+                    .into_iter()
+                    .filter(|p| !p.inline)
+                    .map(|p| p.blob_id),
+            );
         }
         for entry in txn.open_table(PARTS)?.iter()? {
             let stored: StoredPart = decode(entry?.1.value())?;
@@ -568,6 +666,17 @@ fn require_bucket(
         Some(_) => Ok(()),
         None => Err(StoreError::BucketNotFound),
     }
+}
+
+/// Removes the inline data of `rec`'s inline parts (inside the transaction that drops `rec`).
+fn remove_inline(
+    table: &mut redb::Table<&'static str, &'static [u8]>,
+    rec: &ObjectRecord,
+) -> Result<()> {
+    for part in rec.parts.iter().filter(|p| p.inline) {
+        table.remove(part.blob_id.as_str())?;
+    }
+    Ok(())
 }
 
 /// Whether a table keyed by (bucket, …) has any entry for `bucket`.
@@ -715,6 +824,94 @@ mod tests {
             .unwrap();
         store.create_upload(&upload("a", "u", "k", 1)).unwrap();
         store.delete_bucket("b").unwrap();
+    }
+
+    fn inline_object(etag: &str, blob_id: &str) -> ObjectRecord {
+        let mut rec = object(etag, &[blob_id]);
+        rec.parts[0].inline = true;
+        rec.parts[0].part_salt = None;
+        rec
+    }
+
+    #[test]
+    fn inline_data_is_stored_with_its_record_and_removed_with_it() {
+        let (_dir, store) = open_with_bucket("b");
+        let first = inline_object("e1", "i1");
+        store
+            .put_object_inline("b", "k", &first, Some(b"sealed one".to_vec()), no_check)
+            .unwrap();
+        assert_eq!(
+            store.get_object_with_inline("b", "k").unwrap(),
+            Some((first.clone(), Some(b"sealed one".to_vec())))
+        );
+        assert_eq!(
+            store.get_inline("i1").unwrap(),
+            Some(b"sealed one".to_vec())
+        );
+        // The sweep must not count inline data as blob files.
+        assert!(!store.referenced_blobs().unwrap().contains("i1"));
+
+        // Overwriting drops the old inline data in the same transaction.
+        let second = inline_object("e2", "i2");
+        let replaced = store
+            .put_object_inline("b", "k", &second, Some(b"sealed two".to_vec()), no_check)
+            .unwrap();
+        assert_eq!(replaced, Some(first));
+        assert_eq!(store.get_inline("i1").unwrap(), None);
+        assert_eq!(
+            store.get_inline("i2").unwrap(),
+            Some(b"sealed two".to_vec())
+        );
+
+        // A failed check stores nothing, inline data included.
+        let refused = store.put_object_inline(
+            "b",
+            "k",
+            &inline_object("e3", "i3"),
+            Some(b"sealed three".to_vec()),
+            |_| Err(StoreError::PreconditionFailed),
+        );
+        assert!(matches!(refused, Err(StoreError::PreconditionFailed)));
+        assert_eq!(store.get_inline("i3").unwrap(), None);
+
+        // Replacing with a blob-file object, then deleting, leaves no inline data behind.
+        store
+            .put_object("b", "k", &object("e4", &["file"]), no_check)
+            .unwrap();
+        assert_eq!(store.get_inline("i2").unwrap(), None);
+        assert_eq!(
+            store.get_object_with_inline("b", "k").unwrap(),
+            Some((object("e4", &["file"]), None))
+        );
+        store
+            .put_object_inline(
+                "b",
+                "k",
+                &inline_object("e5", "i5"),
+                Some(vec![5]),
+                no_check,
+            )
+            .unwrap();
+        store.delete_object("b", "k").unwrap();
+        assert_eq!(store.get_inline("i5").unwrap(), None);
+        assert_eq!(store.get_object_with_inline("b", "k").unwrap(), None);
+    }
+
+    #[test]
+    fn inline_data_must_match_an_inline_part() {
+        let (_dir, store) = open_with_bucket("b");
+        // Data for a record with no inline part, and an inline part without data: both refused.
+        assert!(
+            store
+                .put_object_inline("b", "k", &object("e", &["f"]), Some(vec![1]), no_check)
+                .is_err()
+        );
+        assert!(
+            store
+                .put_object_inline("b", "k", &inline_object("e", "i"), None, no_check)
+                .is_err()
+        );
+        assert_eq!(store.get_object("b", "k").unwrap(), None);
     }
 
     #[test]

@@ -86,6 +86,17 @@ pub struct PartLayout {
     pub etag: String,
     /// Checksums of the part's plaintext.
     pub checksums: Checksums,
+    /// Whether the sealed stream lives in the metadata database (table `inline_data`, under
+    /// `blob_id`) instead of a blob file. Small single-part objects are stored this way so that
+    /// their PUT is one group-committed transaction and their GET one read (see
+    /// [`crate::MetaStore::put_object_inline`]). Absent in JSON means `false`: records written
+    /// before the field existed keep their meaning.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inline: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// An object: its S3-visible attributes, its envelope and where its bytes are.
@@ -276,6 +287,7 @@ pub(crate) mod tests {
                 crc32: Some("NhCmhg==".into()),
                 ..Checksums::default()
             },
+            inline: false,
         }
     }
 

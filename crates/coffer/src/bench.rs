@@ -1,5 +1,7 @@
 //! `coffer bench`: measures a running S3 server — Coffer or any other — with one client
-//! (aws-sdk-s3, path style, region us-east-1, default checksums, no retries) and, in the same run,
+//! (the lean SigV4 client of [`crate::bench_client`]: path style, region us-east-1,
+//! `UNSIGNED-PAYLOAD`, keep-alive connections, no retries; aws-sdk-s3 only sets up the bucket
+//! and cleans up) and, in the same run,
 //! the limits of this machine its figures are judged against: loopback TCP, MD5, disk
 //! write+fsync, 4 KiB write+fdatasync and AES-256-GCM. It prints one table, with the ratios that
 //! issue 3 sets as targets.
@@ -26,16 +28,18 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::DisplayErrorContext;
-use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use bytes::Bytes;
 use coffer_crypto::{Key256, SEALED_SEGMENT_SIZE, SEGMENT_SIZE, SegmentCipher, random_array};
+use http::{HeaderMap, HeaderValue, Method};
 use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt as _;
 use md5::{Digest as _, Md5};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
+use crate::bench_client::Body;
 use crate::config::BenchArgs;
 
 const KIB: u64 = 1 << 10;
@@ -236,7 +240,7 @@ impl Measured {
     /// The report: the server's figures, this machine's, and the targets of issue 3.
     fn table(&self, args: &BenchArgs, plan: &Plan, scratch: &Path) -> String {
         let mut table = Table::default();
-        table.section("server, one client (aws-sdk-s3)");
+        table.section("server, one client (lean SigV4 HTTP/1.1)");
         for (size, reps, (put, get)) in [
             (MEDIUM_SIZE, plan.medium_reps, &self.medium),
             (plan.large_size, plan.large_reps, &self.large),
@@ -372,8 +376,8 @@ impl Measured {
         let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
         let title = format!(
             "coffer bench: {} (bucket {}), {} run, {cpus} CPUs, load average {} at start\n\
-             client: aws-sdk-s3, path style, {REGION}, no retries, the SDK's default checksums \
-             (CRC32 on PUT, checksum mode on GET); MB = 10^6 bytes\n",
+             client: lean SigV4 over HTTP/1.1 keep-alive (see bench_client.rs), path style, \
+             {REGION}, UNSIGNED-PAYLOAD, no retries; MB = 10^6 bytes\n",
             args.endpoint,
             args.bucket,
             if plan.quick { "quick" } else { "full" },
@@ -385,7 +389,10 @@ impl Measured {
 
 /// The server under test: one client, the bucket, and this run's key prefix.
 struct Target {
+    /// Setup and clean-up (bucket, batch deletes).
     client: Client,
+    /// The measured requests.
+    lean: crate::bench_client::Client,
     bucket: String,
     /// Keys of this run start with it, so a run never reads what an earlier run wrote.
     prefix: String,
@@ -412,6 +419,10 @@ impl Target {
             .retry_config(RetryConfig::disabled())
             .build();
         let client = Client::from_conf(config);
+        let lean = crate::bench_client::Client::new(
+            &args.endpoint,
+            crate::bench_client::Signer::new(&args.access_key, &args.secret_key, REGION, "s3"),
+        )?;
         let bucket = args.bucket.clone();
         let created_bucket = match client.create_bucket().bucket(&bucket).send().await {
             Ok(_) => true,
@@ -435,6 +446,7 @@ impl Target {
             .map_or(0, |d| d.as_nanos());
         Ok(Target {
             client,
+            lean,
             bucket,
             prefix: format!("coffer-bench-{nanos:x}"),
             created_bucket,
@@ -478,6 +490,26 @@ impl Target {
         Ok((put, get))
     }
 
+    fn path(&self, key: &str) -> String {
+        format!("/{}/{key}", self.bucket)
+    }
+
+    /// PUTs `key` and checks the ETag the server answers with.
+    async fn put(&self, key: &str, body: Body, size: u64, etag: &str) -> anyhow::Result<()> {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(size));
+        let answer = self
+            .lean
+            .s3(Method::PUT, &self.path(key), headers, body, |_| Ok(()))
+            .await?;
+        let got = answer.headers.get(http::header::ETAG);
+        ensure!(
+            got.is_some_and(|v| v.as_bytes() == etag.as_bytes()),
+            "PutObject {key}: ETag {got:?}, expected {etag}"
+        );
+        Ok(())
+    }
+
     /// PUTs object `object` with a streamed body, generated one block at a time.
     async fn put_stream(
         &self,
@@ -492,22 +524,7 @@ impl Target {
             size,
             sent: 0,
         };
-        let out = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_length(size as i64)
-            .body(ByteStream::from_body_1_x(body))
-            .send()
-            .await
-            .map_err(|e| s3_error("PutObject", key, e))?;
-        ensure!(
-            out.e_tag() == Some(etag),
-            "PutObject {key}: ETag {:?}, expected {etag}",
-            out.e_tag()
-        );
-        Ok(())
+        self.put(key, body.boxed(), size, etag).await
     }
 
     /// GETs `key` and checks its length, ETag and every byte as the body streams in.
@@ -518,41 +535,40 @@ impl Target {
         size: u64,
         etag: &str,
     ) -> anyhow::Result<()> {
-        let mut out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| s3_error("GetObject", key, e))?;
-        ensure!(
-            out.content_length() == Some(size as i64),
-            "GetObject {key}: Content-Length {:?}, expected {size}",
-            out.content_length()
-        );
-        ensure!(
-            out.e_tag() == Some(etag),
-            "GetObject {key}: ETag {:?}, expected {etag}",
-            out.e_tag()
-        );
         let mut offset = 0u64;
-        while let Some(chunk) = out
-            .body
-            .try_next()
-            .await
-            .with_context(|| format!("GetObject {key}: reading the body at offset {offset}"))?
-        {
-            ensure!(
-                offset + chunk.len() as u64 <= size && self.pattern.matches(object, offset, &chunk),
-                "GetObject {key}: the {} bytes at offset {offset} differ from what was written",
-                chunk.len()
-            );
-            offset += chunk.len() as u64;
-        }
+        let answer = self
+            .lean
+            .s3(
+                Method::GET,
+                &self.path(key),
+                HeaderMap::new(),
+                crate::bench_client::full(Bytes::new()),
+                |chunk| {
+                    ensure!(
+                        offset + chunk.len() as u64 <= size
+                            && self.pattern.matches(object, offset, chunk),
+                        "GetObject {key}: the {} bytes at offset {offset} differ from what was written",
+                        chunk.len()
+                    );
+                    offset += chunk.len() as u64;
+                    Ok(())
+                },
+            )
+            .await?;
+        let length = answer.headers.get(http::header::CONTENT_LENGTH);
         ensure!(
-            offset == size,
-            "GetObject {key}: the body ended after {offset} of {size} bytes"
+            length.is_some_and(|v| v.as_bytes() == size.to_string().as_bytes()),
+            "GetObject {key}: Content-Length {length:?}, expected {size}"
+        );
+        let got = answer.headers.get(http::header::ETAG);
+        ensure!(
+            got.is_some_and(|v| v.as_bytes() == etag.as_bytes()),
+            "GetObject {key}: ETag {got:?}, expected {etag}"
+        );
+        ensure!(
+            answer.body_len == size,
+            "GetObject {key}: the body ended after {} of {size} bytes",
+            answer.body_len
         );
         Ok(())
     }
@@ -562,21 +578,8 @@ impl Target {
         let key = self.key("tiny", index);
         let body = self.pattern.block(index, 0, TINY_SIZE as usize);
         let etag = etag_of(&body);
-        let out = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .body(ByteStream::from(body))
-            .send()
+        self.put(&key, crate::bench_client::full(body), TINY_SIZE, &etag)
             .await
-            .map_err(|e| s3_error("PutObject", &key, e))?;
-        ensure!(
-            out.e_tag() == Some(etag.as_str()),
-            "PutObject {key}: ETag {:?}, expected {etag}",
-            out.e_tag()
-        );
-        Ok(())
     }
 
     async fn get_tiny(&self, index: u64, etag: &str) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@
 //! `serve`, key files are handled in `secrets`, the benchmark lives in `bench`.
 
 mod bench;
+mod bench_client;
 mod bench_kms;
 mod config;
 mod secrets;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+use coffer_store::MetaStore;
 use common::{
     TestServer, assert_s3_error, assert_s3_status, bytes_under, contains_bytes, create_bucket,
     files_under, get, ok, pattern, put, run_coffer, s3_failure,
@@ -313,6 +314,8 @@ async fn no_plaintext_of_object_data_reaches_the_disk() {
     let (mut server, s3) = setup().await;
     let single = canary_body(1 << 20, b'S');
     put(&s3, "bkt", "single", &single).await;
+    // Small objects are stored inline in the metadata database: sealed there too.
+    put(&s3, "bkt", "tiny", &canary_body(3000, b'T')).await;
     let parts = [canary_body(5 << 20, b'M'), canary_body(300_000, b'M')];
     common::put_multipart(&s3, "bkt", "multi", &[&parts[0], &parts[1]]).await;
     ok(s3
@@ -345,7 +348,7 @@ async fn no_plaintext_of_object_data_reaches_the_disk() {
         stored >= (1 << 20) + (5 << 20),
         "only {stored} bytes under blobs/: where is the object data?"
     );
-    for tag in [b'S', b'M', b'C'] {
+    for tag in [b'S', b'T', b'M', b'C'] {
         let mut needle = CANARY.to_vec();
         needle[0] = tag;
         let found = files_containing(&data_dir, &needle);
@@ -404,8 +407,9 @@ fn flip_blob_bytes(server: &TestServer, offset: impl Fn(usize) -> usize) {
 #[tokio::test]
 async fn a_flipped_bit_in_a_blob_makes_get_fail_and_names_the_object_in_the_log() {
     let (server, s3) = setup().await;
-    let key = "bitflip-victim-small.txt";
-    let data = pattern(1000, 1);
+    let key = "bitflip-victim-two-segments.bin";
+    // Over one segment, so it is stored in a blob file rather than inline.
+    let data = pattern(70_000, 1);
     put(&s3, "bkt", key, &data).await;
     flip_blob_bytes(&server, |len| len / 2);
 
@@ -437,6 +441,57 @@ async fn a_flipped_bit_in_a_blob_makes_get_fail_and_names_the_object_in_the_log(
         "no stderr line names {key}\n{}",
         server.output()
     );
+}
+
+#[tokio::test]
+async fn a_flipped_bit_in_an_inline_object_makes_get_fail_and_names_the_object_in_the_log() {
+    let (mut server, s3) = setup().await;
+    let key = "bitflip-victim-inline.txt";
+    let data = pattern(1000, 3);
+    put(&s3, "bkt", key, &data).await;
+    assert!(
+        files_under(&server.data_dir().join("blobs")).is_empty(),
+        "a 1000-byte object should be stored inline, not in a blob file"
+    );
+    // Alter one bit of the sealed bytes where they are stored: the metadata database.
+    server.stop();
+    {
+        let meta = MetaStore::open(&server.data_dir().join("meta.redb")).unwrap();
+        let (rec, sealed) = meta.get_object_with_inline("bkt", key).unwrap().unwrap();
+        let mut sealed = sealed.expect("the object's sealed bytes are inline");
+        assert_eq!(
+            sealed.len(),
+            data.len() + 16,
+            "one sealed segment and its tag"
+        );
+        sealed[500] ^= 0x04;
+        meta.put_object_inline("bkt", key, &rec, Some(sealed), |_| Ok(()))
+            .unwrap();
+    }
+    server.restart();
+    let s3 = server.client();
+    let err = s3
+        .get_object()
+        .bucket("bkt")
+        .key(key)
+        .send()
+        .await
+        .expect_err("GET of an altered inline object must fail");
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    assert_eq!(
+        status,
+        Some(500),
+        "{}",
+        aws_sdk_s3::error::DisplayErrorContext(&err)
+    );
+    assert!(
+        server.wait_for_stderr(key, Duration::from_secs(5)),
+        "no stderr line names {key}\n{}",
+        server.output()
+    );
+    // The headers are intact: HEAD still answers, as in S3 for an unreadable body.
+    let head = ok(s3.head_object().bucket("bkt").key(key).send().await);
+    assert_eq!(head.content_length(), Some(1000));
 }
 
 #[tokio::test]
