@@ -51,6 +51,11 @@ const SYSTEM: TableDefinition<&str, &[u8]> = TableDefinition::new("system");
 const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
 const INLINE: TableDefinition<&str, &[u8]> = TableDefinition::new("inline_data");
 
+/// redb's in-process page cache. redb's default (1 GiB) would let the server's memory grow with
+/// the database — which holds small objects' data — so it is capped here; the kernel's page
+/// cache still keeps the file's hot pages a `pread` away.
+const CACHE_BYTES: usize = 64 << 20;
+
 /// One change of an atomic [`MetaStore::kv_write`] batch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KvOp {
@@ -95,7 +100,9 @@ impl MetaStore {
     /// Opens (or creates) the database file at `path` and makes sure every table exists.
     pub fn open(path: &Path) -> Result<MetaStore> {
         let store = MetaStore {
-            db: Database::create(path)?,
+            db: Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)?,
             puts: std::sync::Mutex::new(PutQueue::default()),
         };
         store.write(|txn| {
