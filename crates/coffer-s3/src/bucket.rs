@@ -92,8 +92,7 @@ pub async fn create_bucket(
 
 /// Fails with `NoSuchBucket` unless the bucket exists.
 pub async fn require_bucket(c: &Coffer, bucket: &str) -> S3Result<BucketRecord> {
-    let name = bucket.to_owned();
-    c.meta(move |m| m.get_bucket(&name))
+    c.meta_read(|m| m.get_bucket(bucket))
         .await?
         .ok_or_else(|| s3_error!(NoSuchBucket, "The specified bucket does not exist"))
 }

@@ -76,8 +76,7 @@ pub async fn store_object(
         .is_some_and(ETagCondition::is_any)
         || obj.if_match.is_some()
     {
-        let (b, k) = (obj.bucket.clone(), obj.key.clone());
-        let current = c.meta(move |m| m.get_object(&b, &k)).await?;
+        let current = c.meta_read(|m| m.get_object(&obj.bucket, &obj.key)).await?;
         write_precondition(
             current.as_ref(),
             obj.if_none_match.as_ref(),
@@ -142,15 +141,21 @@ pub async fn store_object(
             inline,
         }],
     };
-    let (b, k, rec) = (obj.bucket, obj.key, record.clone());
     let (inm, im) = (obj.if_none_match, obj.if_match);
-    let committed = c
-        .meta(move |m| {
-            m.put_object_inline(&b, &k, &rec, sealed_inline, move |cur| {
-                write_precondition(cur, inm.as_ref(), im.as_ref())
-            })
-        })
-        .await;
+    // Queued for the store's group committer; this task waits without holding a thread.
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    c.meta.put_object_then(
+        &obj.bucket,
+        &obj.key,
+        &record,
+        sealed_inline,
+        move |cur| write_precondition(cur, inm.as_ref(), im.as_ref()),
+        Box::new(move |result| drop(reply.send(result))),
+    );
+    let committed = answer
+        .await
+        .map_err(|e| crate::error::internal("metadata commit", e))
+        .and_then(|r| r.map_err(crate::error::store_error));
     match committed {
         Ok(old) => {
             pipeline::free_blobs(&c.blobs, old.map(blob_ids).unwrap_or_default());

@@ -318,8 +318,8 @@ pub async fn read_range(
                 ));
             };
             let source = Source::Memory(sealed);
-            open_part(&source, &part, part_range, &mut Vec::new(), &mut |b| {
-                out.push(b);
+            open_part(&source, &part, part_range, &mut |pieces| {
+                out.extend(pieces);
                 true
             })
             .map_err(|e| data_failure(&name, &part, &e))?;
@@ -328,7 +328,7 @@ pub async fn read_range(
             out.into_iter().map(Ok::<_, std::io::Error>),
         )));
     }
-    let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(DEPTH);
+    let (tx, mut rx) = mpsc::channel::<Result<Vec<Bytes>, std::io::Error>>(DEPTH);
     let blobs = Arc::clone(blobs);
     tokio::task::spawn_blocking(move || open_loop(&blobs, parts, range, &name, &tx));
     let first = rx.recv().await;
@@ -350,7 +350,15 @@ pub async fn read_range(
     let rest = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Ok(s3s::dto::StreamingBlob::wrap(head.chain(rest)))
+    // Each batch is a list of opened segments (slices of one buffer): sent on one by one.
+    let body = head.chain(rest).flat_map(|batch| {
+        let items: Vec<Result<Bytes, std::io::Error>> = match batch {
+            Ok(pieces) => pieces.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        futures::stream::iter(items)
+    });
+    Ok(s3s::dto::StreamingBlob::wrap(body))
 }
 
 /// The parts `range` touches, each with the part-relative range to read from it.
@@ -386,7 +394,7 @@ fn open_loop(
     parts: Vec<ReadPart>,
     range: Range<u64>,
     name: &ObjectName,
-    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    tx: &mpsc::Sender<Result<Vec<Bytes>, std::io::Error>>,
 ) {
     // Open every file the range needs before sending a byte: an open file survives the unlink
     // of a concurrent overwrite or delete, so a read that started sees its version whole.
@@ -414,10 +422,9 @@ fn open_loop(
             }
         }
     }
-    let mut buf: Vec<u8> = Vec::with_capacity(BATCH_SEGMENTS * SEALED_SEGMENT_SIZE);
     for (part, source, part_range) in selected {
-        let mut send = |b: Bytes| tx.blocking_send(Ok(b)).is_ok();
-        if let Err(e) = open_part(&source, &part, part_range, &mut buf, &mut send) {
+        let mut send = |pieces: Vec<Bytes>| tx.blocking_send(Ok(pieces)).is_ok();
+        if let Err(e) = open_part(&source, &part, part_range, &mut send) {
             drop(data_failure(name, &part, &e));
             let _ = tx.blocking_send(Err(std::io::Error::other(
                 "stored object data failed its integrity check",
@@ -428,13 +435,13 @@ fn open_loop(
 }
 
 /// Reads and opens the segments of one stream that cover `range` (relative to the stream),
-/// handing each opened batch to `emit`, which returns false when nobody wants more.
+/// handing each opened batch (its segments' plaintext, trimmed to `range`) to `emit`, which
+/// returns false when nobody wants more.
 fn open_part(
     source: &Source,
     part: &ReadPart,
     range: Range<u64>,
-    buf: &mut Vec<u8>,
-    emit: &mut dyn FnMut(Bytes) -> bool,
+    emit: &mut dyn FnMut(Vec<Bytes>) -> bool,
 ) -> Result<(), String> {
     let size = part.layout.size;
     let prefix: [u8; coffer_crypto::NONCE_PREFIX_LEN] = part
@@ -456,24 +463,27 @@ fn open_part(
         let sealed_len: u64 = (index..=batch_end)
             .map(|i| plain_len(i) + TAG_LEN as u64)
             .sum();
-        buf.resize(sealed_len as usize, 0);
-        source.read_exact_at(buf, index * SEALED_SEGMENT_SIZE as u64)?;
-        let mut out = Vec::with_capacity(sealed_len as usize);
+        // A fresh buffer per batch: segments are opened in place and handed on as slices of
+        // it, so the plaintext is never copied again on its way to the socket.
+        let mut buf = vec![0u8; sealed_len as usize];
+        source.read_exact_at(&mut buf, index * SEALED_SEGMENT_SIZE as u64)?;
+        let mut pieces: Vec<Range<usize>> = Vec::with_capacity(BATCH_SEGMENTS);
         let mut offset = 0usize;
         for i in index..=batch_end {
             let len = (plain_len(i) + TAG_LEN as u64) as usize;
             let sealed = &mut buf[offset..offset + len];
-            offset += len;
             let i32 = u32::try_from(i).map_err(|_| "segment index overflow".to_owned())?;
             let plain = cipher
                 .open_segment(i32, i + 1 == total_segments, sealed)
                 .map_err(|e| e.to_string())?;
             let seg_start = i * seg;
-            let lo = range.start.max(seg_start) - seg_start;
-            let hi = range.end.min(seg_start + plain.len() as u64) - seg_start;
-            out.extend_from_slice(&plain[lo as usize..hi as usize]);
+            let lo = (range.start.max(seg_start) - seg_start) as usize;
+            let hi = (range.end.min(seg_start + plain.len() as u64) - seg_start) as usize;
+            pieces.push(offset + lo..offset + hi);
+            offset += len;
         }
-        if !emit(Bytes::from(out)) {
+        let opened = Bytes::from(buf);
+        if !emit(pieces.into_iter().map(|p| opened.slice(p)).collect()) {
             return Ok(()); // the client went away
         }
         index = batch_end + 1;

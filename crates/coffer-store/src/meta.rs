@@ -8,9 +8,11 @@
 //!
 //! Durability: every mutation is one redb write transaction committed with redb's default
 //! (immediate, fsynced) durability; the commit is the moment a change exists (DESIGN §5). All
-//! mutations go through one private function, `MetaStore::write`. Object PUTs, the hot path, are
-//! group-committed: concurrent `put_object` calls share one transaction and one fsync (see its
-//! doc); the other mutations can join the same scheme when they become hot.
+//! mutations go through one function, `write_txn`. Object PUTs, the hot path, are
+//! group-committed: they queue for one committer thread, which commits every PUT waiting at that
+//! moment in one transaction and one fsync and then answers each (see
+//! [`MetaStore::put_object_then`]); the other mutations can join the same scheme when they become
+//! hot.
 //!
 //! Tables (a frozen format: renaming a table or changing a key layout needs a migration):
 //! - `buckets`: bucket name → [`BucketRecord`] JSON
@@ -31,6 +33,7 @@
 use std::collections::HashSet;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::{Arc, mpsc};
 
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 
@@ -54,7 +57,7 @@ const INLINE: TableDefinition<&str, &[u8]> = TableDefinition::new("inline_data")
 /// redb's in-process page cache. redb's default (1 GiB) would let the server's memory grow with
 /// the database — which holds small objects' data — so it is capped here; the kernel's page
 /// cache still keeps the file's hot pages a `pread` away.
-const CACHE_BYTES: usize = 64 << 20;
+const CACHE_BYTES: usize = 16 << 20;
 
 /// One change of an atomic [`MetaStore::kv_write`] batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,16 +70,30 @@ pub enum KvOp {
 
 /// Buckets, objects, uploads and system values; cheap to share behind an `Arc`.
 pub struct MetaStore {
-    db: Database,
-    /// Object PUTs waiting for the next group commit (see [`MetaStore::put_object`]).
-    puts: std::sync::Mutex<PutQueue>,
+    db: Arc<Database>,
+    /// The group committer of object PUTs (see [`MetaStore::put_object_then`]); `None` only
+    /// while dropping.
+    committer: Option<Committer>,
 }
+
+/// The thread that commits queued object PUTs, and the queue it reads.
+struct Committer {
+    queue: mpsc::Sender<PutJob>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// PUTs committed in one transaction at most (a bound on one transaction's size).
+const MAX_BATCH: usize = 1024;
 
 /// A check run on the current record inside the commit transaction.
 type PutCheck = Box<dyn FnOnce(Option<&ObjectRecord>) -> Result<()> + Send>;
 
+/// What a PUT's caller is told once its transaction committed (or failed): the replaced
+/// record, or the error.
+pub type PutAnswer = Box<dyn FnOnce(Result<Option<ObjectRecord>>) + Send>;
+
 /// Where a queued PUT's answer goes.
-type PutReply = std::sync::mpsc::Sender<Result<Option<ObjectRecord>>>;
+type PutReply = PutAnswer;
 
 /// One queued object PUT and where its answer goes.
 struct PutJob {
@@ -89,21 +106,25 @@ struct PutJob {
     reply: PutReply,
 }
 
-/// The group-commit queue: jobs, and whether a caller is committing them right now.
-#[derive(Default)]
-struct PutQueue {
-    jobs: Vec<PutJob>,
-    leader: bool,
-}
-
 impl MetaStore {
-    /// Opens (or creates) the database file at `path` and makes sure every table exists.
+    /// Opens (or creates) the database file at `path`, makes sure every table exists and starts
+    /// the PUT committer thread.
     pub fn open(path: &Path) -> Result<MetaStore> {
-        let store = MetaStore {
-            db: Database::builder()
+        let db = Arc::new(
+            Database::builder()
                 .set_cache_size(CACHE_BYTES)
                 .create(path)?,
-            puts: std::sync::Mutex::new(PutQueue::default()),
+        );
+        let (queue, jobs) = mpsc::channel::<PutJob>();
+        let thread = std::thread::Builder::new()
+            .name("coffer-meta-commit".into())
+            .spawn({
+                let db = Arc::clone(&db);
+                move || run_committer(&db, &jobs)
+            })?;
+        let store = MetaStore {
+            db,
+            committer: Some(Committer { queue, thread }),
         };
         store.write(|txn| {
             txn.open_table(BUCKETS)?;
@@ -121,17 +142,7 @@ impl MetaStore {
     /// Runs `f` in one write transaction and commits it if `f` succeeds; on error nothing changes.
     /// The single write path of the store (see the module doc on group commit).
     fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
-        let txn = self.db.begin_write()?;
-        match f(&txn) {
-            Ok(out) => {
-                txn.commit()?;
-                Ok(out)
-            }
-            Err(err) => {
-                txn.abort()?;
-                Err(err)
-            }
-        }
+        write_txn(&self.db, f)
     }
 
     // ---- buckets ----
@@ -202,11 +213,8 @@ impl MetaStore {
     /// after commit). An error from `check` (e.g. [`StoreError::PreconditionFailed`]) leaves the
     /// current record in place.
     ///
-    /// Group commit: concurrent PUTs share one transaction and one fsync. The first caller to
-    /// find no commit in progress becomes the leader and commits every queued PUT (its own
-    /// included) until the queue is empty; the others wait for their answer. Each job's check
-    /// runs before its insert, so a failed check writes nothing and does not affect the others;
-    /// if the commit itself fails, every job of that batch gets the error and none is stored.
+    /// Group-committed with concurrent PUTs; blocks until committed. See
+    /// [`MetaStore::put_object_then`].
     pub fn put_object(
         &self,
         bucket: &str,
@@ -229,94 +237,66 @@ impl MetaStore {
         sealed: Option<Vec<u8>>,
         check: impl FnOnce(Option<&ObjectRecord>) -> Result<()> + Send + 'static,
     ) -> Result<Option<ObjectRecord>> {
-        let value = encode(rec)?;
+        let (reply, answer) = mpsc::channel();
+        self.put_object_then(
+            bucket,
+            key,
+            rec,
+            sealed,
+            check,
+            Box::new(move |result| drop(reply.send(result))),
+        );
+        answer.recv().unwrap_or_else(|_| {
+            Err(StoreError::Db(
+                "the PUT committer stopped without an answer".into(),
+            ))
+        })
+    }
+
+    /// [`MetaStore::put_object_inline`] without waiting: the PUT is queued for the committer
+    /// thread and `then` is called (on that thread) with the answer once its transaction has
+    /// committed — or at once, if the record cannot be queued. Async callers use this to wait
+    /// without holding a thread.
+    ///
+    /// Group commit: the committer takes every PUT queued when it becomes free (up to
+    /// [`MAX_BATCH`]) into one transaction and one fsync. Each job's check runs before its
+    /// insert, so a failed check writes nothing and does not affect the others; if the commit
+    /// itself fails, every job of that batch gets the error and none is stored.
+    pub fn put_object_then(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &ObjectRecord,
+        sealed: Option<Vec<u8>>,
+        check: impl FnOnce(Option<&ObjectRecord>) -> Result<()> + Send + 'static,
+        then: PutAnswer,
+    ) {
+        let value = match encode(rec) {
+            Ok(value) => value,
+            Err(e) => return then(Err(e)),
+        };
         let inline = match (sealed, rec.parts.as_slice()) {
             (None, parts) if parts.iter().all(|p| !p.inline) => None,
             (Some(bytes), [part]) if part.inline => Some((part.blob_id.clone(), bytes)),
             _ => {
-                return Err(StoreError::Corrupt(
+                return then(Err(StoreError::Corrupt(
                     "inline data must come with exactly one part marked inline".into(),
-                ));
+                )));
             }
         };
-        let (reply, answer) = std::sync::mpsc::channel();
         let job = PutJob {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             value,
             inline,
             check: Box::new(check),
-            reply,
+            reply: then,
         };
-        let lead = {
-            let mut q = self.puts.lock().expect("put queue lock poisoned");
-            q.jobs.push(job);
-            !std::mem::replace(&mut q.leader, true)
+        let Some(committer) = self.committer.as_ref() else {
+            return (job.reply)(Err(StoreError::Db("the store is closing".into())));
         };
-        if lead {
-            loop {
-                let batch = {
-                    let mut q = self.puts.lock().expect("put queue lock poisoned");
-                    if q.jobs.is_empty() {
-                        q.leader = false;
-                        break;
-                    }
-                    std::mem::take(&mut q.jobs)
-                };
-                self.commit_puts(batch);
-            }
-        }
-        answer.recv().unwrap_or_else(|_| {
-            Err(StoreError::Db(
-                "the group commit ended without an answer".into(),
-            ))
-        })
-    }
-
-    /// Commits one batch of PUTs in one transaction and answers every job.
-    fn commit_puts(&self, batch: Vec<PutJob>) {
-        let mut answers: Vec<(PutReply, Result<Option<ObjectRecord>>)> =
-            Vec::with_capacity(batch.len());
-        let committed = self.write(|txn| {
-            let buckets = txn.open_table(BUCKETS)?;
-            let mut objects = txn.open_table(OBJECTS)?;
-            let mut inline_data = txn.open_table(INLINE)?;
-            for job in batch {
-                let PutJob {
-                    bucket,
-                    key,
-                    value,
-                    inline,
-                    check,
-                    reply,
-                } = job;
-                let one = (|| {
-                    require_bucket(&buckets, &bucket)?;
-                    let current: Option<ObjectRecord> = objects
-                        .get((bucket.as_str(), key.as_str()))?
-                        .map(|v| decode(v.value()))
-                        .transpose()?;
-                    check(current.as_ref())?;
-                    if let Some(old) = &current {
-                        remove_inline(&mut inline_data, old)?;
-                    }
-                    if let Some((blob_id, sealed)) = &inline {
-                        inline_data.insert(blob_id.as_str(), sealed.as_slice())?;
-                    }
-                    objects.insert((bucket.as_str(), key.as_str()), value.as_slice())?;
-                    Ok(current)
-                })();
-                answers.push((reply, one));
-            }
-            Ok(())
-        });
-        for (reply, one) in answers {
-            let answer = match (&committed, one) {
-                (Ok(()), one) => one,
-                (Err(e), Ok(_)) => Err(StoreError::Db(format!("group commit failed: {e}"))),
-                (Err(_), Err(e)) => Err(e),
-            };
-            let _ = reply.send(answer);
+        if let Err(mpsc::SendError(job)) = committer.queue.send(job) {
+            (job.reply)(Err(StoreError::Db("the PUT committer has stopped".into())));
         }
     }
 
@@ -672,6 +652,97 @@ fn require_bucket(
     match buckets.get(bucket)? {
         Some(_) => Ok(()),
         None => Err(StoreError::BucketNotFound),
+    }
+}
+
+impl Drop for MetaStore {
+    /// Lets the committer finish what is queued, then stops it, so that the database is closed
+    /// (and its file lock released) when the store is gone.
+    fn drop(&mut self) {
+        if let Some(Committer { queue, thread }) = self.committer.take() {
+            drop(queue);
+            if thread.join().is_err() {
+                tracing::error!("the PUT committer thread panicked");
+            }
+        }
+    }
+}
+
+/// Runs `f` in one write transaction of `db` and commits it if `f` succeeds; on error nothing
+/// changes.
+fn write_txn<T>(db: &Database, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
+    let txn = db.begin_write()?;
+    match f(&txn) {
+        Ok(out) => {
+            txn.commit()?;
+            Ok(out)
+        }
+        Err(err) => {
+            txn.abort()?;
+            Err(err)
+        }
+    }
+}
+
+/// The committer thread: waits for a PUT, takes every PUT queued behind it into the same
+/// batch, commits the batch, answers each job; until the queue closes.
+fn run_committer(db: &Database, jobs: &mpsc::Receiver<PutJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_puts(db, batch);
+    }
+}
+
+/// Commits one batch of PUTs in one transaction and answers every job.
+fn commit_puts(db: &Database, batch: Vec<PutJob>) {
+    let mut answers: Vec<(PutReply, Result<Option<ObjectRecord>>)> =
+        Vec::with_capacity(batch.len());
+    let committed = write_txn(db, |txn| {
+        let buckets = txn.open_table(BUCKETS)?;
+        let mut objects = txn.open_table(OBJECTS)?;
+        let mut inline_data = txn.open_table(INLINE)?;
+        for job in batch {
+            let PutJob {
+                bucket,
+                key,
+                value,
+                inline,
+                check,
+                reply,
+            } = job;
+            let one = (|| {
+                require_bucket(&buckets, &bucket)?;
+                let current: Option<ObjectRecord> = objects
+                    .get((bucket.as_str(), key.as_str()))?
+                    .map(|v| decode(v.value()))
+                    .transpose()?;
+                check(current.as_ref())?;
+                if let Some(old) = &current {
+                    remove_inline(&mut inline_data, old)?;
+                }
+                if let Some((blob_id, sealed)) = &inline {
+                    inline_data.insert(blob_id.as_str(), sealed.as_slice())?;
+                }
+                objects.insert((bucket.as_str(), key.as_str()), value.as_slice())?;
+                Ok(current)
+            })();
+            answers.push((reply, one));
+        }
+        Ok(())
+    });
+    for (reply, one) in answers {
+        let answer = match (&committed, one) {
+            (Ok(()), one) => one,
+            (Err(e), Ok(_)) => Err(StoreError::Db(format!("group commit failed: {e}"))),
+            (Err(_), Err(e)) => Err(e),
+        };
+        reply(answer);
     }
 }
 

@@ -133,7 +133,9 @@ struct Measured {
     rss_before: Option<Rss>,
     rss_after: Option<Rss>,
     tcp: Rate,
+    /// MD5 with the md-5 crate, and with aws-lc's assembly (the one the server uses).
     md5: Rate,
+    md5_aws_lc: Rate,
     disk: Rate,
     sync: Ops,
     aes: Rate,
@@ -157,6 +159,11 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<String> {
     let md5 = blocking({
         let pattern = pattern.clone();
         move || Ok(md5_throughput(&pattern, plan.md5_passes))
+    })
+    .await?;
+    let md5_aws_lc = blocking({
+        let pattern = pattern.clone();
+        move || Ok(md5_aws_lc_throughput(&pattern, plan.md5_passes))
     })
     .await?;
     progress("reference: disk write + fsync");
@@ -229,6 +236,7 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<String> {
         rss_after,
         tcp,
         md5,
+        md5_aws_lc,
         disk,
         sync,
         aes,
@@ -298,15 +306,20 @@ impl Measured {
                 self.tcp.elapsed.as_secs_f64()
             ),
         );
-        table.row(
-            "MD5, 1 core".to_owned(),
-            mb_s(self.md5.mb_per_s()),
-            format!(
-                "md-5 crate, {} x {}",
-                plan.md5_passes,
-                size_label(MD5_BUFFER as u64)
-            ),
-        );
+        for (rate, which) in [
+            (&self.md5, "md-5 crate"),
+            (&self.md5_aws_lc, "aws-lc assembly, as the server"),
+        ] {
+            table.row(
+                "MD5, 1 core".to_owned(),
+                mb_s(rate.mb_per_s()),
+                format!(
+                    "{which}, {} x {}",
+                    plan.md5_passes,
+                    size_label(MD5_BUFFER as u64)
+                ),
+            );
+        }
         let fs = filesystem_of(scratch).unwrap_or_else(|| "unknown fs".to_owned());
         table.row(
             "disk write + fsync".to_owned(),
@@ -343,9 +356,14 @@ impl Measured {
             "≥ 40 %",
             get_share >= 0.40,
         );
-        let put_share = self.large.0.mb_per_s() / self.md5.mb_per_s().min(self.disk.mb_per_s());
+        // The faster MD5 is the stricter reference.
+        let md5 = self.md5.mb_per_s().max(self.md5_aws_lc.mb_per_s());
+        let put_share = self.large.0.mb_per_s() / md5.min(self.disk.mb_per_s());
         table.target(
-            format!("PUT {} / min(MD5, disk)", size_label(plan.large_size)),
+            format!(
+                "PUT {} / min(faster MD5, disk)",
+                size_label(plan.large_size)
+            ),
             format!("{:.1} %", put_share * 100.0),
             "≥ 70 %",
             put_share >= 0.70,
@@ -842,6 +860,15 @@ fn md5_throughput(pattern: &Pattern, passes: u64) -> Rate {
     let start = Instant::now();
     for _ in 0..passes {
         std::hint::black_box(Md5::digest(std::hint::black_box(&buf)));
+    }
+    Rate::since(start, passes * MD5_BUFFER as u64)
+}
+
+fn md5_aws_lc_throughput(pattern: &Pattern, passes: u64) -> Rate {
+    let buf = pattern.base.repeat(MD5_BUFFER / BLOCK);
+    let start = Instant::now();
+    for _ in 0..passes {
+        std::hint::black_box(coffer_crypto::Md5::digest(std::hint::black_box(&buf)));
     }
     Rate::since(start, passes * MD5_BUFFER as u64)
 }
