@@ -40,6 +40,7 @@ mod testing;
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use error::KmsError;
 pub use service::Kms;
+pub use trail::RefusedCall;
 
 /// Default region of ARNs, as `coffer serve --region` defaults (DESIGN §1).
 pub const DEFAULT_REGION: &str = "us-east-1";

@@ -23,7 +23,7 @@ use crate::policy::{self, Decision, EvalContext, PolicyDocument};
 use crate::router::{Op, UNSUPPORTED};
 use crate::store::Records;
 use crate::throttle::Quotas;
-use crate::trail::{self, ApiCall, RequestParameters};
+use crate::trail::{self, ApiCall, RefusedCall, RequestParameters};
 use crate::{Caller, Clock, KmsConfig, KmsError};
 
 /// Condition keys and their values for one policy evaluation.
@@ -174,6 +174,17 @@ impl Kms {
             )));
         }
         result
+    }
+
+    /// Records a request the transport refused before its caller was authenticated (see
+    /// [`RefusedCall`]), so that the audit log holds every KMS request, failures included.
+    /// Resolves once the line is durable.
+    pub async fn audit_refused(&self, call: RefusedCall<'_>) -> Result<(), KmsError> {
+        let event = trail::refused_call(&self.arns, self.clock.now(), call);
+        self.audit
+            .append(event)
+            .await
+            .map_err(|e| KmsError::internal(format_args!("audit log append failed: {e}")))
     }
 
     /// The one table from operation to handler.

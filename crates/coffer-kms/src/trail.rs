@@ -260,6 +260,53 @@ pub fn api_call(arns: &Arns, call: ApiCall<'_>) -> Value {
     event
 }
 
+/// A request refused before its caller was known: bad or missing signature, unknown access key,
+/// plain HTTP, an unreadable body. Nothing in it was verified, so the event records only what
+/// the transport saw — the access key id the request *claimed*, never its body.
+pub struct RefusedCall<'a> {
+    /// The access key id from the `Authorization` header, if one could be read.
+    pub claimed_access_key: Option<&'a str>,
+    /// The operation named by `X-Amz-Target` (sanitized by [`sanitize_event_name`]).
+    pub event_name: &'a str,
+    pub source_ip: &'a str,
+    pub user_agent: Option<&'a str>,
+    pub request_id: &'a str,
+    /// The error type and message the client was answered with.
+    pub error_code: &'a str,
+    pub error_message: &'a str,
+}
+
+/// The CloudTrail record of a refused request; `userIdentity.type` is `Unknown`, as CloudTrail
+/// writes for callers it could not authenticate.
+pub fn refused_call(arns: &Arns, time: OffsetDateTime, call: RefusedCall<'_>) -> Value {
+    let mut identity = json!({ "type": "Unknown", "accountId": arns.account() });
+    if let Some(key) = call.claimed_access_key {
+        identity["accessKeyId"] = key.into();
+    }
+    json!({
+        "eventVersion": "1.08",
+        "userIdentity": identity,
+        "eventTime": event_time(time),
+        "eventSource": "kms.amazonaws.com",
+        "eventName": sanitize_event_name(call.event_name),
+        "awsRegion": arns.region(),
+        "sourceIPAddress": call.source_ip,
+        "userAgent": call.user_agent,
+        "requestParameters": null,
+        "responseElements": null,
+        "requestID": call.request_id,
+        "eventID": event_id(),
+        "readOnly": false,
+        "resources": [],
+        "eventType": "AwsApiCall",
+        "managementEvent": true,
+        "recipientAccountId": arns.account(),
+        "eventCategory": "Management",
+        "errorCode": call.error_code,
+        "errorMessage": call.error_message,
+    })
+}
+
 /// The CloudTrail record of something the service did on its own (`RotateKey`, `DeleteKey`).
 pub fn service_event(
     arns: &Arns,

@@ -63,24 +63,34 @@ impl KmsFront {
             .and_then(|t| t.strip_prefix(TARGET_PREFIX))
             .unwrap_or("")
             .to_owned();
-        if !conn.secure && !self.allow_insecure_http {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "AccessDeniedException",
-                "KMS requests must use HTTPS: start coffer with --tls-cert/--tls-key or --tls-self-signed (or --allow-insecure-http for development only)",
-                request_id,
-            );
-        }
         let (parts, body) = req.into_parts();
+        let refusal = Refusal {
+            headers: &parts.headers,
+            operation: &operation,
+            conn,
+            request_id,
+        };
+        if !conn.secure && !self.allow_insecure_http {
+            return self
+                .refuse(
+                    &refusal,
+                    StatusCode::BAD_REQUEST,
+                    "AccessDeniedException",
+                    "KMS requests must use HTTPS: start coffer with --tls-cert/--tls-key or --tls-self-signed (or --allow-insecure-http for development only)",
+                )
+                .await;
+        }
         let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "ValidationException",
-                    "The request body is larger than 1 MiB or did not arrive whole",
-                    request_id,
-                );
+                return self
+                    .refuse(
+                        &refusal,
+                        StatusCode::BAD_REQUEST,
+                        "ValidationException",
+                        "The request body is larger than 1 MiB or did not arrive whole",
+                    )
+                    .await;
             }
         };
         let signed = SignedRequest {
@@ -97,7 +107,7 @@ impl KmsFront {
                 Ok(ak) => ak,
                 Err(e) => {
                     let (status, kind, msg) = sig_error(&e);
-                    return error(status, kind, &msg, request_id);
+                    return self.refuse(&refusal, status, kind, &msg).await;
                 }
             };
         let principal = creds
@@ -129,6 +139,54 @@ impl KmsFront {
             Err(e) => kms_error(&e, request_id),
         }
     }
+}
+
+/// What a refusal before authentication knows about the request.
+struct Refusal<'a> {
+    headers: &'a http::HeaderMap,
+    operation: &'a str,
+    conn: &'a Connection,
+    request_id: &'a str,
+}
+
+impl KmsFront {
+    /// Answers a request refused before its caller was authenticated, after recording it in the
+    /// audit log (which holds every KMS request, failures included). If the audit append fails
+    /// the refusal still stands: nothing was done for the request.
+    async fn refuse(
+        &self,
+        r: &Refusal<'_>,
+        status: StatusCode,
+        kind: &str,
+        message: &str,
+    ) -> Response<Body> {
+        let call = coffer_kms::RefusedCall {
+            claimed_access_key: claimed_access_key(r.headers),
+            event_name: r.operation,
+            source_ip: &r.conn.peer.ip().to_string(),
+            user_agent: r
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+            request_id: r.request_id,
+            error_code: kind,
+            error_message: message,
+        };
+        if let Err(e) = self.kms.audit_refused(call).await {
+            tracing::error!(error = %e, request_id = %r.request_id, "a refused KMS request could not be audited");
+        }
+        error(status, kind, message, r.request_id)
+    }
+}
+
+/// The access key id an `Authorization: AWS4-HMAC-SHA256 Credential=<id>/…` header claims, if it
+/// looks like one (ASCII letters and digits, at most 128): unverified, so only for the audit log.
+fn claimed_access_key(headers: &http::HeaderMap) -> Option<&str> {
+    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (_, rest) = auth.split_once("Credential=")?;
+    let id = rest.split('/').next()?;
+    (!id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then_some(id)
 }
 
 fn sig_error(e: &SigError) -> (StatusCode, &'static str, String) {

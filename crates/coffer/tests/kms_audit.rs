@@ -487,3 +487,60 @@ async fn plaintexts_and_data_keys_never_reach_the_log() {
         );
     }
 }
+
+#[tokio::test]
+async fn requests_refused_before_authentication_are_audited_too() {
+    let server = kms_server();
+    // A wrong secret for a real access key, and an access key nobody has.
+    let wrong_secret = server.kms_client_as(ACCESS_KEY, "WrongSecretKey00000000000000000000000000");
+    assert_kms_error(
+        wrong_secret
+            .encrypt()
+            .key_id("alias/anything")
+            .plaintext(Blob::new("refused before it was read"))
+            .send()
+            .await,
+        "InvalidSignatureException",
+    );
+    let stranger = server.kms_client_as("AKIANOBODYKNOWSTHIS0", "x");
+    assert_kms_error(
+        stranger.list_keys().send().await,
+        "UnrecognizedClientException",
+    );
+
+    let bad_signature = server
+        .wait_for_audit_event(WAIT, |e| e["errorCode"] == "InvalidSignatureException")
+        .unwrap_or_else(|| {
+            panic!(
+                "no audit event for the bad signature:\n{}",
+                server.audit_lines().join("\n")
+            )
+        });
+    assert_eq!(bad_signature["eventName"], "Encrypt");
+    assert_eq!(bad_signature["userIdentity"]["type"], "Unknown");
+    // The claimed access key is recorded, unverified; the body is not.
+    assert_eq!(bad_signature["userIdentity"]["accessKeyId"], ACCESS_KEY);
+    assert!(bad_signature["requestParameters"].is_null());
+    assert!(
+        bad_signature["requestID"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+
+    let unknown_key = server
+        .wait_for_audit_event(WAIT, |e| e["errorCode"] == "UnrecognizedClientException")
+        .unwrap_or_else(|| {
+            panic!(
+                "no audit event for the unknown key:\n{}",
+                server.audit_lines().join("\n")
+            )
+        });
+    assert_eq!(unknown_key["eventName"], "ListKeys");
+    assert_eq!(
+        unknown_key["userIdentity"]["accessKeyId"],
+        "AKIANOBODYKNOWSTHIS0"
+    );
+
+    let (code, output) = verify(&server);
+    assert_eq!(code, Some(0), "coffer audit verify failed:\n{output}");
+}
