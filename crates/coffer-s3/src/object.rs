@@ -154,18 +154,24 @@ pub async fn store_object(
     );
     let committed = answer
         .await
-        .map_err(|e| crate::error::internal("metadata commit", e))
-        .and_then(|r| r.map_err(crate::error::store_error));
+        .map_err(|e| crate::error::internal("metadata commit", e))?;
     match committed {
         Ok(old) => {
             pipeline::free_blobs(&c.blobs, old.map(blob_ids).unwrap_or_default());
             Ok(Stored { record })
         }
         Err(e) => {
-            if !inline {
+            // Free the new blob only when the record was certainly not stored (a refused
+            // check); after a database failure the commit's fate is unknown until restart, and
+            // the sweep removes the blob if no record points to it.
+            let refused = matches!(
+                e,
+                StoreError::PreconditionFailed | StoreError::BucketNotFound
+            );
+            if refused && !inline {
                 pipeline::free_blobs(&c.blobs, vec![blob_id]);
             }
-            Err(e)
+            Err(crate::error::store_error(e))
         }
     }
 }

@@ -82,7 +82,8 @@ impl Sealer {
 
 /// Streams `source` into a new sealed stream with id `blob_id`, sealing it with `key` under the
 /// STREAM construction: in memory when the whole plaintext is at most `inline_max` bytes
-/// ([`SealedData::Inline`]; pass 0 to always write a file), else into a new blob file. Fails
+/// ([`SealedData::Inline`]; 0 means always a file, even for an empty body), else into a new
+/// blob file. Fails
 /// with `EntityTooLarge` past `max_size`. Nothing is visible to readers until the caller
 /// commits the blob (if any) *and* the metadata record.
 #[allow(clippy::too_many_arguments)]
@@ -159,7 +160,7 @@ pub async fn write_stream(
         return Err(err);
     }
     let data = match (sealer, cipher) {
-        (None, Some(cipher)) if buf.len() <= inline_max => {
+        (None, Some(cipher)) if inline_max > 0 && buf.len() <= inline_max => {
             let mut out = Vec::with_capacity(buf.len() + TAG_LEN);
             let mut index = 0;
             seal_batch(&cipher, &buf, true, &mut index, &mut out)?;
@@ -523,12 +524,18 @@ mod tests {
         assert_eq!(w.size, len as u64);
         let inline = match w.data {
             SealedData::File(blob) => {
-                assert!(len > inline_max, "{len} bytes should have been inline");
+                assert!(
+                    inline_max == 0 || len > inline_max,
+                    "{len} bytes should have been inline"
+                );
                 commit_blob(blob).await.unwrap();
                 None
             }
             SealedData::Inline(sealed) => {
-                assert!(len <= inline_max, "{len} bytes should have been a file");
+                assert!(
+                    inline_max > 0 && len <= inline_max,
+                    "{len} bytes should have been a file (inline_max {inline_max})"
+                );
                 assert_eq!(sealed.len(), len + TAG_LEN);
                 assert!(
                     blobs.open_blob(&id).is_err(),

@@ -325,6 +325,18 @@ impl MetaStore {
         Ok(table.get(blob_id)?.map(|v| v.value().to_vec()))
     }
 
+    /// The blob ids that have inline data stored, in order (a full scan: for consistency checks
+    /// and tests, not the request path).
+    pub fn inline_blob_ids(&self) -> Result<Vec<String>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(INLINE)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            out.push(entry?.0.value().to_owned());
+        }
+        Ok(out)
+    }
+
     /// The object at `key` and, when its single part is inline, that part's sealed stream, read
     /// in one transaction (so they always belong together). Errors as [`MetaStore::get_object`].
     pub fn get_object_with_inline(
@@ -700,14 +712,21 @@ fn run_committer(db: &Database, jobs: &mpsc::Receiver<PutJob>) {
 }
 
 /// Commits one batch of PUTs in one transaction and answers every job.
+///
+/// A job refused by its bucket check or its `check` changes nothing and gets its own error; the
+/// others go on. A failure while a job *writes* (the database itself failing) would leave the
+/// transaction half-changed, so it aborts the whole batch: every job then gets an error and
+/// none is stored.
 fn commit_puts(db: &Database, batch: Vec<PutJob>) {
     let mut answers: Vec<(PutReply, Result<Option<ObjectRecord>>)> =
         Vec::with_capacity(batch.len());
+    let mut unanswered: Vec<PutReply> = Vec::new();
     let committed = write_txn(db, |txn| {
         let buckets = txn.open_table(BUCKETS)?;
         let mut objects = txn.open_table(OBJECTS)?;
         let mut inline_data = txn.open_table(INLINE)?;
-        for job in batch {
+        let mut jobs = batch.into_iter();
+        while let Some(job) = jobs.next() {
             let PutJob {
                 bucket,
                 key,
@@ -716,13 +735,23 @@ fn commit_puts(db: &Database, batch: Vec<PutJob>) {
                 check,
                 reply,
             } = job;
-            let one = (|| {
+            let checked = (|| {
                 require_bucket(&buckets, &bucket)?;
                 let current: Option<ObjectRecord> = objects
                     .get((bucket.as_str(), key.as_str()))?
                     .map(|v| decode(v.value()))
                     .transpose()?;
                 check(current.as_ref())?;
+                Ok(current)
+            })();
+            let current = match checked {
+                Ok(current) => current,
+                Err(e) => {
+                    answers.push((reply, Err(e)));
+                    continue;
+                }
+            };
+            let written = (|| {
                 if let Some(old) = &current {
                     remove_inline(&mut inline_data, old)?;
                 }
@@ -730,9 +759,18 @@ fn commit_puts(db: &Database, batch: Vec<PutJob>) {
                     inline_data.insert(blob_id.as_str(), sealed.as_slice())?;
                 }
                 objects.insert((bucket.as_str(), key.as_str()), value.as_slice())?;
-                Ok(current)
+                Ok(())
             })();
-            answers.push((reply, one));
+            match written {
+                Ok(()) => answers.push((reply, Ok(current))),
+                Err(e) => {
+                    answers.push((reply, Err(e)));
+                    unanswered.extend(jobs.map(|job| job.reply));
+                    return Err(StoreError::Db(
+                        "a PUT of the group failed while writing; the group was rolled back".into(),
+                    ));
+                }
+            }
         }
         Ok(())
     });
@@ -743,6 +781,13 @@ fn commit_puts(db: &Database, batch: Vec<PutJob>) {
             (Err(_), Err(e)) => Err(e),
         };
         reply(answer);
+    }
+    for reply in unanswered {
+        let reason = match &committed {
+            Err(e) => format!("group commit failed: {e}"),
+            Ok(()) => "group commit ended early".to_owned(),
+        };
+        reply(Err(StoreError::Db(reason)));
     }
 }
 

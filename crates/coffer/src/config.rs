@@ -137,7 +137,8 @@ pub struct DataDirArg {
 pub struct ServeArgs {
     /// TOML file with any of the settings below (keys: data_dir, listen, region, root_key_file,
     /// allow_insecure_http, access_key, secret_key, tls_cert, tls_key,
-    /// tls_self_signed, account_id, kms_quotas, kms_quota_cryptographic, kms_task_interval).
+    /// tls_self_signed, account_id, kms_quotas, kms_quota_cryptographic, kms_task_interval,
+    /// sweep_interval).
     /// Flags and environment win over it.
     #[arg(long, env = "COFFER_CONFIG")]
     pub config: Option<PathBuf>,
@@ -191,6 +192,10 @@ pub struct ServeArgs {
     /// Seconds between runs of the KMS scheduler (automatic rotation, key deletion) [default: 60]
     #[arg(long, env = "COFFER_KMS_TASK_INTERVAL")]
     pub kms_task_interval: Option<u64>,
+    /// Seconds between sweeps for orphan blob files and abandoned temp files (files untouched for
+    /// an hour that no record points to); one also runs at start [default: 3600]
+    #[arg(long, env = "COFFER_SWEEP_INTERVAL")]
+    pub sweep_interval: Option<u64>,
     /// Testing only: a file holding a number of seconds to add to the KMS clock
     #[arg(long, env = "COFFER_CLOCK_OFFSET_FILE", hide = true)]
     pub clock_offset_file: Option<PathBuf>,
@@ -214,6 +219,7 @@ struct FileSettings {
     kms_quotas: Option<String>,
     kms_quota_cryptographic: Option<u32>,
     kms_task_interval: Option<u64>,
+    sweep_interval: Option<u64>,
 }
 
 /// How the listener speaks.
@@ -241,6 +247,7 @@ pub struct Settings {
     pub kms_quotas_on: bool,
     pub kms_quota_cryptographic: Option<u32>,
     pub kms_task_interval: std::time::Duration,
+    pub sweep_interval: std::time::Duration,
     pub clock_offset_file: Option<PathBuf>,
 }
 
@@ -301,6 +308,12 @@ impl Settings {
                 args.kms_task_interval
                     .or(file.kms_task_interval)
                     .unwrap_or(60)
+                    .max(1),
+            ),
+            sweep_interval: std::time::Duration::from_secs(
+                args.sweep_interval
+                    .or(file.sweep_interval)
+                    .unwrap_or(3600)
                     .max(1),
             ),
             clock_offset_file: args.clock_offset_file,

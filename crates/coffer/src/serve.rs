@@ -37,6 +37,38 @@ fn init_logging() {
         .init();
 }
 
+/// Files no record points to are removed by the periodic sweep only once they are this old: a
+/// blob is renamed into place a moment before its record commits, and an upload's temp file is
+/// written to as long as the upload lives.
+const ORPHAN_MIN_AGE: Duration = Duration::from_secs(3600);
+
+/// Every `interval`, removes orphan blobs and abandoned temp files older than
+/// [`ORPHAN_MIN_AGE`] (DESIGN §5: "a sweep at start and periodically"): blobs whose free failed
+/// after a delete, and temp files of uploads whose connection died without an error.
+async fn sweep_periodically(meta: Arc<MetaStore>, blobs: Arc<BlobStore>, interval: Duration) {
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        ticker.tick().await;
+        let (meta, blobs) = (Arc::clone(&meta), Arc::clone(&blobs));
+        let swept = tokio::task::spawn_blocking(move || {
+            let referenced = meta.referenced_blobs()?;
+            blobs.sweep(&referenced, ORPHAN_MIN_AGE)
+        })
+        .await;
+        match swept {
+            Ok(Ok(removed)) if removed > 0 => {
+                tracing::info!(
+                    removed,
+                    "periodic sweep removed orphan blobs and temp files"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "periodic sweep failed; it runs again later"),
+            Err(e) => tracing::warn!(error = %e, "periodic sweep task failed"),
+        }
+    }
+}
+
 fn open_stores(data_dir: &Path) -> anyhow::Result<(Arc<MetaStore>, Arc<BlobStore>)> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -136,6 +168,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         audit,
     )?);
 
+    let sweeper = (Arc::clone(&meta), Arc::clone(&blobs));
     let coffer = Coffer::new(meta, blobs, Arc::new(ring), settings.region.clone());
     let frontend = Frontend::new(
         coffer,
@@ -168,6 +201,11 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    runtime.spawn(sweep_periodically(
+        sweeper.0,
+        sweeper.1,
+        settings.sweep_interval,
+    ));
     runtime.block_on(serve(frontend, settings, tls, kms))
 }
 

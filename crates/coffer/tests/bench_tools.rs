@@ -93,6 +93,7 @@ async fn coffer_bench_kms_runs_against_coffer() {
     // The key it created is scheduled for deletion, as the run promises.
     let kms = server.kms_client();
     let keys = kms.list_keys().send().await.unwrap();
+    assert_eq!(keys.keys().len(), 1, "bench-kms creates exactly one key");
     for key in keys.keys() {
         let meta = kms
             .describe_key()

@@ -441,3 +441,65 @@ async fn ctrl_c_during_an_upload_finishes_or_fails_it_cleanly() {
     let left = wait_for_empty_tmp(dir.path());
     assert!(left.is_empty(), "temp files left after restart: {left:?}");
 }
+
+/// Sets a file's modification time `hours` hours into the past (with `touch`).
+fn age_file(path: &Path, hours: u32) {
+    let status = std::process::Command::new("touch")
+        .arg("-m")
+        .arg("-d")
+        .arg(format!("{hours} hours ago"))
+        .arg(path)
+        .status()
+        .expect("run touch");
+    assert!(status.success(), "touch -d failed on {}", path.display());
+}
+
+#[tokio::test]
+async fn the_periodic_sweep_removes_old_orphans_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::builder()
+        .args(["--sweep-interval", "1"])
+        .start_in(dir.path());
+    let s3 = server.client();
+    create_bucket(&s3, "bkt").await;
+    // A blob-file object whose file is old: referenced, so it must stay.
+    let kept = pattern(200_000, 1);
+    put(&s3, "bkt", "kept", &kept).await;
+    let blob_files = files_under(&dir.path().join("blobs"));
+    assert_eq!(blob_files.len(), 1, "one object, one blob file");
+    age_file(&blob_files[0], 5);
+
+    // Orphans appear while the server runs (a blob whose free failed, a dead upload's temp
+    // file): old ones must go, a fresh one (an upload in progress) must stay.
+    let fanout = blob_files[0].parent().unwrap();
+    let old_orphan = fanout.join(format!("{}00000000000000000000000000000000", "ab"));
+    let old_tmp = dir
+        .path()
+        .join("tmp")
+        .join("deadupload0000000000000000000000");
+    let fresh_tmp = dir
+        .path()
+        .join("tmp")
+        .join("liveupload0000000000000000000000");
+    for path in [&old_orphan, &old_tmp, &fresh_tmp] {
+        std::fs::write(path, b"orphan bytes").unwrap();
+    }
+    age_file(&old_orphan, 2);
+    age_file(&old_tmp, 2);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (old_orphan.exists() || old_tmp.exists()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !old_orphan.exists(),
+        "an old orphan blob survived the sweep"
+    );
+    assert!(!old_tmp.exists(), "an old temp file survived the sweep");
+    assert!(fresh_tmp.exists(), "the sweep removed a fresh temp file");
+    assert!(
+        blob_files[0].exists(),
+        "the sweep removed a referenced blob"
+    );
+    assert!(get(&s3, "bkt", "kept").await == kept, "the object changed");
+}

@@ -495,6 +495,104 @@ async fn a_flipped_bit_in_an_inline_object_makes_get_fail_and_names_the_object_i
 }
 
 #[tokio::test]
+async fn inline_data_follows_its_objects_through_copy_multipart_and_delete() {
+    let (mut server, s3) = setup().await;
+    for key in [
+        "self-copied",
+        "replaced-by-multipart",
+        "deleted",
+        "copy-source",
+    ] {
+        put(&s3, "bkt", key, key.as_bytes()).await;
+    }
+    ok(s3
+        .copy_object()
+        .bucket("bkt")
+        .key("self-copied")
+        .copy_source("bkt/self-copied")
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .send()
+        .await);
+    let upload = ok(s3
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("replaced-by-multipart")
+        .send()
+        .await);
+    let upload_id = upload.upload_id().unwrap();
+    let part = ok(s3
+        .upload_part()
+        .bucket("bkt")
+        .key("replaced-by-multipart")
+        .upload_id(upload_id)
+        .part_number(1)
+        .body(ByteStream::from_static(b"one small part"))
+        .send()
+        .await);
+    ok(s3
+        .complete_multipart_upload()
+        .bucket("bkt")
+        .key("replaced-by-multipart")
+        .upload_id(upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(part.e_tag().unwrap())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await);
+    ok(s3
+        .delete_objects()
+        .bucket("bkt")
+        .delete(
+            aws_sdk_s3::types::Delete::builder()
+                .objects(
+                    aws_sdk_s3::types::ObjectIdentifier::builder()
+                        .key("deleted")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await);
+    ok(s3
+        .copy_object()
+        .bucket("bkt")
+        .key("copy")
+        .copy_source("bkt/copy-source")
+        .send()
+        .await);
+    for key in ["self-copied", "copy-source", "copy"] {
+        assert!(get(&s3, "bkt", key).await.len() > 0, "{key} reads back");
+    }
+    assert_eq!(
+        get(&s3, "bkt", "replaced-by-multipart").await,
+        b"one small part"
+    );
+
+    // Exactly the live inline objects have inline data: nothing leaked, nothing dangles.
+    server.stop();
+    let meta = MetaStore::open(&server.data_dir().join("meta.redb")).unwrap();
+    let mut live: Vec<String> = ["self-copied", "copy-source", "copy"]
+        .iter()
+        .map(|key| {
+            let (rec, sealed) = meta.get_object_with_inline("bkt", key).unwrap().unwrap();
+            assert!(sealed.is_some(), "{key} is inline");
+            rec.parts[0].blob_id.clone()
+        })
+        .collect();
+    live.sort();
+    assert_eq!(meta.inline_blob_ids().unwrap(), live);
+}
+
+#[tokio::test]
 async fn a_flipped_bit_in_a_later_segment_never_yields_the_whole_body() {
     let (server, s3) = setup().await;
     let key = "bitflip-victim-large.bin";

@@ -504,3 +504,49 @@ async fn upload_part_copy_with_ranges_assembles_the_source() {
         "assembled object differs"
     );
 }
+
+#[tokio::test]
+async fn empty_parts_upload_and_copy_and_complete_to_an_empty_object() {
+    let (_server, s3) = setup().await;
+    put(&s3, "bkt", "empty-source", b"").await;
+    let upload_id = create(&s3, "empty").await;
+    let uploaded = ok(s3
+        .upload_part()
+        .bucket("bkt")
+        .key("empty")
+        .upload_id(&upload_id)
+        .part_number(1)
+        .body(ByteStream::from_static(b""))
+        .send()
+        .await);
+    assert_eq!(uploaded.e_tag(), Some(quoted_md5(b"").as_str()));
+    let copied = ok(s3
+        .upload_part_copy()
+        .bucket("bkt")
+        .key("empty")
+        .upload_id(&upload_id)
+        .part_number(2)
+        .copy_source("bkt/empty-source")
+        .send()
+        .await);
+    let copied_etag = copied.copy_part_result().and_then(|r| r.e_tag()).unwrap();
+    assert_eq!(copied_etag, quoted_md5(b""));
+    ok(s3
+        .complete_multipart_upload()
+        .bucket("bkt")
+        .key("empty")
+        .upload_id(&upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(uploaded.e_tag().unwrap())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await);
+    assert_eq!(get(&s3, "bkt", "empty").await, b"");
+}
