@@ -22,15 +22,15 @@ pub struct Cli {
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Run the S3 server (embedded storage in --data-dir).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Add a new SSE-S3 service key version (run while the server is stopped). Objects
     /// written before stay readable; new objects use the new version.
     RotateServiceKey(DataDirArg),
-    /// Measure a running S3 server (Coffer or another) with aws-sdk-s3, next to this machine's
-    /// loopback TCP, MD5, disk and AES-256-GCM throughput measured in the same run.
+    /// Measure a running S3 server (Coffer or another) with a lean SigV4 client, next to this
+    /// machine's loopback TCP, MD5, disk and AES-256-GCM throughput measured in the same run.
     Bench(BenchArgs),
-    /// Measure GenerateDataKey and Decrypt requests/s of a running key service (aws-sdk-kms,
-    /// SigV4 and the durable audit write included).
+    /// Measure GenerateDataKey and Decrypt requests/s of a running key service (SigV4 and the
+    /// durable audit write included).
     BenchKms(BenchKmsArgs),
     /// Manage access keys besides the root pair (run while the server is stopped).
     #[command(subcommand)]

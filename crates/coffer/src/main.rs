@@ -18,7 +18,7 @@ fn main() -> anyhow::Result<()> {
     let cli = config::Cli::parse();
     match cli.command {
         config::Command::Serve(args) => {
-            let settings = config::Settings::resolve(args)?;
+            let settings = config::Settings::resolve(*args)?;
             serve::run(settings)
         }
         config::Command::RotateServiceKey(args) => serve::rotate_service_key(&args.data_dir),

@@ -569,8 +569,12 @@ async fn inline_data_follows_its_objects_through_copy_multipart_and_delete() {
         .copy_source("bkt/copy-source")
         .send()
         .await);
-    for key in ["self-copied", "copy-source", "copy"] {
-        assert!(get(&s3, "bkt", key).await.len() > 0, "{key} reads back");
+    for (key, body) in [
+        ("self-copied", "self-copied"),
+        ("copy-source", "copy-source"),
+        ("copy", "copy-source"),
+    ] {
+        assert_eq!(get(&s3, "bkt", key).await, body.as_bytes(), "{key}");
     }
     assert_eq!(
         get(&s3, "bkt", "replaced-by-multipart").await,
