@@ -104,7 +104,7 @@ impl Plan {
                 quick,
                 medium_reps: 64,
                 large_size: 256 * MIB,
-                large_reps: 2,
+                large_reps: 4,
                 ops_duration: Duration::from_secs(5),
                 tcp_bytes: 4096 * MIB,
                 md5_passes: 4,
