@@ -542,6 +542,16 @@ pub async fn delete_object(
     Ok(S3Response::new(DeleteObjectOutput::default()))
 }
 
+/// The per-key error entry of a DeleteObjects answer.
+fn delete_error(e: &S3Error, obj: ObjectIdentifier) -> s3s::dto::Error {
+    s3s::dto::Error {
+        code: Some(e.code().as_str().to_owned()),
+        key: Some(obj.key),
+        message: e.message().map(str::to_owned),
+        version_id: obj.version_id,
+    }
+}
+
 /// S3's limit on the keys of one DeleteObjects request.
 const MAX_DELETE_KEYS: usize = 1000;
 
@@ -560,35 +570,29 @@ pub async fn delete_objects(
     let quiet = input.delete.quiet == Some(true);
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
+    // Keys with a valid version id are removed together, in one transaction.
+    let mut batch = Vec::with_capacity(input.delete.objects.len());
     for obj in input.delete.objects {
-        if let Err(e) = check_version_id(obj.version_id.as_deref()) {
-            errors.push(s3s::dto::Error {
-                code: Some(e.code().as_str().to_owned()),
-                key: Some(obj.key),
-                message: e.message().map(str::to_owned),
-                version_id: obj.version_id,
-            });
-            continue;
+        match check_version_id(obj.version_id.as_deref()) {
+            Ok(()) => batch.push(obj),
+            Err(e) => errors.push(delete_error(&e, obj)),
         }
-        let (b, k) = (input.bucket.clone(), obj.key.clone());
-        match c.meta(move |m| m.delete_object(&b, &k)).await {
-            Ok(old) => {
-                pipeline::free_blobs(&c.blobs, old.map(blob_ids).unwrap_or_default());
-                if !quiet {
-                    deleted.push(DeletedObject {
-                        key: Some(obj.key),
-                        version_id: obj.version_id,
-                        ..Default::default()
-                    });
-                }
+    }
+    let keys: Vec<String> = batch.iter().map(|o| o.key.clone()).collect();
+    let bucket = input.bucket.clone();
+    match c.meta(move |m| m.delete_objects(&bucket, &keys)).await {
+        Ok(removed) => {
+            let free: Vec<String> = removed.into_iter().flatten().flat_map(blob_ids).collect();
+            pipeline::free_blobs(&c.blobs, free);
+            if !quiet {
+                deleted.extend(batch.into_iter().map(|obj| DeletedObject {
+                    key: Some(obj.key),
+                    version_id: obj.version_id,
+                    ..Default::default()
+                }));
             }
-            Err(e) => errors.push(s3s::dto::Error {
-                code: Some(e.code().as_str().to_owned()),
-                key: Some(obj.key),
-                message: e.message().map(str::to_owned),
-                version_id: obj.version_id,
-            }),
         }
+        Err(e) => errors.extend(batch.into_iter().map(|obj| delete_error(&e, obj))),
     }
     Ok(S3Response::new(DeleteObjectsOutput {
         deleted: (!deleted.is_empty()).then_some(deleted),

@@ -317,6 +317,33 @@ impl MetaStore {
         })
     }
 
+    /// Removes every object of `keys` (absent ones are skipped) in one transaction; returns, in
+    /// order, what each key held (blob files are the caller's to free; inline data goes with
+    /// its record). [`StoreError::BucketNotFound`] if the bucket does not exist.
+    pub fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: &[String],
+    ) -> Result<Vec<Option<ObjectRecord>>> {
+        self.write(|txn| {
+            require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
+            let mut objects = txn.open_table(OBJECTS)?;
+            let mut inline_data = txn.open_table(INLINE)?;
+            let mut removed = Vec::with_capacity(keys.len());
+            for key in keys {
+                let old: Option<ObjectRecord> = objects
+                    .remove((bucket, key.as_str()))?
+                    .map(|v| decode(v.value()))
+                    .transpose()?;
+                if let Some(old) = &old {
+                    remove_inline(&mut inline_data, old)?;
+                }
+                removed.push(old);
+            }
+            Ok(removed)
+        })
+    }
+
     /// The sealed stream of an inline part ([`PartLayout::inline`]), or `None` if no record points
     /// to it any more (the object was overwritten or deleted since its record was read).
     pub fn get_inline(&self, blob_id: &str) -> Result<Option<Vec<u8>>> {
@@ -1018,6 +1045,44 @@ mod tests {
         store.delete_object("b", "k").unwrap();
         assert_eq!(store.get_inline("i5").unwrap(), None);
         assert_eq!(store.get_object_with_inline("b", "k").unwrap(), None);
+    }
+
+    #[test]
+    fn delete_objects_removes_many_keys_and_their_inline_data_at_once() {
+        let (_dir, store) = open_with_bucket("b");
+        store
+            .put_object_inline(
+                "b",
+                "a",
+                &inline_object("ea", "ia"),
+                Some(vec![1]),
+                no_check,
+            )
+            .unwrap();
+        store
+            .put_object("b", "f", &object("ef", &["file"]), no_check)
+            .unwrap();
+        store
+            .put_object("b", "kept", &object("ek", &["kept"]), no_check)
+            .unwrap();
+        let keys = ["a", "missing", "f"].map(String::from);
+        let removed = store.delete_objects("b", &keys).unwrap();
+        assert_eq!(
+            removed,
+            vec![
+                Some(inline_object("ea", "ia")),
+                None,
+                Some(object("ef", &["file"]))
+            ]
+        );
+        assert_eq!(store.get_object("b", "a").unwrap(), None);
+        assert_eq!(store.get_object("b", "f").unwrap(), None);
+        assert!(store.get_object("b", "kept").unwrap().is_some());
+        assert_eq!(store.inline_blob_ids().unwrap(), Vec::<String>::new());
+        assert!(matches!(
+            store.delete_objects("nope", &keys),
+            Err(StoreError::BucketNotFound)
+        ));
     }
 
     #[test]
