@@ -513,39 +513,7 @@ async fn inline_data_follows_its_objects_through_copy_multipart_and_delete() {
         .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
         .send()
         .await);
-    let upload = ok(s3
-        .create_multipart_upload()
-        .bucket("bkt")
-        .key("replaced-by-multipart")
-        .send()
-        .await);
-    let upload_id = upload.upload_id().unwrap();
-    let part = ok(s3
-        .upload_part()
-        .bucket("bkt")
-        .key("replaced-by-multipart")
-        .upload_id(upload_id)
-        .part_number(1)
-        .body(ByteStream::from_static(b"one small part"))
-        .send()
-        .await);
-    ok(s3
-        .complete_multipart_upload()
-        .bucket("bkt")
-        .key("replaced-by-multipart")
-        .upload_id(upload_id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .parts(
-                    CompletedPart::builder()
-                        .part_number(1)
-                        .e_tag(part.e_tag().unwrap())
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await);
+    common::put_multipart(&s3, "bkt", "replaced-by-multipart", &[b"one small part"]).await;
     ok(s3
         .delete_objects()
         .bucket("bkt")
