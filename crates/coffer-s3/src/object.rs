@@ -300,6 +300,14 @@ pub async fn load(c: &Coffer, bucket: &str, key: &str) -> S3Result<Loaded> {
         .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))
 }
 
+/// [`load`] without the inline bytes, for requests that answer with headers only.
+async fn load_record(c: &Coffer, bucket: &str, key: &str) -> S3Result<Loaded> {
+    c.meta_read(|m| m.get_object(bucket, key))
+        .await?
+        .map(|rec| Loaded { rec, inline: None })
+        .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))
+}
+
 /// The parts of `rec` with the keys that open them (and its inline data, if any).
 pub fn read_parts(
     c: &Coffer,
@@ -421,16 +429,17 @@ struct ReadView {
 }
 
 /// Checks a GetObject/HeadObject input (SSE-C headers, version id, conditions, range) against
-/// the stored object. A macro because the two inputs are distinct types with the same fields.
+/// the stored object, loaded with `$load` (`load` for GET, `load_record` for HEAD). A macro
+/// because the two inputs are distinct types with the same fields.
 macro_rules! read_view {
-    ($c:expr, $input:expr) => {{
+    ($c:expr, $input:expr, $load:ident) => {{
         let input = &$input;
         sse::check_read(
             input.sse_customer_algorithm.as_deref(),
             input.sse_customer_key.is_some(),
         )?;
         check_version_id(input.version_id.as_deref())?;
-        let Loaded { rec, inline } = load($c, &input.bucket, &input.key).await?;
+        let Loaded { rec, inline } = $load($c, &input.bucket, &input.key).await?;
         check_conditions(
             &rec,
             &Conditions {
@@ -495,7 +504,7 @@ pub async fn get_object(
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
-    let mut view = read_view!(c, input);
+    let mut view = read_view!(c, input, load);
     let parts = read_parts(c, &view.rec, view.inline.take())?;
     let name = ObjectName {
         bucket: input.bucket.clone(),
@@ -514,7 +523,7 @@ pub async fn head_object(
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
-    let view = read_view!(c, input);
+    let view = read_view!(c, input, load_record);
     Ok(S3Response::new(read_output!(
         HeadObjectOutput {},
         input,
