@@ -454,3 +454,33 @@ async fn non_ascii_metadata_sent_rfc_2047_encoded_comes_back_rfc_2047_encoded() 
         "HEAD returned {returned:?}"
     );
 }
+
+#[tokio::test]
+async fn non_ascii_metadata_sent_as_raw_utf8_comes_back_rfc_2047_encoded() {
+    // S3: "the provided Unicode string is examined for non-US-ASCII characters … decoded as per
+    // RFC 2047 before storing and encoded as per RFC 2047 to be made safe for returning".
+    let server = TestServer::start();
+    let s3 = server.client();
+    create_bucket(&s3, "bkt").await;
+    let text = "Grüße aus Zürich – 日本";
+    ok(s3
+        .put_object()
+        .bucket("bkt")
+        .key("raw")
+        .metadata("greeting", text)
+        .body(ByteStream::from_static(b"data"))
+        .send()
+        .await);
+    let head = ok(s3.head_object().bucket("bkt").key("raw").send().await);
+    let returned = head.metadata().and_then(|m| m.get("greeting")).cloned();
+    let returned = returned.expect("greeting metadata on HEAD");
+    assert!(
+        returned.is_ascii(),
+        "HEAD returned a non-ASCII header: {returned:?}"
+    );
+    assert_eq!(
+        rfc2047_decode(&returned),
+        text,
+        "HEAD returned {returned:?}"
+    );
+}
