@@ -233,31 +233,66 @@ pub fn api_call(arns: &Arns, call: ApiCall<'_>) -> Value {
             identity["principalId"] = arns.account().into();
         }
     }
-    let mut event = json!({
-        "eventVersion": "1.08",
-        "userIdentity": identity,
-        "eventTime": event_time(call.time),
-        "eventSource": "kms.amazonaws.com",
-        "eventName": call.event_name,
-        "awsRegion": arns.region(),
-        "sourceIPAddress": caller.source_ip,
-        "userAgent": caller.user_agent,
-        "requestParameters": call.parameters.map(|p| serde_json::to_value(p).unwrap_or(Value::Null)),
-        "responseElements": call.response,
-        "requestID": caller.request_id,
-        "eventID": event_id(),
-        "readOnly": call.read_only,
-        "resources": resources(arns, call.resources),
-        "eventType": "AwsApiCall",
-        "managementEvent": true,
-        "recipientAccountId": arns.account(),
-        "eventCategory": "Management",
+    let mut event = api_event(
+        arns,
+        identity,
+        call.time,
+        call.event_name,
+        EventOrigin {
+            source_ip: &caller.source_ip,
+            user_agent: caller.user_agent.as_deref(),
+            request_id: &caller.request_id,
+        },
+    );
+    event["requestParameters"] = call.parameters.map_or(Value::Null, |p| {
+        serde_json::to_value(p).unwrap_or(Value::Null)
     });
+    event["responseElements"] = call.response.unwrap_or(Value::Null);
+    event["readOnly"] = call.read_only.into();
+    event["resources"] = resources(arns, call.resources);
     if let Some(err) = call.error {
         event["errorCode"] = err.error_type().into();
         event["errorMessage"] = err.message().into();
     }
     event
+}
+
+/// Where an API request came from, as the transport saw it.
+struct EventOrigin<'a> {
+    source_ip: &'a str,
+    user_agent: Option<&'a str>,
+    request_id: &'a str,
+}
+
+/// The CloudTrail skeleton every `AwsApiCall` record shares; the request-specific fields start
+/// empty (no parameters, no response, no resources, not read-only) for callers to fill in.
+fn api_event(
+    arns: &Arns,
+    identity: Value,
+    time: OffsetDateTime,
+    event_name: &str,
+    origin: EventOrigin<'_>,
+) -> Value {
+    json!({
+        "eventVersion": "1.08",
+        "userIdentity": identity,
+        "eventTime": event_time(time),
+        "eventSource": "kms.amazonaws.com",
+        "eventName": event_name,
+        "awsRegion": arns.region(),
+        "sourceIPAddress": origin.source_ip,
+        "userAgent": origin.user_agent,
+        "requestParameters": null,
+        "responseElements": null,
+        "requestID": origin.request_id,
+        "eventID": event_id(),
+        "readOnly": false,
+        "resources": [],
+        "eventType": "AwsApiCall",
+        "managementEvent": true,
+        "recipientAccountId": arns.account(),
+        "eventCategory": "Management",
+    })
 }
 
 /// A request refused before its caller was known: bad or missing signature, unknown access key,
@@ -283,28 +318,20 @@ pub fn refused_call(arns: &Arns, time: OffsetDateTime, call: RefusedCall<'_>) ->
     if let Some(key) = call.claimed_access_key {
         identity["accessKeyId"] = key.into();
     }
-    json!({
-        "eventVersion": "1.08",
-        "userIdentity": identity,
-        "eventTime": event_time(time),
-        "eventSource": "kms.amazonaws.com",
-        "eventName": sanitize_event_name(call.event_name),
-        "awsRegion": arns.region(),
-        "sourceIPAddress": call.source_ip,
-        "userAgent": call.user_agent,
-        "requestParameters": null,
-        "responseElements": null,
-        "requestID": call.request_id,
-        "eventID": event_id(),
-        "readOnly": false,
-        "resources": [],
-        "eventType": "AwsApiCall",
-        "managementEvent": true,
-        "recipientAccountId": arns.account(),
-        "eventCategory": "Management",
-        "errorCode": call.error_code,
-        "errorMessage": call.error_message,
-    })
+    let mut event = api_event(
+        arns,
+        identity,
+        time,
+        &sanitize_event_name(call.event_name),
+        EventOrigin {
+            source_ip: call.source_ip,
+            user_agent: call.user_agent,
+            request_id: call.request_id,
+        },
+    );
+    event["errorCode"] = call.error_code.into();
+    event["errorMessage"] = call.error_message.into();
+    event
 }
 
 /// The CloudTrail record of something the service did on its own (`RotateKey`, `DeleteKey`).

@@ -302,16 +302,24 @@ enum Source {
 }
 
 impl Source {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<(), String> {
+    /// The `len` sealed bytes at `offset`, in a buffer of their own (opened in place by the
+    /// caller). An inline stream read whole is handed over as it is, without a copy.
+    fn read_at(&mut self, offset: u64, len: usize) -> Result<Vec<u8>, String> {
         match self {
-            Source::File(reader) => reader.read_exact_at(buf, offset).map_err(|e| e.to_string()),
+            Source::File(reader) => {
+                let mut buf = vec![0u8; len];
+                reader
+                    .read_exact_at(&mut buf, offset)
+                    .map_err(|e| e.to_string())?;
+                Ok(buf)
+            }
+            Source::Memory(bytes) if offset == 0 && len == bytes.len() => Ok(std::mem::take(bytes)),
             Source::Memory(bytes) => {
                 let start = usize::try_from(offset).map_err(|_| "offset overflow".to_owned())?;
-                let src = bytes
-                    .get(start..start + buf.len())
-                    .ok_or_else(|| "inline data is shorter than its record says".to_owned())?;
-                buf.copy_from_slice(src);
-                Ok(())
+                bytes
+                    .get(start..start + len)
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| "inline data is shorter than its record says".to_owned())
             }
         }
     }
@@ -343,8 +351,8 @@ pub async fn read_range(
                     "The object's stored data is missing."
                 ));
             };
-            let source = Source::Memory(sealed);
-            open_part(&source, &part, part_range, &mut |pieces| {
+            let mut source = Source::Memory(sealed);
+            open_part(&mut source, &part, part_range, &mut |pieces| {
                 out.extend(pieces);
                 true
             })
@@ -448,9 +456,9 @@ fn open_loop(
             }
         }
     }
-    for (part, source, part_range) in selected {
+    for (part, mut source, part_range) in selected {
         let mut send = |pieces: Vec<Bytes>| tx.blocking_send(Ok(pieces)).is_ok();
-        if let Err(e) = open_part(&source, &part, part_range, &mut send) {
+        if let Err(e) = open_part(&mut source, &part, part_range, &mut send) {
             drop(data_failure(name, &part, &e));
             let _ = tx.blocking_send(Err(std::io::Error::other(
                 "stored object data failed its integrity check",
@@ -464,7 +472,7 @@ fn open_loop(
 /// handing each opened batch (its segments' plaintext, trimmed to `range`) to `emit`, which
 /// returns false when nobody wants more.
 fn open_part(
-    source: &Source,
+    source: &mut Source,
     part: &ReadPart,
     range: Range<u64>,
     emit: &mut dyn FnMut(Vec<Bytes>) -> bool,
@@ -491,8 +499,7 @@ fn open_part(
             .sum();
         // A fresh buffer per batch: segments are opened in place and handed on as slices of
         // it, so the plaintext is never copied again on its way to the socket.
-        let mut buf = vec![0u8; sealed_len as usize];
-        source.read_exact_at(&mut buf, index * SEALED_SEGMENT_SIZE as u64)?;
+        let mut buf = source.read_at(index * SEALED_SEGMENT_SIZE as u64, sealed_len as usize)?;
         let mut pieces: Vec<Range<usize>> = Vec::with_capacity(BATCH_SEGMENTS);
         let mut offset = 0usize;
         for i in index..=batch_end {
