@@ -2,7 +2,7 @@
 //! after acknowledged writes; uploads cut off by the client; restart on the same data dir keeps
 //! every object old-or-new and complete, and leaves no temp files; Ctrl-C shuts down cleanly.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::Shutdown;

@@ -1,7 +1,7 @@
 //! Known-answer tests of the test harness itself (SHA-256, HMAC, SigV4, chunk signatures, CRCs),
 //! so that a failing end-to-end test points at the server, not at the harness. No server runs.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, UNIX_EPOCH};
 

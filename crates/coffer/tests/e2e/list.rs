@@ -2,7 +2,7 @@
 //! CommonPrefixes, continuation-token and marker paging, start-after, max-keys,
 //! `encoding-type=url`, and ListObjectVersions on an unversioned bucket.
 
-mod common;
+use crate::common;
 
 use aws_sdk_s3::types::{EncodingType, ObjectStorageClass};
 use common::{TestServer, create_bucket, ok, pattern, put, quoted_md5};

@@ -4,7 +4,7 @@
 //! reordered log breaks; `coffer audit tail` filters by key; plaintexts and data keys never
 //! appear in the log (nor anywhere else in the data dir or the server's output).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

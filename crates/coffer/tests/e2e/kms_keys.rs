@@ -3,7 +3,7 @@
 //! EnableKey/DisableKey, UpdateKeyDescription, TagResource/UntagResource/ListResourceTags, and
 //! the account id in ARNs.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

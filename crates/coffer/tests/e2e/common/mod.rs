@@ -1,9 +1,8 @@
 //! Test harness: starts the real `coffer` binary on an ephemeral port with its own data dir and
 //! hands out aws-sdk-s3 and aws-sdk-kms clients, plus helpers for data, errors, raw HTTP(S) and
-//! hand-made SigV4. `TestServer::builder()` starts a server with extra flags or environment
+//! hand-made SigV4. `TestServer::builder()` starts a server with extra flags
 //! (KMS quotas, an injected KMS clock, TLS). It must never reach into the server's internals:
 //! everything goes over a socket, the disk or the `coffer` command line.
-#![allow(dead_code)] // each test binary uses a different subset of the harness
 
 pub mod checksum;
 pub mod raw_http;
@@ -42,12 +41,11 @@ const READY_MARKER_TLS: &str = "listening on https://";
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to start `coffer serve`: the harness defaults (ephemeral port, root credentials,
-/// `--allow-insecure-http`) plus extra flags and environment. Kept by the server, so
+/// `--allow-insecure-http`) plus extra flags. Kept by the server, so
 /// `TestServer::restart` starts the same configuration again.
 #[derive(Clone)]
 pub struct ServerBuilder {
     args: Vec<OsString>,
-    env: Vec<(OsString, OsString)>,
     allow_insecure_http: bool,
 }
 
@@ -66,13 +64,6 @@ impl ServerBuilder {
     {
         self.args
             .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
-        self
-    }
-
-    /// Sets an environment variable for the server process.
-    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> ServerBuilder {
-        self.env
-            .push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
         self
     }
 
@@ -150,9 +141,6 @@ fn spawn(launch: &ServerBuilder, dir: &Path) -> Running {
         .env("COFFER_ROOT_ACCESS_KEY", ACCESS_KEY)
         .env("COFFER_ROOT_SECRET_KEY", SECRET_KEY)
         .env("NO_COLOR", "1");
-    for (key, value) in &launch.env {
-        command.env(key, value);
-    }
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -211,11 +199,10 @@ impl TestServer {
         TestServer::builder().start_in(dir)
     }
 
-    /// The harness defaults, to add flags or environment before starting.
+    /// The harness defaults, to add flags before starting.
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
             args: Vec::new(),
-            env: Vec::new(),
             allow_insecure_http: true,
         }
     }
@@ -245,14 +232,6 @@ impl TestServer {
             "coffer did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}",
             self.output()
         );
-    }
-
-    /// Whether the server process is still running.
-    pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            None => false,
-            Some(child) => child.try_wait().expect("poll the server").is_none(),
-        }
     }
 
     /// Starts the server again, with the same flags, on the same data dir (stopping it first

@@ -3,7 +3,7 @@
 //! (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD` and its signed-trailer variant): round trips, trailing
 //! checksums verified (BadDigest) and every chunk signature checked (SignatureDoesNotMatch).
 
-mod common;
+use crate::common;
 
 use std::time::SystemTime;
 

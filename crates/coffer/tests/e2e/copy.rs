@@ -2,7 +2,7 @@
 //! `x-amz-copy-source-if-*` preconditions, copy onto itself, encoded source keys, large and
 //! multipart sources, and the errors for missing sources.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime};
 

@@ -3,7 +3,7 @@
 //! GetKeyRotationStatus with RotationPeriodInDays, and automatic rotation by the server's
 //! scheduler, driven by an injected clock (`--clock-offset-file`).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -4,7 +4,7 @@
 //! clock: the key is gone, its ciphertexts never decrypt again — also after a restart — and the
 //! audit log records the destruction.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

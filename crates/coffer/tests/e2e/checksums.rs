@@ -2,7 +2,7 @@
 //! headers are verified (BadDigest), stored and returned with `x-amz-checksum-mode: ENABLED`;
 //! Content-MD5 is verified (BadDigest, InvalidDigest).
 
-mod common;
+use crate::common;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumMode;

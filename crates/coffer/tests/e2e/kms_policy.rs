@@ -3,7 +3,7 @@
 //! policies, and a Deny for a second access key (a user made with `coffer user add`) enforced
 //! per operation while the root key keeps working.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

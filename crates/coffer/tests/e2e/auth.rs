@@ -2,7 +2,7 @@
 //! skew, payload hash mismatch, UNSIGNED-PAYLOAD), presigned GET and PUT (valid, expired,
 //! tampered), anonymous requests, and the shape of S3 XML error bodies.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime};
 

@@ -2,7 +2,7 @@
 //! If-Unmodified-Since on GET and HEAD (304 / 412 as S3 answers), their documented combinations,
 //! and conditional writes with `If-None-Match: *`.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime};
 

@@ -3,7 +3,7 @@
 //! check out, and the run must clean up after itself. The figures themselves are not asserted:
 //! speed is for the benchmark to report, not for tests to time.
 
-mod common;
+use crate::common;
 
 use common::{ACCESS_KEY, SECRET_KEY, TestServer, run_coffer};
 

@@ -3,7 +3,7 @@
 //! nothing), no plaintext reaches the disk, a flipped bit makes GET fail with a log line naming
 //! the object, and service-key rotation keeps old objects readable.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! (all, per key, paged), aliases as KeyId in crypto operations, the reserved `alias/aws/`
 //! prefix and duplicate names.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -2,7 +2,7 @@
 //! (quiet and verbose), user metadata and its 2 KiB limit, standard headers, `response-*`
 //! overrides, and keys with unusual characters.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

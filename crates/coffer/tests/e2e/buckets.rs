@@ -1,7 +1,7 @@
 //! Bucket operations end to end: ListBuckets, CreateBucket (name rules, already owned),
 //! HeadBucket, DeleteBucket (not empty), GetBucketLocation, and NoSuchBucket everywhere.
 
-mod common;
+use crate::common;
 
 use aws_sdk_s3::primitives::ByteStream;
 use common::{TestServer, assert_s3_error, assert_s3_status, create_bucket, ok, put};

@@ -3,7 +3,7 @@
 //! ReEncrypt, GenerateDataKey (AES_256, AES_128, NumberOfBytes), GenerateDataKeyWithoutPlaintext
 //! and GenerateRandom, with the validation errors AWS gives for each.
 
-mod common;
+use crate::common;
 
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{DataKeySpec, EncryptionAlgorithmSpec};

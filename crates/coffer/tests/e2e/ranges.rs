@@ -2,7 +2,7 @@
 //! segment boundaries (objects of 0, 1, 65535, 65536, 65537 bytes and larger), across multipart
 //! part boundaries, 416 InvalidRange, and partNumber GET.
 
-mod common;
+use crate::common;
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use common::raw_http::fetch_presigned;

@@ -3,7 +3,7 @@
 //! unknown access key, wrong region, no signature) with the error types AWS KMS uses, and the
 //! request-rate quotas answering ThrottlingException.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

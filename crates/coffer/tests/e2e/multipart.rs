@@ -2,7 +2,7 @@
 //! list uploads, complete (md5-of-md5s ETag; InvalidPart, InvalidPartOrder, EntityTooSmall),
 //! abort and NoSuchUpload.
 
-mod common;
+use crate::common;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};

@@ -1,0 +1,30 @@
+//! Coffer's end-to-end tests, in one test binary so that the workspace links it once: each
+//! module starts the real `coffer` binary (see `common::TestServer`) and drives it over real
+//! sockets with `aws-sdk-s3`, `aws-sdk-kms` or raw signed HTTP. `harness` checks the harness
+//! itself; `tidy` checks the source tree.
+
+mod common;
+
+mod auth;
+mod bench_tools;
+mod buckets;
+mod checksums;
+mod chunked;
+mod conditional;
+mod copy;
+mod durability;
+mod encryption;
+mod harness;
+mod kms_aliases;
+mod kms_audit;
+mod kms_crypto;
+mod kms_keys;
+mod kms_lifecycle;
+mod kms_policy;
+mod kms_rotation;
+mod kms_transport;
+mod list;
+mod multipart;
+mod objects;
+mod ranges;
+mod tidy;
