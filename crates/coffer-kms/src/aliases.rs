@@ -17,6 +17,9 @@ use crate::router::Op;
 use crate::service::{Conditions, Kms, Request};
 use crate::wire::{self, epoch};
 
+/// Most aliases naming one key (AWS quota "Aliases per KMS key").
+const MAX_ALIASES_PER_KEY: usize = 50;
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct AliasInput {
@@ -48,6 +51,7 @@ impl Kms {
         req.touch(&key);
         self.authorize(req, &key, Op::CreateAlias.action(), Conditions::new())?;
         key.check_not_pending_deletion()?;
+        self.check_alias_room(&key)?;
         if self.read().aliases.contains_key(&name) {
             return Err(KmsError::AlreadyExists(format!(
                 "An alias with the name {} already exists",
@@ -87,6 +91,9 @@ impl Kms {
         self.authorize(req, &old_key, action, Conditions::new())?;
         self.authorize(req, &new_key, action, Conditions::new())?;
         new_key.check_not_pending_deletion()?;
+        if new_key.meta.id != old_key.meta.id {
+            self.check_alias_room(&new_key)?;
+        }
         alias.target = new_key.meta.id.clone();
         alias.updated_ms = req.now_ms();
         let op = self.records.put_alias(&alias)?;
@@ -114,6 +121,23 @@ impl Kms {
         })
         .await?;
         Ok(Vec::new())
+    }
+
+    /// LimitExceededException if `key` already has [`MAX_ALIASES_PER_KEY`] aliases (AWS's quota).
+    fn check_alias_room(&self, key: &Key) -> Result<(), KmsError> {
+        let count = self
+            .read()
+            .aliases
+            .values()
+            .filter(|alias| alias.target == key.meta.id)
+            .count();
+        if count >= MAX_ALIASES_PER_KEY {
+            return Err(KmsError::LimitExceeded(format!(
+                "Key '{}' already has {count} aliases, the most a key can have",
+                key.arn
+            )));
+        }
+        Ok(())
     }
 
     /// Every alias of the account, or of one key, in name order. Like AWS, an IAM-only permission:

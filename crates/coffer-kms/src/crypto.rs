@@ -217,6 +217,7 @@ impl Kms {
         req.touch(&destination);
         let mut conditions = context_conditions(&destination_context);
         conditions.extend([condition("kms:ReEncryptOnSameKey", same_key)]);
+        conditions.extend(self.request_alias(&destination_id));
         self.authorize(req, &destination, "kms:ReEncryptTo", conditions)?;
         destination.check_usable()?;
         dry_run(input.dry_run)?;
@@ -298,9 +299,7 @@ impl Kms {
         let key = self.resolve(key_id, "keyId")?;
         req.touch(&key);
         let mut conditions = conditions;
-        if key_id.starts_with("alias/") {
-            conditions.extend([condition("kms:RequestAlias", key_id)]);
-        }
+        conditions.extend(self.request_alias(key_id));
         self.authorize(req, &key, op.action(), conditions)?;
         key.check_usable()?;
         Ok(key)
@@ -344,6 +343,9 @@ impl Kms {
         req.touch(&key);
         let mut conditions = context_conditions(context);
         conditions.extend(extra);
+        if let Some(key_id) = key_id {
+            conditions.extend(self.request_alias(key_id));
+        }
         self.authorize(req, &key, action, conditions)?;
         key.check_usable()?;
         let material = key.version(header.version).ok_or_else(invalid_ciphertext)?;

@@ -203,9 +203,15 @@ impl Kms {
         body: &[u8],
     ) -> Result<Vec<u8>, KmsError> {
         let input: KeyIdInput = wire::parse(body)?;
-        let key = self.resolve(input.key_id()?, "keyId")?;
+        let key_id = input.key_id()?;
+        let key = self.resolve(key_id, "keyId")?;
         req.touch(&key);
-        self.authorize(req, &key, Op::DescribeKey.action(), Conditions::new())?;
+        self.authorize(
+            req,
+            &key,
+            Op::DescribeKey.action(),
+            self.request_alias(key_id),
+        )?;
         wire::to_body(&json!({ "KeyMetadata": key.metadata_json(&self.arns) }))
     }
 
@@ -307,7 +313,8 @@ impl Kms {
         let key_id = input.key_id.ok_or_else(|| KmsError::missing("keyId"))?;
         let tags = input.tags.ok_or_else(|| KmsError::missing("tags"))?;
         let action = Op::TagResource.action();
-        self.update_key(req, &key_id, action, Conditions::new(), |old, new, _| {
+        let conditions = request_tag_conditions(&tags);
+        self.update_key(req, &key_id, action, conditions, |old, new, _| {
             old.check_not_pending_deletion()?;
             new.meta.tags = merge_tags(old.meta.tags.clone(), tags)?;
             Ok(())
@@ -325,7 +332,8 @@ impl Kms {
         let key_id = input.key_id.ok_or_else(|| KmsError::missing("keyId"))?;
         let tag_keys = input.tag_keys.ok_or_else(|| KmsError::missing("tagKeys"))?;
         let action = Op::UntagResource.action();
-        self.update_key(req, &key_id, action, Conditions::new(), |old, new, _| {
+        let conditions = Conditions::from([("aws:TagKeys".to_owned(), tag_keys.clone())]);
+        self.update_key(req, &key_id, action, conditions, |old, new, _| {
             old.check_not_pending_deletion()?;
             for tag_key in &tag_keys {
                 new.meta.tags.remove(tag_key);
@@ -416,6 +424,23 @@ fn check_description(description: &str) -> Result<(), KmsError> {
         ));
     }
     Ok(())
+}
+
+/// `aws:RequestTag/<key>` for each tag a request sets and `aws:TagKeys` listing their keys (tags
+/// missing a key or value are left to [`merge_tags`] to refuse).
+fn request_tag_conditions(tags: &[TagInput]) -> Conditions {
+    let mut conditions = Conditions::new();
+    let mut keys = Vec::new();
+    for tag in tags {
+        if let Some(key) = &tag.tag_key {
+            keys.push(key.clone());
+            if let Some(value) = &tag.tag_value {
+                conditions.insert(format!("aws:RequestTag/{key}"), vec![value.clone()]);
+            }
+        }
+    }
+    conditions.insert("aws:TagKeys".to_owned(), keys);
+    conditions
 }
 
 /// Adds `new` tags to `tags` (a tag with an existing key replaces its value) after checking each.

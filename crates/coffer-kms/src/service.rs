@@ -270,6 +270,16 @@ impl Kms {
         }
     }
 
+    /// `kms:RequestAlias` when the request named its key by an alias name or alias ARN (the
+    /// key is `alias/<name>` either way), as AWS sets it for cryptographic operations and
+    /// DescribeKey; no condition keys otherwise.
+    pub(crate) fn request_alias(&self, key_id: &str) -> Conditions {
+        match self.arns.parse_key_ref(key_id, "keyId") {
+            Ok(KeyRef::Alias(name)) => Conditions::from([condition("kms:RequestAlias", name)]),
+            _ => Conditions::new(),
+        }
+    }
+
     /// NotFoundException for a key id, in AWS's words.
     pub(crate) fn key_not_found(&self, id: &str) -> KmsError {
         if uuid::Uuid::try_parse(id).is_ok() {
@@ -340,8 +350,13 @@ impl Kms {
         req: &Request<'_>,
         key: &Key,
         action: &str,
-        extra: Conditions,
+        mut extra: Conditions,
     ) -> Result<(), KmsError> {
+        for (tag_key, value) in &key.meta.tags {
+            extra
+                .entry(format!("aws:ResourceTag/{tag_key}"))
+                .or_insert_with(|| vec![value.clone()]);
+        }
         match self.evaluate(req, &key.policy, &key.arn, action, extra) {
             Decision::Allow => Ok(()),
             Decision::ExplicitDeny => Err(KmsError::AccessDenied(format!(

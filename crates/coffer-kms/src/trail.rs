@@ -14,6 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::Caller;
 use crate::KmsError;
 use crate::ids::Arns;
+use crate::router::Op;
 
 /// The request fields copied into `requestParameters`, renamed to CloudTrail's camelCase.
 /// Everything else in a request body is dropped unread.
@@ -318,17 +319,21 @@ pub fn refused_call(arns: &Arns, time: OffsetDateTime, call: RefusedCall<'_>) ->
     if let Some(key) = call.claimed_access_key {
         identity["accessKeyId"] = key.into();
     }
+    let event_name = sanitize_event_name(call.event_name);
+    // CloudTrail's readOnly belongs to the API, not to whether the call got through.
+    let read_only = Op::parse(&event_name).is_some_and(Op::read_only);
     let mut event = api_event(
         arns,
         identity,
         time,
-        &sanitize_event_name(call.event_name),
+        &event_name,
         EventOrigin {
             source_ip: call.source_ip,
             user_agent: call.user_agent,
             request_id: call.request_id,
         },
     );
+    event["readOnly"] = read_only.into();
     event["errorCode"] = call.error_code.into();
     event["errorMessage"] = call.error_message.into();
     event

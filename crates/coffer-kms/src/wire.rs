@@ -107,6 +107,13 @@ pub fn read_marker(marker: Option<&str>) -> Result<Option<String>, KmsError> {
     let Some(marker) = marker else {
         return Ok(None);
     };
+    if marker.is_empty() {
+        return Err(KmsError::validation(
+            "marker",
+            marker,
+            "Member must have length greater than or equal to 1",
+        ));
+    }
     URL_SAFE_NO_PAD
         .decode(marker.as_bytes())
         .ok()

@@ -1,6 +1,6 @@
 //! KMS aliases end to end with aws-sdk-kms: CreateAlias, UpdateAlias, DeleteAlias, ListAliases
 //! (all, per key, paged), aliases as KeyId in crypto operations, the reserved `alias/aws/`
-//! prefix and duplicate names.
+//! prefix, duplicate names and the quota of 50 aliases per key.
 
 use crate::common;
 
@@ -239,6 +239,63 @@ async fn alias_names_are_validated_and_targets_must_exist() {
         "NotFoundException",
     );
     assert!(aliases(&kms, None).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_key_has_at_most_50_aliases() {
+    let server = kms_server();
+    let kms = server.kms_client();
+    let a = create_key(&kms, "a").await.key_id().to_string();
+    let b = create_key(&kms, "b").await.key_id().to_string();
+    for i in 0..50 {
+        ok(kms
+            .create_alias()
+            .alias_name(format!("alias/a-{i:02}"))
+            .target_key_id(&a)
+            .send()
+            .await);
+    }
+    assert_kms_error(
+        kms.create_alias()
+            .alias_name("alias/a-50")
+            .target_key_id(&a)
+            .send()
+            .await,
+        "LimitExceededException",
+    );
+    // Moving another alias onto the full key is refused the same way; within the key it is fine.
+    ok(kms
+        .create_alias()
+        .alias_name("alias/b")
+        .target_key_id(&b)
+        .send()
+        .await);
+    assert_kms_error(
+        kms.update_alias()
+            .alias_name("alias/b")
+            .target_key_id(&a)
+            .send()
+            .await,
+        "LimitExceededException",
+    );
+    ok(kms
+        .update_alias()
+        .alias_name("alias/a-00")
+        .target_key_id(&a)
+        .send()
+        .await);
+    assert_eq!(aliases(&kms, Some(&a)).await.len(), 50);
+    assert_eq!(aliases(&kms, Some(&b)).await, set(&[("alias/b", &b)]));
+
+    // Deleting one makes room again.
+    ok(kms.delete_alias().alias_name("alias/a-49").send().await);
+    ok(kms
+        .update_alias()
+        .alias_name("alias/b")
+        .target_key_id(&a)
+        .send()
+        .await);
+    assert_eq!(aliases(&kms, Some(&a)).await.len(), 50);
 }
 
 #[tokio::test]

@@ -517,6 +517,8 @@ async fn requests_refused_before_authentication_are_audited_too() {
             )
         });
     assert_eq!(bad_signature["eventName"], "Encrypt");
+    // readOnly is a property of the API (as for an authenticated Encrypt), not of the outcome.
+    assert_eq!(bad_signature["readOnly"], true);
     assert_eq!(bad_signature["userIdentity"]["type"], "Unknown");
     // The claimed access key is recorded, unverified; the body is not.
     assert_eq!(bad_signature["userIdentity"]["accessKeyId"], ACCESS_KEY);

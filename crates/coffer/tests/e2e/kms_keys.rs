@@ -228,6 +228,11 @@ async fn list_keys_pages_with_limit_and_marker() {
             .await,
         "InvalidMarkerException",
     );
+    // Marker has a minimum length of 1 in the API reference.
+    assert_kms_error(
+        kms.list_keys().marker("").send().await,
+        "ValidationException",
+    );
 }
 
 #[tokio::test]

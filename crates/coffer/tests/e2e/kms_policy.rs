@@ -1,7 +1,8 @@
 //! KMS key policies end to end with aws-sdk-kms: the default policy (AWS's "Enable IAM User
 //! Permissions" for the account root), GetKeyPolicy/PutKeyPolicy/ListKeyPolicies, malformed
-//! policies, and a Deny for a second access key (a user made with `coffer user add`) enforced
-//! per operation while the root key keeps working.
+//! policies, a Deny for a second access key (a user made with `coffer user add`) enforced
+//! per operation while the root key keeps working, and conditions on the alias a request used
+//! (`kms:RequestAlias`) and on tags (`aws:ResourceTag/…`, `aws:RequestTag/…`, `aws:TagKeys`).
 
 use crate::common;
 
@@ -9,7 +10,10 @@ use std::time::Duration;
 
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
-use common::{assert_kms_error, create_key, decrypt, encrypt, kms_server, ok, root_arn, user_arn};
+use aws_sdk_kms::types::Tag;
+use common::{
+    alias_arn, assert_kms_error, create_key, decrypt, encrypt, kms_server, ok, root_arn, user_arn,
+};
 
 /// Whether a policy `Action` (a string or a list) names `action`.
 fn names(value: &serde_json::Value, action: &str) -> bool {
@@ -349,4 +353,147 @@ async fn a_deny_for_bob_stops_his_encrypt_but_not_root() {
         )
     });
     assert_eq!(event["userIdentity"]["accessKeyId"], bob_key.as_str());
+}
+
+#[tokio::test]
+async fn alias_and_tag_conditions_hold_however_the_key_is_named() {
+    let server = kms_server();
+    let kms = server.kms_client();
+    let id = create_key(&kms, "conditions").await.key_id().to_string();
+    ok(kms
+        .create_alias()
+        .alias_name("alias/finance-key")
+        .target_key_id(&id)
+        .send()
+        .await);
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": root_arn()}, "Action": "kms:*", "Resource": "*"},
+            {
+                "Sid": "Not through the finance alias",
+                "Effect": "Deny", "Principal": "*",
+                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"kms:RequestAlias": "alias/finance-key"}}
+            },
+            {
+                "Sid": "Secret keys do not encrypt",
+                "Effect": "Deny", "Principal": "*", "Action": "kms:Encrypt", "Resource": "*",
+                "Condition": {"StringEquals": {"aws:ResourceTag/classification": "secret"}}
+            },
+            {
+                "Sid": "Nobody sets an owner tag",
+                "Effect": "Deny", "Principal": "*", "Action": "kms:TagResource", "Resource": "*",
+                "Condition": {"ForAnyValue:StringEquals": {"aws:TagKeys": ["owner"]}}
+            },
+            {
+                "Sid": "Stage tags only say prod or dev",
+                "Effect": "Deny", "Principal": "*", "Action": "kms:TagResource", "Resource": "*",
+                "Condition": {
+                    "Null": {"aws:RequestTag/stage": "false"},
+                    "StringNotEquals": {"aws:RequestTag/stage": ["prod", "dev"]}
+                }
+            }
+        ]
+    });
+    ok(kms
+        .put_key_policy()
+        .key_id(&id)
+        .policy_name("default")
+        .policy(policy.to_string())
+        .send()
+        .await);
+
+    // By key id the key works; by the alias name or the alias ARN it is refused, for every
+    // operation the statement names.
+    let blob = encrypt(&kms, &id, b"payroll", &[]).await;
+    for named in [
+        "alias/finance-key".to_owned(),
+        alias_arn("alias/finance-key"),
+    ] {
+        assert_kms_error(
+            kms.encrypt()
+                .key_id(&named)
+                .plaintext(Blob::new("x"))
+                .send()
+                .await,
+            "AccessDeniedException",
+        );
+        assert_kms_error(
+            kms.generate_data_key()
+                .key_id(&named)
+                .key_spec(DataKeySpec::Aes256)
+                .send()
+                .await,
+            "AccessDeniedException",
+        );
+        assert_kms_error(
+            kms.decrypt()
+                .key_id(&named)
+                .ciphertext_blob(Blob::new(blob.clone()))
+                .send()
+                .await,
+            "AccessDeniedException",
+        );
+        assert_kms_error(
+            kms.describe_key().key_id(&named).send().await,
+            "AccessDeniedException",
+        );
+    }
+    assert_eq!(decrypt(&kms, &blob, &[]).await, b"payroll");
+    ok(kms.describe_key().key_id(&id).send().await);
+
+    // aws:TagKeys and aws:RequestTag/<key> come from the TagResource request.
+    let tag = |k: &str, v: &str| Tag::builder().tag_key(k).tag_value(v).build().unwrap();
+    assert_kms_error(
+        kms.tag_resource()
+            .key_id(&id)
+            .tags(tag("team", "payroll"))
+            .tags(tag("owner", "mallory"))
+            .send()
+            .await,
+        "AccessDeniedException",
+    );
+    assert_kms_error(
+        kms.tag_resource()
+            .key_id(&id)
+            .tags(tag("stage", "test"))
+            .send()
+            .await,
+        "AccessDeniedException",
+    );
+    ok(kms
+        .tag_resource()
+        .key_id(&id)
+        .tags(tag("stage", "prod"))
+        .send()
+        .await);
+
+    // aws:ResourceTag/<key> comes from the key's tags as they are when the request arrives.
+    ok(kms
+        .tag_resource()
+        .key_id(&id)
+        .tags(tag("classification", "secret"))
+        .send()
+        .await);
+    assert_kms_error(
+        kms.encrypt()
+            .key_id(&id)
+            .plaintext(Blob::new("x"))
+            .send()
+            .await,
+        "AccessDeniedException",
+    );
+    assert_eq!(decrypt(&kms, &blob, &[]).await, b"payroll");
+    ok(kms
+        .untag_resource()
+        .key_id(&id)
+        .tag_keys("classification")
+        .send()
+        .await);
+    encrypt(&kms, &id, b"declassified", &[]).await;
+    let tags = ok(kms.list_resource_tags().key_id(&id).send().await);
+    let keys: Vec<_> = tags.tags().iter().map(|t| t.tag_key()).collect();
+    assert_eq!(keys, ["stage"]);
 }
