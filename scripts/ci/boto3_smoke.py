@@ -268,6 +268,30 @@ def run(endpoint, work):
     ok("download_file result is byte-exact (sha256)")
 
     # ------------------------------------------------------------------
+    step("upload_file of empty and non-empty files over one kept-alive connection")
+    # s3transfer sends `Expect: 100-continue`; an empty body gets no `100 Continue`, and botocore
+    # then misreads the next response on that connection unless the server closes it. With one
+    # connection, one attempt and a 5 s read timeout, such a stall fails here.
+    one = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                      read_timeout=5, retries={"total_max_attempts": 1}, max_pool_connections=1),
+    )
+    serial = TransferConfig(use_threads=False)
+    sizes = [0, 5, 0, 0, 7, 0, 3]
+    for i, n in enumerate(sizes):
+        path = os.path.join(work, f"small-{i}.bin")
+        with open(path, "wb") as f:
+            f.write(b"z" * n)
+        one.upload_file(path, bucket, f"small/{i}", Config=serial)
+    got = [one.head_object(Bucket=bucket, Key=f"small/{i}")["ContentLength"]
+           for i in range(len(sizes))]
+    assert got == sizes, f"sizes {got} != {sizes}"
+    ok(f"{len(sizes)} uploads ({sizes.count(0)} empty) in a row, no read timeout, sizes {got}")
+    one.delete_objects(Bucket=bucket, Delete={
+        "Objects": [{"Key": f"small/{i}"} for i in range(len(sizes))], "Quiet": True})
+
+    # ------------------------------------------------------------------
     step("delete_objects")
     all_keys = []
     for pg in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):

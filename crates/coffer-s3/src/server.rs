@@ -102,6 +102,13 @@ impl Frontend {
             return resp;
         }
 
+        // Whether hyper will have answered `Expect: 100-continue` with `100 Continue`: it does so
+        // only when the body is read, and an empty body never is.
+        let expects_continue = asks_100_continue(&req);
+        let empty_body = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() == b"0");
         let early = admin(&method, &path, &self.stats).or_else(|| {
             check_credential_scope(&req, &self.region)
                 .map(|(code, msg)| error_response(StatusCode::BAD_REQUEST, code, &msg))
@@ -128,6 +135,14 @@ impl Frontend {
             resp.headers_mut().remove(http::header::CONTENT_LENGTH);
         } else if (status.is_client_error() || status.is_server_error()) && method != Method::HEAD {
             resp = complete_error_body(resp, &path, &request_id).await;
+        }
+        if expects_continue && (empty_body || !status.is_success()) {
+            // No `100 Continue` was sent (an empty body, or an answer given before the body was
+            // read). A client that got a final answer instead keeps state from that exchange —
+            // botocore then misreads the next response on the connection and stalls until its
+            // read timeout (`aws s3 sync` of a tree with empty files) — so the connection ends.
+            resp.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-amz-request-id", v.clone());
@@ -157,6 +172,15 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let this = self.clone();
         Box::pin(async move { Ok(this.front.handle(req, &this.conn).await) })
     }
+}
+
+/// An HTTP/1.1 request with `Expect: 100-continue`.
+fn asks_100_continue(req: &Request<Incoming>) -> bool {
+    req.version() == http::Version::HTTP_11
+        && req
+            .headers()
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// S3 request ids are 16 upper-case hex characters.
