@@ -167,6 +167,38 @@ pub fn check_content_md5(content_md5: Option<&str>, md5: &[u8; 16]) -> S3Result<
     Ok(())
 }
 
+/// Checks `Content-MD5` and any `x-amz-checksum-*` header against a whole request body held in
+/// memory — the XML and JSON bodies of DeleteObjects, CompleteMultipartUpload, CreateBucket and
+/// the bucket configuration calls, which `s3s` parses without checking either.
+pub fn check_whole_body(headers: &HeaderMap, body: &[u8]) -> S3Result<()> {
+    let header = |name: &str| -> S3Result<Option<String>> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .map(str::to_owned)
+                    .map_err(|_| s3_error!(InvalidArgument, "header {name} is not valid text"))
+            })
+            .transpose()
+    };
+    let claimed = Claimed {
+        crc32: header("x-amz-checksum-crc32")?,
+        crc32c: header("x-amz-checksum-crc32c")?,
+        crc64nvme: header("x-amz-checksum-crc64nvme")?,
+        sha1: header("x-amz-checksum-sha1")?,
+        sha256: header("x-amz-checksum-sha256")?,
+    };
+    let mut hasher = hasher_for(&claimed, None, headers)?;
+    hasher.update(body);
+    verify(&claimed, &hasher.finalize())?;
+    if let Some(content_md5) = header("content-md5")? {
+        let mut md5 = coffer_crypto::Md5::new();
+        md5.update(body);
+        check_content_md5(Some(&content_md5), &md5.finalize())?;
+    }
+    Ok(())
+}
+
 /// The computed checksums as the store records them.
 pub fn to_store(c: &Checksum) -> coffer_store::Checksums {
     coffer_store::Checksums {

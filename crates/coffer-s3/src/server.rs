@@ -25,6 +25,10 @@ use crate::service::Coffer;
 /// Largest error body the front layer rewrites (s3s error bodies are a few hundred bytes).
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// Largest XML or JSON request body whose digest the front layer checks (DeleteObjects of 1,000
+/// longest keys and CompleteMultipartUpload of 10,000 parts are about 1 MiB each).
+const MAX_DOCUMENT_BODY: u64 = 8 * 1024 * 1024;
+
 /// What the front layer needs besides the S3 service itself.
 pub struct FrontendConfig {
     pub credentials: Credentials,
@@ -115,17 +119,7 @@ impl Frontend {
         });
         let mut resp = match early {
             Some(r) => r,
-            None => match self.s3.call(req.map(Body::from)).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = ?e, "s3 service failure");
-                    error_response(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "InternalError",
-                        "We encountered an internal error. Please try again.",
-                    )
-                }
-            },
+            None => self.call_s3(req).await,
         };
         let status = resp.status();
         self.count(status);
@@ -154,6 +148,33 @@ impl Frontend {
 }
 
 impl Frontend {
+    /// Hands a request to `s3s`, after checking the digest of a document body (see
+    /// [`has_document_digest`]).
+    async fn call_s3(&self, req: Request<Incoming>) -> Response<Body> {
+        let req = if has_document_digest(&req) {
+            match check_document_digest(req).await {
+                Ok(req) => req,
+                Err(e) => {
+                    let status = e.status_code().unwrap_or(StatusCode::BAD_REQUEST);
+                    return error_response(status, e.code().as_str(), e.message().unwrap_or(""));
+                }
+            }
+        } else {
+            req.map(Body::from)
+        };
+        match self.s3.call(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = ?e, "s3 service failure");
+                error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "We encountered an internal error. Please try again.",
+                )
+            }
+        }
+    }
+
     fn count(&self, status: StatusCode) {
         if status.is_client_error() {
             self.stats.errors_4xx.fetch_add(1, Ordering::Relaxed);
@@ -172,6 +193,75 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
         let this = self.clone();
         Box::pin(async move { Ok(this.front.handle(req, &this.conn).await) })
     }
+}
+
+/// Whether a request carries a small XML or JSON document (DeleteObjects, CompleteMultipartUpload,
+/// CreateBucket, bucket and object configuration) with a `Content-MD5` or `x-amz-checksum-*`
+/// header. `s3s` parses such bodies without checking either; object data (PutObject, UploadPart,
+/// browser POST uploads, aws-chunked bodies) is checked as it streams by `checksum`.
+fn has_document_digest(req: &Request<Incoming>) -> bool {
+    let headers = req.headers();
+    let has_digest = headers.contains_key("content-md5")
+        || headers.keys().any(|k| {
+            k.as_str().starts_with("x-amz-checksum-")
+                && k != "x-amz-checksum-mode"
+                && k != "x-amz-checksum-type"
+                && k != "x-amz-checksum-algorithm"
+        });
+    if !has_digest {
+        return false;
+    }
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    if text("x-amz-content-sha256").starts_with("STREAMING-")
+        || text("content-encoding").contains("aws-chunked")
+        || text("content-type").starts_with("multipart/form-data")
+    {
+        return false;
+    }
+    let Some(length) = text("content-length").parse::<u64>().ok() else {
+        return false;
+    };
+    if length > MAX_DOCUMENT_BODY {
+        return false;
+    }
+    let path = req.uri().path().trim_start_matches('/');
+    let is_bucket = !path.trim_end_matches('/').contains('/');
+    let query = req.uri().query().unwrap_or("");
+    let object_config = query.split('&').any(|pair| {
+        let name = pair.split('=').next().unwrap_or("");
+        matches!(
+            name,
+            "tagging" | "acl" | "retention" | "legal-hold" | "restore"
+        )
+    });
+    match *req.method() {
+        Method::POST => true,
+        Method::PUT => is_bucket || object_config,
+        _ => false,
+    }
+}
+
+/// Reads a document body (bounded by [`MAX_DOCUMENT_BODY`]), checks its digests and hands it on.
+async fn check_document_digest(req: Request<Incoming>) -> s3s::S3Result<Request<Body>> {
+    let (parts, body) = req.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_DOCUMENT_BODY as usize);
+    let bytes = limited
+        .collect()
+        .await
+        .map_err(|_| {
+            s3s::s3_error!(
+                IncompleteBody,
+                "The request body could not be read in full."
+            )
+        })?
+        .to_bytes();
+    crate::checksum::check_whole_body(&parts.headers, &bytes)?;
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 /// An HTTP/1.1 request with `Expect: 100-continue`.

@@ -1,12 +1,15 @@
 //! Integrity headers end to end: CRC32, CRC32C, CRC64NVME, SHA1 and SHA256 checksums sent as
 //! headers are verified (BadDigest), stored and returned with `x-amz-checksum-mode: ENABLED`;
-//! Content-MD5 is verified (BadDigest, InvalidDigest).
+//! Content-MD5 is verified (BadDigest, InvalidDigest) — on object data and on the XML bodies of
+//! DeleteObjects, CompleteMultipartUpload and CreateBucket.
 
 use crate::common;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ChecksumMode;
 use common::checksum::crc32_b64;
+use common::raw_http::{RawResponse, request};
+use common::sigv4::{Signer, sha256_hex};
 use common::{TestServer, assert_s3_error, assert_s3_status, create_bucket, md5_base64, ok, put};
 
 const BODY: &[u8] = b"The quick brown fox jumps over the lazy dog";
@@ -239,4 +242,136 @@ async fn a_wrong_content_md5_on_upload_part_is_bad_digest() {
         400,
         "BadDigest",
     );
+}
+
+/// A hand-signed request with a body and extra headers (`query` as decoded pairs).
+fn signed(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    extra: &[(&str, String)],
+    body: &[u8],
+) -> RawResponse {
+    let mut headers = vec![("host".to_string(), server.addr().to_string())];
+    headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    Signer::root().sign(
+        method,
+        path,
+        query,
+        &mut headers,
+        &sha256_hex(body),
+        std::time::SystemTime::now(),
+    );
+    let target = if query.is_empty() {
+        path.to_string()
+    } else {
+        let pairs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{path}?{}", pairs.join("&"))
+    };
+    request(server.addr(), method, &target, &headers, body)
+}
+
+#[tokio::test]
+async fn digests_of_xml_request_bodies_are_checked() {
+    let server = TestServer::start();
+    let s3 = server.client();
+    create_bucket(&s3, "bkt").await;
+    put(&s3, "bkt", "keep", b"still here").await;
+    let delete = b"<Delete><Object><Key>keep</Key></Object></Delete>";
+
+    // DeleteObjects whose Content-MD5 or CRC32 is not the body's: refused, nothing deleted.
+    for wrong in [
+        ("content-md5", md5_base64(b"another body")),
+        ("x-amz-checksum-crc32", crc32_b64(b"another body")),
+    ] {
+        let r = signed(&server, "POST", "/bkt", &[("delete", "")], &[wrong], delete);
+        assert_eq!(r.status, 400, "{}", r.body_text());
+        assert_eq!(r.xml_element("Code").as_deref(), Some("BadDigest"));
+        assert_eq!(common::get(&s3, "bkt", "keep").await, b"still here");
+    }
+
+    // CompleteMultipartUpload with a wrong Content-MD5: refused, the upload stays open.
+    let upload = ok(s3
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("mp")
+        .send()
+        .await);
+    let upload_id = upload.upload_id().unwrap().to_string();
+    let part = ok(s3
+        .upload_part()
+        .bucket("bkt")
+        .key("mp")
+        .upload_id(&upload_id)
+        .part_number(1)
+        .body(ByteStream::from_static(b"only part"))
+        .send()
+        .await);
+    let complete = format!(
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{}</ETag></Part></CompleteMultipartUpload>",
+        part.e_tag().unwrap()
+    );
+    let wrong = [("content-md5", md5_base64(b"not the body"))];
+    let query = [("uploadId", upload_id.as_str())];
+    let r = signed(
+        &server,
+        "POST",
+        "/bkt/mp",
+        &query,
+        &wrong,
+        complete.as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{}", r.body_text());
+    assert_eq!(r.xml_element("Code").as_deref(), Some("BadDigest"));
+    let parts = ok(s3
+        .list_parts()
+        .bucket("bkt")
+        .key("mp")
+        .upload_id(&upload_id)
+        .send()
+        .await);
+    assert_eq!(parts.parts().len(), 1, "the upload is still open");
+
+    // With the right digests both go through.
+    let right = [("content-md5", md5_base64(complete.as_bytes()))];
+    let r = signed(
+        &server,
+        "POST",
+        "/bkt/mp",
+        &query,
+        &right,
+        complete.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(common::get(&s3, "bkt", "mp").await, b"only part");
+    let right = [("x-amz-checksum-crc32", crc32_b64(delete))];
+    let r = signed(&server, "POST", "/bkt", &[("delete", "")], &right, delete);
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_s3_status(s3.head_object().bucket("bkt").key("keep").send().await, 404);
+    // aws-sdk-s3 sends its own checksum with DeleteObjects; it must verify.
+    ok(s3
+        .delete_objects()
+        .bucket("bkt")
+        .delete(
+            aws_sdk_s3::types::Delete::builder()
+                .objects(
+                    aws_sdk_s3::types::ObjectIdentifier::builder()
+                        .key("mp")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await);
+
+    // CreateBucket's configuration body is checked too.
+    let config = b"<CreateBucketConfiguration><LocationConstraint>us-east-1</LocationConstraint></CreateBucketConfiguration>";
+    let wrong = [("content-md5", md5_base64(b"other"))];
+    let r = signed(&server, "PUT", "/newbkt", &[], &wrong, config);
+    assert_eq!(r.status, 400, "{}", r.body_text());
+    assert_eq!(r.xml_element("Code").as_deref(), Some("BadDigest"));
+    assert_s3_status(s3.head_bucket().bucket("newbkt").send().await, 404);
 }
