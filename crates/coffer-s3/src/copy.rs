@@ -160,8 +160,9 @@ pub async fn copy_object(
         metadata: user_metadata,
         claimed: Claimed::default(),
         content_md5: None,
-        if_none_match: None,
-        if_match: None,
+        // Conditions on the destination (S3 reads them as it does on PutObject).
+        if_none_match: destination_condition(&headers, http::header::IF_NONE_MATCH)?,
+        if_match: destination_condition(&headers, http::header::IF_MATCH)?,
     };
     let stored = object::store_object(
         c,
@@ -273,4 +274,24 @@ mod tests {
         assert!(copy_range(Some("bytes=5-1"), 100).is_err());
         assert!(copy_range(Some("5-1"), 100).is_err());
     }
+}
+
+/// `If-Match` / `If-None-Match` of a CopyObject request: conditions on the destination object,
+/// as on PutObject (`s3s` 0.14 has no input field for them, so they come from the headers).
+fn destination_condition(
+    headers: &http::HeaderMap,
+    name: http::header::HeaderName,
+) -> S3Result<Option<ETagCondition>> {
+    headers
+        .get(&name)
+        .map(|v| {
+            ETagCondition::parse_http_header(v.as_bytes()).map_err(|_| {
+                s3_error!(
+                    InvalidArgument,
+                    "The {name} header is not a valid ETag condition"
+                )
+            })
+        })
+        .transpose()
+        .and_then(|cond| object::supported_write_condition(cond, &name))
 }

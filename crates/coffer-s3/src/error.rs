@@ -30,6 +30,9 @@ pub fn store_error(err: StoreError) -> S3Error {
             InvalidPart,
             "One or more of the specified parts was re-uploaded while the upload was being completed; list the parts and complete again."
         ),
+        StoreError::ObjectNotFound => {
+            s3_error!(NoSuchKey, "The specified key does not exist.")
+        }
         StoreError::PreconditionFailed => {
             s3_error!(
                 PreconditionFailed,

@@ -176,6 +176,21 @@ pub async fn store_object(
     }
 }
 
+/// S3 writes accept `If-None-Match: *` only; an ETag there is `NotImplemented`, as S3 answers —
+/// never silently ignored. `If-Match` takes an ETag or `*`.
+pub(crate) fn supported_write_condition(
+    cond: Option<ETagCondition>,
+    name: &http::header::HeaderName,
+) -> S3Result<Option<ETagCondition>> {
+    if *name == http::header::IF_NONE_MATCH && cond.as_ref().is_some_and(|c| !c.is_any()) {
+        return Err(s3_error!(
+            NotImplemented,
+            "A header you provided implies functionality that is not implemented: {name} accepts only '*' on writes"
+        ));
+    }
+    Ok(cond)
+}
+
 /// Conditional writes: `If-None-Match: *` (create only) and `If-Match: <etag>` (replace only
 /// that version). Evaluated again inside the commit transaction, so two racing writers cannot
 /// both win.
@@ -237,6 +252,8 @@ pub async fn put_object(
     let body = input
         .body
         .ok_or_else(|| s3_error!(IncompleteBody, "The request body is missing"))?;
+    let if_none_match =
+        supported_write_condition(input.if_none_match, &http::header::IF_NONE_MATCH)?;
     let obj = NewObject {
         bucket: input.bucket,
         key: input.key,
@@ -257,7 +274,7 @@ pub async fn put_object(
             sha256: input.checksum_sha256,
         },
         content_md5: input.content_md5,
-        if_none_match: input.if_none_match,
+        if_none_match,
         if_match: input.if_match,
     };
     let stored = store_object(
@@ -545,10 +562,60 @@ pub async fn delete_object(
 ) -> S3Result<S3Response<DeleteObjectOutput>> {
     let input = req.input;
     check_version_id(input.version_id.as_deref())?;
+    let condition = DeleteCondition {
+        etag: input.if_match.map(|cond| match cond {
+            ETagCondition::ETag(e) => Some(e.value().to_owned()),
+            ETagCondition::Any => None,
+        }),
+        size: input.if_match_size,
+        last_modified: input.if_match_last_modified_time,
+    };
     let (b, k) = (input.bucket, input.key);
-    let old = c.meta(move |m| m.delete_object(&b, &k)).await?;
+    let old = c
+        .meta(move |m| m.delete_object_if(&b, &k, |cur| condition.check(cur)))
+        .await?;
     pipeline::free_blobs(&c.blobs, old.map(blob_ids).unwrap_or_default());
     Ok(S3Response::new(DeleteObjectOutput::default()))
+}
+
+/// What a conditional delete requires of the current object: `If-Match` (`Some(None)` for `*`,
+/// which only asks that the object exist) and, as S3 accepts them, its size and last-modified
+/// time. With no condition the delete goes ahead whatever is there; with any, a missing object
+/// is `NoSuchKey` and a different one `PreconditionFailed`.
+#[derive(Default)]
+struct DeleteCondition {
+    etag: Option<Option<String>>,
+    size: Option<i64>,
+    last_modified: Option<Timestamp>,
+}
+
+impl DeleteCondition {
+    /// For one entry of a DeleteObjects body.
+    fn of(obj: &ObjectIdentifier) -> DeleteCondition {
+        DeleteCondition {
+            etag: obj.e_tag.as_ref().map(|e| Some(e.value().to_owned())),
+            size: obj.size,
+            last_modified: obj.last_modified_time.clone(),
+        }
+    }
+
+    fn check(&self, current: Option<&ObjectRecord>) -> Result<(), StoreError> {
+        if self.etag.is_none() && self.size.is_none() && self.last_modified.is_none() {
+            return Ok(());
+        }
+        let Some(cur) = current else {
+            return Err(StoreError::ObjectNotFound);
+        };
+        let etag_differs = matches!(&self.etag, Some(Some(want)) if *want != cur.etag);
+        let size_differs = self.size.is_some_and(|want| want != cur.size as i64);
+        let time_differs = self.last_modified.as_ref().is_some_and(|want| {
+            conditional::unix_seconds(want) != cur.last_modified_unix_ms.div_euclid(1000)
+        });
+        if etag_differs || size_differs || time_differs {
+            return Err(StoreError::PreconditionFailed);
+        }
+        Ok(())
+    }
 }
 
 /// The per-key error entry of a DeleteObjects answer.
@@ -588,18 +655,32 @@ pub async fn delete_objects(
         }
     }
     let keys: Vec<String> = batch.iter().map(|o| o.key.clone()).collect();
+    let conditions: Vec<DeleteCondition> = batch.iter().map(DeleteCondition::of).collect();
     let bucket = input.bucket.clone();
-    match c.meta(move |m| m.delete_objects(&bucket, &keys)).await {
-        Ok(removed) => {
-            let free: Vec<String> = removed.into_iter().flatten().flat_map(blob_ids).collect();
-            pipeline::free_blobs(&c.blobs, free);
-            if !quiet {
-                deleted.extend(batch.into_iter().map(|obj| DeletedObject {
-                    key: Some(obj.key),
-                    version_id: obj.version_id,
-                    ..Default::default()
-                }));
+    let answers = c
+        .meta(move |m| m.delete_objects_if(&bucket, &keys, |i, cur| conditions[i].check(cur)))
+        .await;
+    match answers {
+        Ok(answers) => {
+            let mut free = Vec::new();
+            for (obj, answer) in batch.into_iter().zip(answers) {
+                match answer {
+                    Ok(removed) => {
+                        free.extend(removed.map(blob_ids).unwrap_or_default());
+                        if !quiet {
+                            deleted.push(DeletedObject {
+                                key: Some(obj.key),
+                                version_id: obj.version_id,
+                                ..Default::default()
+                            });
+                        }
+                    }
+                    Err(refused) => {
+                        errors.push(delete_error(&crate::error::store_error(refused), obj));
+                    }
+                }
             }
+            pipeline::free_blobs(&c.blobs, free);
         }
         Err(e) => errors.extend(batch.into_iter().map(|obj| delete_error(&e, obj))),
     }

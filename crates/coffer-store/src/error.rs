@@ -19,6 +19,9 @@ pub enum StoreError {
     /// another key.
     #[error("the multipart upload does not exist")]
     NoSuchUpload,
+    /// A caller's check wanted an object that does not exist; nothing was changed.
+    #[error("the object does not exist")]
+    ObjectNotFound,
     /// A caller's check on the current object refused the write; nothing was changed.
     #[error("the precondition on the current object did not hold")]
     PreconditionFailed,

@@ -303,17 +303,33 @@ impl MetaStore {
     /// Removes the object at `key`; returns it (its blobs are the caller's to free), or `None` if
     /// there was none.
     pub fn delete_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
+        self.delete_object_if(bucket, key, |_| Ok(()))
+    }
+
+    /// [`MetaStore::delete_object`] if `check` accepts the current record (or its absence), in the
+    /// same transaction — a conditional delete no concurrent write can slip under. A refusal is
+    /// `check`'s error and changes nothing.
+    pub fn delete_object_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        check: impl FnOnce(Option<&ObjectRecord>) -> Result<()>,
+    ) -> Result<Option<ObjectRecord>> {
         self.write(|txn| {
             require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
             let mut objects = txn.open_table(OBJECTS)?;
-            let removed: Option<ObjectRecord> = objects
-                .remove((bucket, key))?
+            let current: Option<ObjectRecord> = objects
+                .get((bucket, key))?
                 .map(|v| decode(v.value()))
                 .transpose()?;
-            if let Some(old) = &removed {
+            check(current.as_ref())?;
+            if current.is_some() {
+                objects.remove((bucket, key))?;
+            }
+            if let Some(old) = &current {
                 remove_inline(&mut txn.open_table(INLINE)?, old)?;
             }
-            Ok(removed)
+            Ok(current)
         })
     }
 
@@ -325,22 +341,40 @@ impl MetaStore {
         bucket: &str,
         keys: &[String],
     ) -> Result<Vec<Option<ObjectRecord>>> {
+        self.delete_objects_if(bucket, keys, |_, _| Ok(()))?
+            .into_iter()
+            .collect()
+    }
+
+    /// [`MetaStore::delete_objects`] where `check(i, current)` decides for the `i`th key, as in
+    /// [`MetaStore::delete_object_if`]: one answer per key, a refused key keeping its object.
+    pub fn delete_objects_if(
+        &self,
+        bucket: &str,
+        keys: &[String],
+        check: impl Fn(usize, Option<&ObjectRecord>) -> Result<()>,
+    ) -> Result<Vec<Result<Option<ObjectRecord>>>> {
         self.write(|txn| {
             require_bucket(&txn.open_table(BUCKETS)?, bucket)?;
             let mut objects = txn.open_table(OBJECTS)?;
             let mut inline_data = txn.open_table(INLINE)?;
-            let mut removed = Vec::with_capacity(keys.len());
-            for key in keys {
-                let old: Option<ObjectRecord> = objects
-                    .remove((bucket, key.as_str()))?
+            let mut answers = Vec::with_capacity(keys.len());
+            for (i, key) in keys.iter().enumerate() {
+                let current: Option<ObjectRecord> = objects
+                    .get((bucket, key.as_str()))?
                     .map(|v| decode(v.value()))
                     .transpose()?;
-                if let Some(old) = &old {
+                if let Err(refused) = check(i, current.as_ref()) {
+                    answers.push(Err(refused));
+                    continue;
+                }
+                if let Some(old) = &current {
+                    objects.remove((bucket, key.as_str()))?;
                     remove_inline(&mut inline_data, old)?;
                 }
-                removed.push(old);
+                answers.push(Ok(current));
             }
-            Ok(removed)
+            Ok(answers)
         })
     }
 

@@ -1,6 +1,7 @@
 //! Conditional requests end to end: If-Match, If-None-Match, If-Modified-Since and
 //! If-Unmodified-Since on GET and HEAD (304 / 412 as S3 answers), their documented combinations,
-//! and conditional writes with `If-None-Match: *`.
+//! conditional writes with `If-None-Match: *` (PutObject, CopyObject, CompleteMultipartUpload),
+//! and conditional deletes (`If-Match` on DeleteObject, `ETag` and `Size` in DeleteObjects).
 
 use crate::common;
 
@@ -279,6 +280,145 @@ async fn complete_multipart_with_if_none_match_star_on_an_existing_key_is_precon
             .await,
         412,
         "PreconditionFailed",
+    );
+    assert_eq!(get(&s3, "bkt", "k").await, b"conditional body");
+}
+
+#[tokio::test]
+async fn delete_with_if_match_deletes_only_that_version() {
+    let (_server, s3, etag) = server_with_object().await;
+    assert_s3_error(
+        s3.delete_object()
+            .bucket("bkt")
+            .key("k")
+            .if_match("\"00000000000000000000000000000000\"")
+            .send()
+            .await,
+        412,
+        "PreconditionFailed",
+    );
+    assert_eq!(get(&s3, "bkt", "k").await, b"conditional body");
+    ok(s3
+        .delete_object()
+        .bucket("bkt")
+        .key("k")
+        .if_match(&etag)
+        .send()
+        .await);
+    assert_s3_status(s3.head_object().bucket("bkt").key("k").send().await, 404);
+    // If-Match on a key that is not there: NoSuchKey, where a plain delete succeeds.
+    for cond in ["*", etag.as_str()] {
+        assert_s3_error(
+            s3.delete_object()
+                .bucket("bkt")
+                .key("k")
+                .if_match(cond)
+                .send()
+                .await,
+            404,
+            "NoSuchKey",
+        );
+    }
+    ok(s3.delete_object().bucket("bkt").key("k").send().await);
+    // If-Match: * deletes whatever is there.
+    put(&s3, "bkt", "k", b"again").await;
+    ok(s3
+        .delete_object()
+        .bucket("bkt")
+        .key("k")
+        .if_match("*")
+        .send()
+        .await);
+    assert_s3_status(s3.head_object().bucket("bkt").key("k").send().await, 404);
+}
+
+#[tokio::test]
+async fn delete_objects_honours_each_entrys_etag_and_size() {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    let (_server, s3, etag) = server_with_object().await;
+    put(&s3, "bkt", "other", b"other body").await;
+    put(&s3, "bkt", "sized", b"12345").await;
+    let id = |key: &str| ObjectIdentifier::builder().key(key);
+    let out = ok(s3
+        .delete_objects()
+        .bucket("bkt")
+        .delete(
+            Delete::builder()
+                .objects(id("k").e_tag(&etag).build().unwrap())
+                .objects(
+                    id("other")
+                        .e_tag("\"0123456789abcdef0123456789abcdef\"")
+                        .build()
+                        .unwrap(),
+                )
+                .objects(id("sized").size(4).build().unwrap())
+                .objects(id("missing").e_tag(&etag).build().unwrap())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await);
+    let deleted: Vec<_> = out.deleted().iter().filter_map(|d| d.key()).collect();
+    assert_eq!(deleted, ["k"]);
+    let mut errors: Vec<_> = out
+        .errors()
+        .iter()
+        .map(|e| (e.key().unwrap(), e.code().unwrap()))
+        .collect();
+    errors.sort();
+    assert_eq!(
+        errors,
+        [
+            ("missing", "NoSuchKey"),
+            ("other", "PreconditionFailed"),
+            ("sized", "PreconditionFailed"),
+        ]
+    );
+    assert_s3_status(s3.head_object().bucket("bkt").key("k").send().await, 404);
+    assert_eq!(get(&s3, "bkt", "other").await, b"other body");
+    assert_eq!(get(&s3, "bkt", "sized").await, b"12345");
+}
+
+#[tokio::test]
+async fn copy_with_if_none_match_star_does_not_overwrite() {
+    let (_server, s3, _) = server_with_object().await;
+    put(&s3, "bkt", "dest", b"keep me").await;
+    assert_s3_error(
+        s3.copy_object()
+            .bucket("bkt")
+            .key("dest")
+            .copy_source("bkt/k")
+            .if_none_match("*")
+            .send()
+            .await,
+        412,
+        "PreconditionFailed",
+    );
+    assert_eq!(get(&s3, "bkt", "dest").await, b"keep me");
+    ok(s3
+        .copy_object()
+        .bucket("bkt")
+        .key("fresh")
+        .copy_source("bkt/k")
+        .if_none_match("*")
+        .send()
+        .await);
+    assert_eq!(get(&s3, "bkt", "fresh").await, b"conditional body");
+}
+
+#[tokio::test]
+async fn put_with_if_none_match_etag_is_not_implemented_and_writes_nothing() {
+    let (_server, s3, etag) = server_with_object().await;
+    assert_s3_error(
+        s3.put_object()
+            .bucket("bkt")
+            .key("k")
+            .if_none_match(&etag)
+            .body(ByteStream::from_static(b"replaced?"))
+            .send()
+            .await,
+        501,
+        "NotImplemented",
     );
     assert_eq!(get(&s3, "bkt", "k").await, b"conditional body");
 }
