@@ -262,20 +262,6 @@ pub async fn upload_part_copy(
     }))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn copy_source_range_is_inclusive_and_checked() {
-        assert_eq!(copy_range(Some("bytes=0-9"), 100).unwrap(), 0..10);
-        assert_eq!(copy_range(None, 100).unwrap(), 0..100);
-        assert!(copy_range(Some("bytes=10-100"), 100).is_err());
-        assert!(copy_range(Some("bytes=5-1"), 100).is_err());
-        assert!(copy_range(Some("5-1"), 100).is_err());
-    }
-}
-
 /// `If-Match` / `If-None-Match` of a CopyObject request: conditions on the destination object,
 /// as on PutObject (`s3s` 0.14 has no input field for them, so they come from the headers).
 fn destination_condition(
@@ -294,4 +280,18 @@ fn destination_condition(
         })
         .transpose()
         .and_then(|cond| object::supported_write_condition(cond, &name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_source_range_is_inclusive_and_checked() {
+        assert_eq!(copy_range(Some("bytes=0-9"), 100).unwrap(), 0..10);
+        assert_eq!(copy_range(None, 100).unwrap(), 0..100);
+        assert!(copy_range(Some("bytes=10-100"), 100).is_err());
+        assert!(copy_range(Some("bytes=5-1"), 100).is_err());
+        assert!(copy_range(Some("5-1"), 100).is_err());
+    }
 }
