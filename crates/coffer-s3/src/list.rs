@@ -61,6 +61,10 @@ async fn page(
         truncated: false,
         last: None,
     };
+    if max == 0 {
+        // S3 answers max-keys=0 with an empty page that is not truncated.
+        return Ok(out);
+    }
     // A marker inside a folded prefix resumes after the whole prefix.
     let mut cursor = after.map(|a| {
         match common_prefix(&a, prefix, delimiter).filter(|_| a.starts_with(prefix)) {

@@ -370,7 +370,7 @@ pub async fn list_parts(
         .iter()
         .filter(|p| p.part_number as i32 > marker)
         .collect();
-    let truncated = after.len() > max;
+    let truncated = max > 0 && after.len() > max;
     let page: Vec<Part> = after
         .iter()
         .take(max)
@@ -414,15 +414,30 @@ pub async fn list_multipart_uploads(
     let key_marker = input.key_marker.clone().unwrap_or_default();
     let id_marker = input.upload_id_marker.clone();
     let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+    // Uploads of one key are listed oldest first, so a page resumes after the marker upload's
+    // place in that order (not after its id); a marker upload gone meanwhile falls back to ids.
+    let marker_at = id_marker.as_ref().and_then(|m| {
+        uploads
+            .iter()
+            .position(|u| u.key == key_marker && u.upload_id == *m)
+    });
     let after: Vec<&UploadRecord> = uploads
         .iter()
-        .filter(|u| {
+        .enumerate()
+        .filter(|(i, u)| {
             key_marker.is_empty()
                 || u.key > key_marker
-                || (u.key == key_marker && id_marker.as_ref().is_some_and(|m| u.upload_id > *m))
+                || (u.key == key_marker
+                    && match (marker_at, &id_marker) {
+                        (Some(at), _) => *i > at,
+                        (None, Some(m)) => u.upload_id > *m,
+                        (None, None) => false,
+                    })
         })
+        .map(|(_, u)| u)
         .collect();
-    let truncated = after.len() > max;
+    // S3 answers MaxUploads=0 with an empty, untruncated page.
+    let truncated = max > 0 && after.len() > max;
     let page: Vec<&UploadRecord> = after.into_iter().take(max).collect();
     let last = page.last().map(|u| (u.key.clone(), u.upload_id.clone()));
     let list = page

@@ -205,6 +205,15 @@ async fn list_v2_max_keys_truncates() {
     assert_eq!(keys, ["a"]);
     assert_eq!(out.key_count(), Some(1));
     assert_eq!(out.is_truncated(), Some(true));
+
+    // max-keys=0 is an empty page, not a truncated one without a token (S3's answer).
+    let out = ok(s3.list_objects_v2().bucket("bkt").max_keys(0).send().await);
+    assert!(out.contents().is_empty());
+    assert_eq!(out.is_truncated(), Some(false));
+    assert_eq!(out.next_continuation_token(), None);
+    let v1 = ok(s3.list_objects().bucket("bkt").max_keys(0).send().await);
+    assert!(v1.contents().is_empty());
+    assert_eq!(v1.is_truncated(), Some(false));
 }
 
 /// Decodes `application/x-www-form-urlencoded`-style percent encoding (S3 may send `+` or

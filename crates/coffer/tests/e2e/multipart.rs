@@ -259,6 +259,66 @@ async fn list_multipart_uploads_shows_uploads_in_progress() {
 }
 
 #[tokio::test]
+async fn list_multipart_uploads_pages_through_every_upload_once() {
+    let (_server, s3) = setup().await;
+    // Two uploads of one key: S3 lists them oldest first, and paging must resume in that order.
+    let mut created = Vec::new();
+    for key in ["a/1", "a/2", "b", "c", "c", "c"] {
+        created.push((key.to_string(), create(&s3, key).await));
+    }
+    let everything = ok(s3.list_multipart_uploads().bucket("bkt").send().await);
+    let all: Vec<(String, String)> = everything
+        .uploads()
+        .iter()
+        .map(|u| {
+            (
+                u.key().unwrap().to_string(),
+                u.upload_id().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let (mut sorted_all, mut sorted_created) = (all.clone(), created.clone());
+    sorted_all.sort();
+    sorted_created.sort();
+    assert_eq!(sorted_all, sorted_created);
+    for page_size in [1, 2, 4] {
+        let mut seen = Vec::new();
+        let (mut key_marker, mut id_marker) = (None, None);
+        for _ in 0..20 {
+            let out = ok(s3
+                .list_multipart_uploads()
+                .bucket("bkt")
+                .max_uploads(page_size)
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(id_marker.clone())
+                .send()
+                .await);
+            assert!(out.uploads().len() <= page_size as usize);
+            seen.extend(out.uploads().iter().map(|u| {
+                (
+                    u.key().unwrap().to_string(),
+                    u.upload_id().unwrap().to_string(),
+                )
+            }));
+            if out.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            id_marker = out.next_upload_id_marker().map(str::to_owned);
+        }
+        assert_eq!(seen, all, "pages of {page_size}");
+    }
+    let out = ok(s3
+        .list_multipart_uploads()
+        .bucket("bkt")
+        .max_uploads(0)
+        .send()
+        .await);
+    assert!(out.uploads().is_empty());
+    assert_eq!(out.is_truncated(), Some(false));
+}
+
+#[tokio::test]
 async fn an_aborted_upload_is_no_such_upload() {
     let (_server, s3) = setup().await;
     let id = create(&s3, "k").await;
