@@ -364,7 +364,9 @@ fn select_range(
                     rec.size
                 )
             })?;
-            Ok((checked, true))
+            // Only a suffix range of an empty object is empty: S3 answers it with the whole
+            // (empty) object, 200 and no Content-Range.
+            Ok((checked.clone(), !checked.is_empty()))
         }
         (None, Some(n)) => {
             let count = rec.parts.len();
@@ -383,6 +385,9 @@ fn select_range(
         (None, None) => Ok((0..rec.size, false)),
     }
 }
+
+/// The Content-Type S3 gives an object stored without one.
+const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
 /// Multipart objects have an ETag with the `-N` part-count suffix.
 pub fn is_multipart(rec: &ObjectRecord) -> bool {
@@ -497,7 +502,9 @@ macro_rules! read_output {
             e_tag: Some(ETag::Strong(rec.etag.clone())),
             last_modified: Some(timestamp_from_ms(rec.last_modified_unix_ms)),
             metadata: v.user_metadata,
-            content_type: input.response_content_type.or(rec.content_type.clone()),
+            content_type: input
+                .response_content_type
+                .or_else(|| Some(rec.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()))),
             content_encoding: input.response_content_encoding.or(rec.content_encoding.clone()),
             content_disposition: input.response_content_disposition.or(rec.content_disposition.clone()),
             content_language: input.response_content_language.or(rec.content_language.clone()),

@@ -484,3 +484,28 @@ async fn non_ascii_metadata_sent_as_raw_utf8_comes_back_rfc_2047_encoded() {
         "HEAD returned {returned:?}"
     );
 }
+
+#[tokio::test]
+async fn an_object_stored_without_content_type_is_served_as_binary_octet_stream() {
+    use common::raw_http::request;
+    use common::sigv4::{Signer, sha256_hex};
+    let server = TestServer::start();
+    let s3 = server.client();
+    create_bucket(&s3, "bkt").await;
+    let mut headers = vec![("host".to_string(), server.addr().to_string())];
+    let body = b"no type given";
+    Signer::root().sign(
+        "PUT",
+        "/bkt/untyped",
+        &[],
+        &mut headers,
+        &sha256_hex(body),
+        std::time::SystemTime::now(),
+    );
+    let r = request(server.addr(), "PUT", "/bkt/untyped", &headers, body);
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    let head = ok(s3.head_object().bucket("bkt").key("untyped").send().await);
+    assert_eq!(head.content_type(), Some("binary/octet-stream"));
+    let got = ok(s3.get_object().bucket("bkt").key("untyped").send().await);
+    assert_eq!(got.content_type(), Some("binary/octet-stream"));
+}
