@@ -84,7 +84,14 @@ pub async fn copy_object(
         customer_algorithm: input.sse_customer_algorithm.as_deref(),
         customer_key_present: input.sse_customer_key.is_some(),
         bucket_key_enabled: input.bucket_key_enabled,
+        kms_context_present: input.ssekms_encryption_context.is_some(),
     })?;
+    object::check_write_options(
+        input.storage_class.as_ref(),
+        input.object_lock_mode.is_some()
+            || input.object_lock_retain_until_date.is_some()
+            || input.object_lock_legal_hold_status.is_some(),
+    )?;
     sse::check_read(
         input.copy_source_sse_customer_algorithm.as_deref(),
         input.copy_source_sse_customer_key.is_some(),

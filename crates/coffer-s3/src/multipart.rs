@@ -35,7 +35,14 @@ pub async fn create_multipart_upload(
         customer_algorithm: input.sse_customer_algorithm.as_deref(),
         customer_key_present: input.sse_customer_key.is_some(),
         bucket_key_enabled: input.bucket_key_enabled,
+        kms_context_present: input.ssekms_encryption_context.is_some(),
     })?;
+    object::check_write_options(
+        input.storage_class.as_ref(),
+        input.object_lock_mode.is_some()
+            || input.object_lock_retain_until_date.is_some()
+            || input.object_lock_legal_hold_status.is_some(),
+    )?;
     metadata::check_size(input.metadata.as_ref())?;
     crate::bucket::require_bucket(c, &input.bucket).await?;
     let (_dek, envelope) = c.new_data_key()?;

@@ -176,6 +176,43 @@ pub async fn store_object(
     }
 }
 
+/// Write options Coffer keeps no state for: Object Lock needs a bucket created with Object Lock
+/// (none is, here), and a storage class must be one S3 knows — every class is stored alike and
+/// listed as STANDARD, but an unknown name is a client's mistake S3 reports.
+pub(crate) fn check_write_options(
+    storage_class: Option<&StorageClass>,
+    object_lock: bool,
+) -> S3Result<()> {
+    const KNOWN: &[&str] = &[
+        StorageClass::STANDARD,
+        StorageClass::REDUCED_REDUNDANCY,
+        StorageClass::STANDARD_IA,
+        StorageClass::ONEZONE_IA,
+        StorageClass::INTELLIGENT_TIERING,
+        StorageClass::GLACIER,
+        StorageClass::DEEP_ARCHIVE,
+        StorageClass::OUTPOSTS,
+        StorageClass::GLACIER_IR,
+        StorageClass::SNOW,
+        StorageClass::EXPRESS_ONEZONE,
+    ];
+    if let Some(class) = storage_class
+        && !KNOWN.contains(&class.as_str())
+    {
+        return Err(s3_error!(
+            InvalidStorageClass,
+            "The storage class you specified is not valid"
+        ));
+    }
+    if object_lock {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Bucket is missing Object Lock Configuration"
+        ));
+    }
+    Ok(())
+}
+
 /// S3 writes accept `If-None-Match: *` only; an ETag there is `NotImplemented`, as S3 answers —
 /// never silently ignored. `If-Match` takes an ETag or `*`.
 pub(crate) fn supported_write_condition(
@@ -240,7 +277,14 @@ pub async fn put_object(
         customer_algorithm: input.sse_customer_algorithm.as_deref(),
         customer_key_present: input.sse_customer_key.is_some(),
         bucket_key_enabled: input.bucket_key_enabled,
+        kms_context_present: input.ssekms_encryption_context.is_some(),
     })?;
+    check_write_options(
+        input.storage_class.as_ref(),
+        input.object_lock_mode.is_some()
+            || input.object_lock_retain_until_date.is_some()
+            || input.object_lock_legal_hold_status.is_some(),
+    )?;
     if let Some(len) = input.content_length
         && len as u64 > pipeline::MAX_SINGLE_UPLOAD
     {

@@ -113,10 +113,12 @@ impl Frontend {
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() == b"0");
-        let early = admin(&method, &path, &self.stats).or_else(|| {
-            check_credential_scope(&req, &self.region)
-                .map(|(code, msg)| error_response(StatusCode::BAD_REQUEST, code, &msg))
-        });
+        let early = admin(&method, &path, &self.stats)
+            .or_else(|| {
+                check_credential_scope(&req, &self.region)
+                    .map(|(code, msg)| error_response(StatusCode::BAD_REQUEST, code, &msg))
+            })
+            .or_else(|| misplaced_sse_header(&req));
         let mut resp = match early {
             Some(r) => r,
             None => self.call_s3(req).await,
@@ -264,6 +266,35 @@ async fn check_document_digest(req: Request<Incoming>) -> s3s::S3Result<Request<
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
+/// S3 refuses `x-amz-server-side-encryption` on requests that do not choose an object's
+/// encryption — GET, HEAD, UploadPart, CompleteMultipartUpload — rather than ignore it.
+fn misplaced_sse_header(req: &Request<Incoming>) -> Option<Response<Body>> {
+    if !req.headers().contains_key("x-amz-server-side-encryption") {
+        return None;
+    }
+    let path = req.uri().path().trim_start_matches('/');
+    let on_object = path.contains('/');
+    let query = req.uri().query().unwrap_or("");
+    let has = |name: &str| {
+        query
+            .split('&')
+            .any(|kv| kv.split('=').next() == Some(name))
+    };
+    let refused = match *req.method() {
+        Method::GET | Method::HEAD => on_object,
+        Method::PUT => on_object && has("uploadId") && has("partNumber"),
+        Method::POST => on_object && has("uploadId"),
+        _ => false,
+    };
+    refused.then(|| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "x-amz-server-side-encryption header is not supported for this operation.",
+        )
+    })
+}
+
 /// An HTTP/1.1 request with `Expect: 100-continue`.
 fn asks_100_continue(req: &Request<Incoming>) -> bool {
     req.version() == http::Version::HTTP_11
@@ -334,13 +365,30 @@ fn check_credential_scope(req: &Request<Incoming>, region: &str) -> Option<(&'st
         .split('&')
         .find_map(|kv| kv.strip_prefix("X-Amz-Credential="))?;
     let credential = percent_decode(credential);
-    scope_error(&credential, region).map(|m| {
-        (
+    if let Some(m) = scope_error(&credential, region) {
+        return Some((
             "AuthorizationQueryParametersError",
             format!("Error parsing the X-Amz-Credential parameter; {m}"),
-        )
-    })
+        ));
+    }
+    let expires = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("X-Amz-Expires="))?;
+    match expires.parse::<u64>() {
+        Ok(seconds) if seconds <= MAX_PRESIGNED_EXPIRY => None,
+        Ok(_) => Some((
+            "AuthorizationQueryParametersError",
+            "X-Amz-Expires must be less than a week (in seconds) that is 604800".to_owned(),
+        )),
+        Err(_) => Some((
+            "AuthorizationQueryParametersError",
+            "X-Amz-Expires should be a number".to_owned(),
+        )),
+    }
 }
+
+/// The longest validity of a SigV4 presigned URL (7 days), as S3 enforces it.
+const MAX_PRESIGNED_EXPIRY: u64 = 604_800;
 
 /// What is wrong with a credential `AKID/yyyymmdd/region/service/aws4_request`, if anything.
 fn scope_error(credential: &str, region: &str) -> Option<String> {

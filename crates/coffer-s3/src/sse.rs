@@ -21,6 +21,8 @@ pub struct SseRequest<'a> {
     pub customer_algorithm: Option<&'a str>,
     pub customer_key_present: bool,
     pub bucket_key_enabled: Option<bool>,
+    /// `x-amz-server-side-encryption-context` was sent.
+    pub kms_context_present: bool,
 }
 
 /// Checks the request's SSE headers: `AES256` (or none) is accepted; KMS and SSE-C modes are
@@ -54,6 +56,12 @@ pub fn check_write(req: &SseRequest<'_>) -> S3Result<()> {
         return Err(s3_error!(
             InvalidArgument,
             "x-amz-server-side-encryption-aws-kms-key-id is only valid with x-amz-server-side-encryption aws:kms or aws:kms:dsse"
+        ));
+    }
+    if req.kms_context_present {
+        return Err(s3_error!(
+            InvalidArgument,
+            "x-amz-server-side-encryption-context is only valid with x-amz-server-side-encryption aws:kms or aws:kms:dsse"
         ));
     }
     if req.bucket_key_enabled == Some(true) {
@@ -91,7 +99,18 @@ mod tests {
             customer_algorithm: None,
             customer_key_present: false,
             bucket_key_enabled: None,
+            kms_context_present: false,
         }
+    }
+
+    #[test]
+    fn an_encryption_context_without_kms_is_invalid_argument() {
+        let with_context = SseRequest {
+            kms_context_present: true,
+            ..req(None)
+        };
+        let err = check_write(&with_context).unwrap_err();
+        assert_eq!(*err.code(), s3s::S3ErrorCode::InvalidArgument);
     }
 
     #[test]

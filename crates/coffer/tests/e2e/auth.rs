@@ -224,6 +224,29 @@ async fn a_presigned_get_serves_the_object() {
 }
 
 #[tokio::test]
+async fn a_presigned_url_valid_for_more_than_a_week_is_refused() {
+    let (_server, s3) = setup().await;
+    let presigned = ok(s3
+        .get_object()
+        .bucket("bkt")
+        .key("k")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
+        .await);
+    // The SDK will not sign for longer than S3 allows; the server must refuse it too.
+    let url = presigned
+        .uri()
+        .replace("X-Amz-Expires=300", "X-Amz-Expires=604801");
+    assert_ne!(url, presigned.uri());
+    let (addr, target) = split_url(&url);
+    let response = request(addr, "GET", &target, &[], b"");
+    assert_eq!(response.status, 400, "{}", response.body_text());
+    assert_eq!(
+        response.xml_element("Code").as_deref(),
+        Some("AuthorizationQueryParametersError")
+    );
+}
+
+#[tokio::test]
 async fn a_presigned_put_stores_the_object() {
     let (_server, s3) = setup().await;
     let presigned = ok(s3

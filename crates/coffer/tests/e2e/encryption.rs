@@ -201,6 +201,129 @@ async fn an_unknown_sse_value_is_invalid_argument() {
 }
 
 #[tokio::test]
+async fn sse_headers_where_s3_refuses_them_are_invalid_argument() {
+    let (_server, s3) = setup().await;
+    put(&s3, "bkt", "k", b"data").await;
+    assert_s3_error(
+        s3.get_object()
+            .bucket("bkt")
+            .key("k")
+            .customize()
+            .mutate_request(|r| {
+                r.headers_mut()
+                    .insert("x-amz-server-side-encryption", "AES256");
+            })
+            .send()
+            .await,
+        400,
+        "InvalidArgument",
+    );
+    assert_s3_status(
+        s3.head_object()
+            .bucket("bkt")
+            .key("k")
+            .customize()
+            .mutate_request(|r| {
+                r.headers_mut()
+                    .insert("x-amz-server-side-encryption", "AES256");
+            })
+            .send()
+            .await,
+        400,
+    );
+    let upload = ok(s3
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("mp")
+        .send()
+        .await);
+    assert_s3_error(
+        s3.upload_part()
+            .bucket("bkt")
+            .key("mp")
+            .upload_id(upload.upload_id().unwrap())
+            .part_number(1)
+            .body(ByteStream::from_static(b"part"))
+            .customize()
+            .mutate_request(|r| {
+                r.headers_mut()
+                    .insert("x-amz-server-side-encryption", "AES256");
+            })
+            .send()
+            .await,
+        400,
+        "InvalidArgument",
+    );
+    // An encryption context belongs to SSE-KMS only.
+    assert_s3_error(
+        s3.put_object()
+            .bucket("bkt")
+            .key("ctx")
+            .ssekms_encryption_context("eyJhIjoiYiJ9")
+            .body(ByteStream::from_static(b"data"))
+            .send()
+            .await,
+        400,
+        "InvalidArgument",
+    );
+    assert_s3_status(s3.head_object().bucket("bkt").key("ctx").send().await, 404);
+}
+
+#[tokio::test]
+async fn object_lock_and_unknown_storage_classes_are_refused_not_ignored() {
+    use aws_sdk_s3::types::{ObjectLockMode, StorageClass};
+    let (_server, s3) = setup().await;
+    assert_s3_error(
+        s3.put_object()
+            .bucket("bkt")
+            .key("locked")
+            .object_lock_mode(ObjectLockMode::Governance)
+            .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
+                4_000_000_000,
+            ))
+            .body(ByteStream::from_static(b"data"))
+            .send()
+            .await,
+        400,
+        "InvalidRequest",
+    );
+    assert_s3_error(
+        s3.put_object()
+            .bucket("bkt")
+            .key("bogus")
+            .storage_class(StorageClass::from("BOGUS"))
+            .body(ByteStream::from_static(b"data"))
+            .send()
+            .await,
+        400,
+        "InvalidStorageClass",
+    );
+    assert_s3_error(
+        s3.create_multipart_upload()
+            .bucket("bkt")
+            .key("bogus")
+            .storage_class(StorageClass::from("BOGUS"))
+            .send()
+            .await,
+        400,
+        "InvalidStorageClass",
+    );
+    for key in ["locked", "bogus"] {
+        assert_s3_status(s3.head_object().bucket("bkt").key(key).send().await, 404);
+    }
+    // A class S3 knows is accepted (every object is stored alike).
+    ok(s3
+        .put_object()
+        .bucket("bkt")
+        .key("ia")
+        .storage_class(StorageClass::StandardIa)
+        .body(ByteStream::from_static(b"data"))
+        .send()
+        .await);
+    assert_eq!(get(&s3, "bkt", "ia").await, b"data");
+}
+
+#[tokio::test]
 async fn sse_kms_and_dsse_kms_are_not_implemented_and_write_nothing() {
     let (_server, s3) = setup().await;
     put(&s3, "bkt", "existing", b"existing").await;
