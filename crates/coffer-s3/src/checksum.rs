@@ -199,6 +199,172 @@ pub fn check_whole_body(headers: &HeaderMap, body: &[u8]) -> S3Result<()> {
     Ok(())
 }
 
+/// The algorithms of the checksums a request claims (as headers or trailers).
+fn claimed_algorithms(claimed: &Claimed) -> Vec<&'static str> {
+    [
+        (claimed.crc32.is_some(), ChecksumAlgorithm::CRC32),
+        (claimed.crc32c.is_some(), ChecksumAlgorithm::CRC32C),
+        (claimed.crc64nvme.is_some(), ChecksumAlgorithm::CRC64NVME),
+        (claimed.sha1.is_some(), ChecksumAlgorithm::SHA1),
+        (claimed.sha256.is_some(), ChecksumAlgorithm::SHA256),
+    ]
+    .into_iter()
+    .filter_map(|(present, name)| present.then_some(name))
+    .collect()
+}
+
+/// A part of an upload created with `ChecksumAlgorithm` must not name another algorithm (S3's
+/// `InvalidRequest`, "Checksum Type mismatch").
+pub fn check_part_algorithm(
+    upload_algorithm: Option<&str>,
+    declared: Option<&ChecksumAlgorithm>,
+    claimed: &Claimed,
+) -> S3Result<()> {
+    let Some(expected) = upload_algorithm else {
+        return Ok(());
+    };
+    let mut named = claimed_algorithms(claimed);
+    if let Some(declared) = declared {
+        named.push(declared.as_str());
+    }
+    if let Some(other) = named.iter().find(|a| !a.eq_ignore_ascii_case(expected)) {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+            expected.to_ascii_lowercase(),
+            other.to_ascii_lowercase()
+        ));
+    }
+    Ok(())
+}
+
+/// One `<Part>` of CompleteMultipartUpload against the part as stored: every checksum it gives
+/// must be the part's (`InvalidPart`), and an upload created with `ChecksumAlgorithm` needs
+/// that checksum for every part (`InvalidRequest`).
+pub fn check_completed_part(
+    upload_algorithm: Option<&str>,
+    requested: &s3s::dto::CompletedPart,
+    stored: &coffer_store::PartLayout,
+) -> S3Result<()> {
+    let given = [
+        (
+            ChecksumAlgorithm::CRC32,
+            &requested.checksum_crc32,
+            &stored.checksums.crc32,
+        ),
+        (
+            ChecksumAlgorithm::CRC32C,
+            &requested.checksum_crc32c,
+            &stored.checksums.crc32c,
+        ),
+        (
+            ChecksumAlgorithm::CRC64NVME,
+            &requested.checksum_crc64nvme,
+            &stored.checksums.crc64nvme,
+        ),
+        (
+            ChecksumAlgorithm::SHA1,
+            &requested.checksum_sha1,
+            &stored.checksums.sha1,
+        ),
+        (
+            ChecksumAlgorithm::SHA256,
+            &requested.checksum_sha256,
+            &stored.checksums.sha256,
+        ),
+    ];
+    for (name, want, have) in given {
+        if let Some(want) = want
+            && Some(want) != have.as_ref()
+        {
+            return Err(s3_error!(
+                InvalidPart,
+                "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified {name} checksum may not match the part's checksum (part {})",
+                stored.part_number
+            ));
+        }
+        if upload_algorithm.is_some_and(|a| a.eq_ignore_ascii_case(name)) && want.is_none() {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The upload was created using a {} checksum. The complete request must include the checksum for each part. It was missing for part {} in the request.",
+                name.to_ascii_lowercase(),
+                stored.part_number
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The checksum of a completed multipart object, as S3 gives it: for an upload created with
+/// CRC32, CRC32C, SHA1 or SHA256, the COMPOSITE checksum (that algorithm over the concatenated
+/// part checksums, suffixed `-<parts>`); otherwise the FULL_OBJECT CRC64NVME of the whole body,
+/// combined from the parts' CRC64NVME. Parts missing the needed checksum leave it out.
+pub fn multipart_checksums(
+    upload_algorithm: Option<&str>,
+    parts: &[coffer_store::PartLayout],
+) -> coffer_store::Checksums {
+    let composite = upload_algorithm
+        .map(str::to_ascii_uppercase)
+        .filter(|a| a.as_str() != ChecksumAlgorithm::CRC64NVME);
+    if let Some(algorithm) = composite {
+        let pick = |c: &coffer_store::Checksums| match algorithm.as_str() {
+            ChecksumAlgorithm::CRC32 => c.crc32.clone(),
+            ChecksumAlgorithm::CRC32C => c.crc32c.clone(),
+            ChecksumAlgorithm::SHA1 => c.sha1.clone(),
+            _ => c.sha256.clone(),
+        };
+        let mut concatenated = Vec::new();
+        for part in parts {
+            let Some(raw) = pick(&part.checksums).and_then(|v| B64.decode(v).ok()) else {
+                return coffer_store::Checksums::default();
+            };
+            concatenated.extend_from_slice(&raw);
+        }
+        let mut hasher = ChecksumHasher::default();
+        match algorithm.as_str() {
+            ChecksumAlgorithm::CRC32 => hasher.crc32 = Some(Default::default()),
+            ChecksumAlgorithm::CRC32C => hasher.crc32c = Some(Default::default()),
+            ChecksumAlgorithm::SHA1 => hasher.sha1 = Some(Default::default()),
+            _ => hasher.sha256 = Some(Default::default()),
+        }
+        hasher.update(&concatenated);
+        let whole = hasher.finalize();
+        let suffix = |v: Option<String>| v.map(|v| format!("{v}-{}", parts.len()));
+        return coffer_store::Checksums {
+            crc32: suffix(whole.checksum_crc32),
+            crc32c: suffix(whole.checksum_crc32c),
+            crc64nvme: None,
+            sha1: suffix(whole.checksum_sha1),
+            sha256: suffix(whole.checksum_sha256),
+            checksum_type: Some("COMPOSITE".to_owned()),
+        };
+    }
+    let mut combined: Option<u64> = None;
+    for part in parts {
+        let Some(crc) = part
+            .checksums
+            .crc64nvme
+            .as_deref()
+            .and_then(|v| B64.decode(v).ok())
+            .and_then(|raw| <[u8; 8]>::try_from(raw).ok())
+            .map(u64::from_be_bytes)
+        else {
+            return coffer_store::Checksums::default();
+        };
+        combined = Some(match combined {
+            None => crc,
+            Some(sofar) => {
+                crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc64Nvme, sofar, crc, part.size)
+            }
+        });
+    }
+    coffer_store::Checksums {
+        crc64nvme: combined.map(|crc| B64.encode(crc.to_be_bytes())),
+        checksum_type: combined.map(|_| "FULL_OBJECT".to_owned()),
+        ..Default::default()
+    }
+}
+
 /// The computed checksums as the store records them.
 pub fn to_store(c: &Checksum) -> coffer_store::Checksums {
     coffer_store::Checksums {
@@ -214,6 +380,53 @@ pub fn to_store(c: &Checksum) -> coffer_store::Checksums {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn part_with_crc64(number: u32, data: &[u8]) -> coffer_store::PartLayout {
+        let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, data);
+        coffer_store::PartLayout {
+            part_number: number,
+            blob_id: String::new(),
+            size: data.len() as u64,
+            nonce_prefix: Vec::new(),
+            part_salt: None,
+            etag: String::new(),
+            checksums: coffer_store::Checksums {
+                crc64nvme: Some(B64.encode(crc.to_be_bytes())),
+                ..Default::default()
+            },
+            inline: false,
+        }
+    }
+
+    #[test]
+    fn a_multipart_objects_crc64nvme_is_that_of_the_whole_body() {
+        let (a, b, c) = (vec![7u8; 5000], b"second part".to_vec(), vec![0u8; 3]);
+        let parts = [
+            part_with_crc64(1, &a),
+            part_with_crc64(2, &b),
+            part_with_crc64(3, &c),
+        ];
+        let whole = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &[a, b, c].concat());
+        let got = multipart_checksums(None, &parts);
+        assert_eq!(got.crc64nvme, Some(B64.encode(whole.to_be_bytes())));
+        assert_eq!(got.checksum_type.as_deref(), Some("FULL_OBJECT"));
+        // A part without the checksum (made before it was kept) leaves the object without one.
+        let mut bare = parts.to_vec();
+        bare[1].checksums.crc64nvme = None;
+        assert_eq!(multipart_checksums(None, &bare).crc64nvme, None);
+    }
+
+    #[test]
+    fn a_part_naming_another_algorithm_than_its_upload_is_invalid_request() {
+        let claimed = Claimed {
+            crc32: Some("AAAAAA==".into()),
+            ..Default::default()
+        };
+        let err = check_part_algorithm(Some("SHA256"), None, &claimed).unwrap_err();
+        assert_eq!(*err.code(), s3s::S3ErrorCode::InvalidRequest);
+        assert!(check_part_algorithm(Some("CRC32"), None, &claimed).is_ok());
+        assert!(check_part_algorithm(None, None, &claimed).is_ok());
+    }
 
     #[test]
     fn content_md5_mismatch_is_bad_digest() {

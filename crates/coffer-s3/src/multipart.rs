@@ -125,13 +125,25 @@ pub async fn store_part(
         ));
     }
     let upload = load_upload(c, bucket, key, upload_id).await?;
+    let upload_algorithm = upload.checksum_algorithm.as_deref();
+    checksum::check_part_algorithm(
+        upload_algorithm,
+        digests.algorithm.as_ref(),
+        &digests.claimed,
+    )?;
+    // The upload's algorithm is computed for every part, claimed or not: the object's composite
+    // checksum is made from them.
+    let algorithm = digests
+        .algorithm
+        .clone()
+        .or_else(|| upload_algorithm.map(|a| ChecksumAlgorithm::from(a.to_owned())));
     let dek = c.open_data_key(&upload.envelope)?;
     let salt: [u8; coffer_crypto::PART_SALT_LEN] =
         coffer_crypto::random_array().map_err(crate::error::crypto_error)?;
     let part_key = coffer_crypto::derive_part_key(&dek, &salt);
     let blob_id = coffer_store::BlobStore::new_blob_id();
     let nonce_prefix = coffer_crypto::random_array().map_err(crate::error::crypto_error)?;
-    let hasher = checksum::hasher_for(&digests.claimed, digests.algorithm.as_ref(), headers)?;
+    let hasher = checksum::hasher_for(&digests.claimed, algorithm.as_ref(), headers)?;
     let written = pipeline::write_stream(
         &c.blobs,
         &blob_id,
@@ -148,6 +160,7 @@ pub async fn store_part(
     };
     let mut claimed = digests.claimed;
     claimed.merge_trailers(trailers)?;
+    checksum::check_part_algorithm(upload_algorithm, None, &claimed)?;
     checksum::verify(&claimed, &written.checksums)?;
     checksum::check_content_md5(digests.content_md5.as_deref(), &written.md5)?;
     pipeline::commit_blob(blob).await?;
@@ -299,6 +312,11 @@ pub async fn complete_multipart_upload(
         .and_then(|m| m.parts)
         .unwrap_or_default();
     let parts = select_parts(&requested, &stored)?;
+    let upload_algorithm = upload.checksum_algorithm.as_deref();
+    for (asked, part) in requested.iter().zip(&parts) {
+        checksum::check_completed_part(upload_algorithm, asked, part)?;
+    }
+    let checksums = checksum::multipart_checksums(upload_algorithm, &parts);
     let etag = multipart_etag(&parts)?;
     let size = parts.iter().map(|p| p.size).sum();
     let record = ObjectRecord {
@@ -313,7 +331,7 @@ pub async fn complete_multipart_upload(
         cache_control: upload.cache_control,
         expires: upload.expires,
         sealed_user_metadata: upload.sealed_user_metadata,
-        checksums: Default::default(),
+        checksums: checksums.clone(),
         envelope: upload.envelope,
         parts,
     };
@@ -347,6 +365,12 @@ pub async fn complete_multipart_upload(
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         e_tag: Some(ETag::Strong(etag)),
         server_side_encryption: sse::sse_s3(),
+        checksum_crc32: checksums.crc32,
+        checksum_crc32c: checksums.crc32c,
+        checksum_crc64nvme: checksums.crc64nvme,
+        checksum_sha1: checksums.sha1,
+        checksum_sha256: checksums.sha256,
+        checksum_type: checksums.checksum_type.map(ChecksumType::from),
         ..Default::default()
     }))
 }

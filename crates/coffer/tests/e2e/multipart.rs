@@ -1,13 +1,15 @@
 //! Multipart upload end to end: create, upload part, upload part copy (with range), list parts,
 //! list uploads, complete (md5-of-md5s ETag; InvalidPart, InvalidPartOrder, EntityTooSmall),
-//! abort and NoSuchUpload.
+//! abort and NoSuchUpload; the object's checksum (COMPOSITE for an upload created with a
+//! checksum algorithm, the whole body's CRC64NVME otherwise) and the part checksum rules.
 
 use crate::common;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use common::{
-    TestServer, assert_s3_error, create_bucket, get, multipart_etag, ok, pattern, put, quoted_md5,
+    TestServer, assert_s3_error, create_bucket, get, multipart_etag, ok, pattern, put,
+    put_multipart, quoted_md5,
 };
 
 const MIB: usize = 1 << 20;
@@ -609,4 +611,155 @@ async fn empty_parts_upload_and_copy_and_complete_to_an_empty_object() {
         .send()
         .await);
     assert_eq!(get(&s3, "bkt", "empty").await, b"");
+}
+
+/// Uploads `parts` to a new upload of `key` created with `algorithm` (each part sent with that
+/// algorithm, so the SDK computes its checksum) and returns the upload id and the parts' answers.
+async fn upload_with_checksums(
+    s3: &aws_sdk_s3::Client,
+    key: &str,
+    algorithm: aws_sdk_s3::types::ChecksumAlgorithm,
+    parts: &[&[u8]],
+) -> (
+    String,
+    Vec<aws_sdk_s3::operation::upload_part::UploadPartOutput>,
+) {
+    let upload = ok(s3
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key(key)
+        .checksum_algorithm(algorithm.clone())
+        .send()
+        .await);
+    let id = upload.upload_id().unwrap().to_string();
+    let mut outs = Vec::new();
+    for (i, data) in parts.iter().enumerate() {
+        outs.push(ok(s3
+            .upload_part()
+            .bucket("bkt")
+            .key(key)
+            .upload_id(&id)
+            .part_number(i as i32 + 1)
+            .checksum_algorithm(algorithm.clone())
+            .body(ByteStream::from(data.to_vec()))
+            .send()
+            .await));
+    }
+    (id, outs)
+}
+
+#[tokio::test]
+async fn an_upload_with_a_checksum_algorithm_gets_a_composite_checksum() {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType};
+    use common::checksum::sha256_b64;
+    let (_server, s3) = setup().await;
+    let first = pattern(5 * 1024 * 1024, 1);
+    let second = pattern(1000, 2);
+    let (id, outs) =
+        upload_with_checksums(&s3, "sha", ChecksumAlgorithm::Sha256, &[&first, &second]).await;
+    assert_eq!(outs[0].checksum_sha256(), Some(sha256_b64(&first).as_str()));
+
+    let part = |n: i32, out: &aws_sdk_s3::operation::upload_part::UploadPartOutput| {
+        CompletedPart::builder()
+            .part_number(n)
+            .e_tag(out.e_tag().unwrap())
+    };
+    let complete = |parts: Vec<CompletedPart>| {
+        s3.complete_multipart_upload()
+            .bucket("bkt")
+            .key("sha")
+            .upload_id(&id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+    };
+    // Every part's checksum is required, and must be the part's.
+    assert_s3_error(
+        complete(vec![
+            part(1, &outs[0])
+                .checksum_sha256(sha256_b64(&first))
+                .build(),
+            part(2, &outs[1]).build(),
+        ])
+        .await,
+        400,
+        "InvalidRequest",
+    );
+    assert_s3_error(
+        complete(vec![
+            part(1, &outs[0])
+                .checksum_sha256(sha256_b64(&first))
+                .build(),
+            part(2, &outs[1])
+                .checksum_sha256(sha256_b64(b"not the part"))
+                .build(),
+        ])
+        .await,
+        400,
+        "InvalidPart",
+    );
+    // A part with another algorithm than the upload's is refused.
+    assert_s3_error(
+        s3.upload_part()
+            .bucket("bkt")
+            .key("sha")
+            .upload_id(&id)
+            .part_number(3)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .body(ByteStream::from_static(b"wrong kind"))
+            .send()
+            .await,
+        400,
+        "InvalidRequest",
+    );
+
+    let done = ok(complete(vec![
+        part(1, &outs[0])
+            .checksum_sha256(sha256_b64(&first))
+            .build(),
+        part(2, &outs[1])
+            .checksum_sha256(sha256_b64(&second))
+            .build(),
+    ])
+    .await);
+    // COMPOSITE: SHA-256 over the concatenated part SHA-256s, with the part count.
+    let raw = |data: &[u8]| common::sigv4::sha256(data).to_vec();
+    let expected = format!("{}-2", sha256_b64(&[raw(&first), raw(&second)].concat()));
+    assert_eq!(done.checksum_sha256(), Some(expected.as_str()));
+    let head = ok(s3
+        .head_object()
+        .bucket("bkt")
+        .key("sha")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await);
+    assert_eq!(head.checksum_sha256(), Some(expected.as_str()));
+    assert_eq!(head.checksum_type(), Some(&ChecksumType::Composite));
+    assert_eq!(get(&s3, "bkt", "sha").await, [first, second].concat());
+}
+
+#[tokio::test]
+async fn a_multipart_object_has_the_crc64nvme_of_its_whole_body() {
+    use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
+    use common::checksum::crc64nvme_b64;
+    let (_server, s3) = setup().await;
+    let first = pattern(5 * 1024 * 1024, 3);
+    let second = pattern(77_777, 4);
+    put_multipart(&s3, "bkt", "plain", &[&first, &second]).await;
+    let head = ok(s3
+        .head_object()
+        .bucket("bkt")
+        .key("plain")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await);
+    let whole = [first, second].concat();
+    assert_eq!(
+        head.checksum_crc64_nvme(),
+        Some(crc64nvme_b64(&whole).as_str())
+    );
+    assert_eq!(head.checksum_type(), Some(&ChecksumType::FullObject));
 }
