@@ -9,12 +9,46 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use crate::conditional::timestamp_from_ms;
 use crate::service::{Coffer, now_ms};
 
+/// Most buckets one ListBuckets page may hold (`max-buckets`).
+const MAX_BUCKETS: i32 = 10_000;
+
+/// ListBuckets, with S3's `prefix`, `bucket-region`, `max-buckets` and `continuation-token`.
 pub async fn list_buckets(
     c: &Coffer,
-    _req: S3Request<ListBucketsInput>,
+    req: S3Request<ListBucketsInput>,
 ) -> S3Result<S3Response<ListBucketsOutput>> {
-    let buckets = c.meta(|m| m.list_buckets()).await?;
-    let buckets = buckets
+    let input = req.input;
+    let max = match input.max_buckets {
+        None => MAX_BUCKETS,
+        Some(n) if (1..=MAX_BUCKETS).contains(&n) => n,
+        Some(_) => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "max-buckets must be an integer between 1 and {MAX_BUCKETS}"
+            ));
+        }
+    } as usize;
+    let after = input
+        .continuation_token
+        .as_deref()
+        .map(crate::list::decode_token)
+        .transpose()?;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let mut matching: Vec<BucketRecord> = c
+        .meta(|m| m.list_buckets())
+        .await?
+        .into_iter()
+        .filter(|b| b.name.starts_with(&prefix))
+        .filter(|b| input.bucket_region.as_ref().is_none_or(|r| *r == b.region))
+        .filter(|b| after.as_ref().is_none_or(|a| b.name > *a))
+        .collect();
+    matching.sort_by(|a, b| a.name.cmp(&b.name));
+    let truncated = matching.len() > max;
+    matching.truncate(max);
+    let next = truncated
+        .then(|| matching.last().map(|b| crate::list::encode_token(&b.name)))
+        .flatten();
+    let buckets = matching
         .into_iter()
         .map(|b| Bucket {
             name: Some(b.name),
@@ -25,7 +59,8 @@ pub async fn list_buckets(
     Ok(S3Response::new(ListBucketsOutput {
         buckets: Some(buckets),
         owner: Some(owner()),
-        ..Default::default()
+        continuation_token: next,
+        prefix: input.prefix,
     }))
 }
 

@@ -213,7 +213,7 @@ pub async fn list_objects_v2(
     let url = is_url(input.encoding_type.as_ref());
     let key_count = (p.objects.len() + p.prefixes.len()) as i32;
     let next = if p.truncated {
-        p.last.as_deref().map(|l| B64URL.encode(l))
+        p.last.as_deref().map(encode_token)
     } else {
         None
     };
@@ -240,7 +240,13 @@ pub async fn list_objects_v2(
     }))
 }
 
-fn decode_token(token: &str) -> S3Result<String> {
+/// A continuation token that resumes after `last` (a key, a common prefix or a bucket name).
+pub(crate) fn encode_token(last: &str) -> String {
+    B64URL.encode(last)
+}
+
+/// The name a continuation token of [`encode_token`] resumes after.
+pub(crate) fn decode_token(token: &str) -> S3Result<String> {
     B64URL
         .decode(token)
         .ok()

@@ -1,4 +1,4 @@
-//! Bucket operations end to end: ListBuckets, CreateBucket (name rules, already owned),
+//! Bucket operations end to end: ListBuckets (paged, by prefix), CreateBucket (name rules, already owned),
 //! HeadBucket, DeleteBucket (not empty), GetBucketLocation, and NoSuchBucket everywhere.
 
 use crate::common;
@@ -185,4 +185,43 @@ async fn get_bucket_location_of_a_us_east_1_bucket_is_empty() {
     let out = ok(s3.get_bucket_location().bucket("where").send().await);
     let location = out.location_constraint().map(|l| l.as_str()).unwrap_or("");
     assert_eq!(location, "", "LocationConstraint of a us-east-1 bucket");
+}
+
+#[tokio::test]
+async fn list_buckets_pages_and_filters_by_prefix() {
+    let server = TestServer::start();
+    let s3 = server.client();
+    let names = ["pg-a1", "pg-a2", "pg-b1", "pg-b2", "pg-c"];
+    for name in names {
+        create_bucket(&s3, name).await;
+    }
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..10 {
+        let out = ok(s3
+            .list_buckets()
+            .max_buckets(2)
+            .set_continuation_token(token.clone())
+            .send()
+            .await);
+        assert!(out.buckets().len() <= 2);
+        seen.extend(out.buckets().iter().map(|b| b.name().unwrap().to_string()));
+        token = out.continuation_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, names);
+
+    let out = ok(s3.list_buckets().prefix("pg-b").send().await);
+    let listed: Vec<_> = out.buckets().iter().filter_map(|b| b.name()).collect();
+    assert_eq!(listed, ["pg-b1", "pg-b2"]);
+    assert_eq!(out.prefix(), Some("pg-b"));
+    assert_eq!(out.continuation_token(), None);
+
+    assert_s3_error(
+        s3.list_buckets().max_buckets(0).send().await,
+        400,
+        "InvalidArgument",
+    );
 }
