@@ -1,5 +1,6 @@
-//! Bucket operations end to end: ListBuckets (paged, by prefix), CreateBucket (name rules, already owned),
-//! HeadBucket, DeleteBucket (not empty), GetBucketLocation, and NoSuchBucket everywhere.
+//! Bucket operations end to end: ListBuckets (paged, by prefix), CreateBucket (name rules,
+//! already owned), HeadBucket, DeleteBucket (not empty), GetBucketLocation, and NoSuchBucket
+//! everywhere.
 
 use crate::common;
 
