@@ -63,6 +63,30 @@ pub fn hasher_for(
     algorithm: Option<&ChecksumAlgorithm>,
     headers: &HeaderMap,
 ) -> S3Result<ChecksumHasher> {
+    // The SDKs declare the algorithm of PutObject and UploadPart in x-amz-sdk-checksum-algorithm,
+    // which `s3s` 0.14 does not read into the input (it reads x-amz-checksum-algorithm).
+    let sdk_declared = headers
+        .get("x-amz-sdk-checksum-algorithm")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| ChecksumAlgorithm::from(v.to_owned()));
+    let algorithm = algorithm.or(sdk_declared.as_ref());
+    let in_headers = claimed_algorithms(claimed);
+    if in_headers.len() > 1 {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+        ));
+    }
+    if let (Some(declared), Some(given)) = (algorithm, in_headers.first())
+        && !declared.as_str().eq_ignore_ascii_case(given)
+    {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Value for x-amz-sdk-checksum-algorithm header is invalid: it names {}, the request carries x-amz-checksum-{}",
+            declared.as_str(),
+            given.to_ascii_lowercase()
+        ));
+    }
     let mut h = ChecksumHasher {
         crc64nvme: Some(Default::default()),
         ..Default::default()

@@ -375,3 +375,30 @@ async fn digests_of_xml_request_bodies_are_checked() {
     assert_eq!(r.xml_element("Code").as_deref(), Some("BadDigest"));
     assert_s3_status(s3.head_bucket().bucket("newbkt").send().await, 404);
 }
+
+#[tokio::test]
+async fn one_checksum_per_request_and_it_must_be_the_declared_one() {
+    let server = TestServer::start();
+    let s3 = server.client();
+    create_bucket(&s3, "bkt").await;
+    let two = [
+        ("x-amz-checksum-crc32", CRC32.to_string()),
+        ("x-amz-checksum-sha256", SHA256.to_string()),
+    ];
+    let mismatched = [
+        ("x-amz-sdk-checksum-algorithm", "SHA1".to_string()),
+        ("x-amz-checksum-sha256", SHA256.to_string()),
+    ];
+    for headers in [&two[..], &mismatched[..]] {
+        let r = signed(&server, "PUT", "/bkt/k", &[], headers, BODY);
+        assert_eq!(r.status, 400, "{}", r.body_text());
+        assert_eq!(r.xml_element("Code").as_deref(), Some("InvalidRequest"));
+        assert_s3_status(s3.head_object().bucket("bkt").key("k").send().await, 404);
+    }
+    let declared = [
+        ("x-amz-sdk-checksum-algorithm", "SHA256".to_string()),
+        ("x-amz-checksum-sha256", SHA256.to_string()),
+    ];
+    let r = signed(&server, "PUT", "/bkt/k", &[], &declared, BODY);
+    assert_eq!(r.status, 200, "{}", r.body_text());
+}
