@@ -353,17 +353,7 @@ async fn digests_of_xml_request_bodies_are_checked() {
     ok(s3
         .delete_objects()
         .bucket("bkt")
-        .delete(
-            aws_sdk_s3::types::Delete::builder()
-                .objects(
-                    aws_sdk_s3::types::ObjectIdentifier::builder()
-                        .key("mp")
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-        )
+        .delete(common::delete_request(&["mp"], false))
         .send()
         .await);
 

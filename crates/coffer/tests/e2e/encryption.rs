@@ -640,17 +640,7 @@ async fn inline_data_follows_its_objects_through_copy_multipart_and_delete() {
     ok(s3
         .delete_objects()
         .bucket("bkt")
-        .delete(
-            aws_sdk_s3::types::Delete::builder()
-                .objects(
-                    aws_sdk_s3::types::ObjectIdentifier::builder()
-                        .key("deleted")
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-        )
+        .delete(common::delete_request(&["deleted"], false))
         .send()
         .await);
     ok(s3

@@ -7,9 +7,9 @@ use crate::common;
 use std::collections::HashMap;
 
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use common::{
-    TestServer, assert_s3_error, assert_s3_status, create_bucket, get, ok, pattern, put, quoted_md5,
+    TestServer, assert_s3_error, assert_s3_status, create_bucket, delete_request, get, ok, pattern,
+    put, quoted_md5,
 };
 
 #[tokio::test]
@@ -133,18 +133,6 @@ async fn deleted_object_is_gone_and_deleting_a_missing_key_succeeds() {
         .key("never-existed")
         .send()
         .await);
-}
-
-fn delete_request(keys: &[&str], quiet: bool) -> Delete {
-    let objects = keys
-        .iter()
-        .map(|k| ObjectIdentifier::builder().key(*k).build().unwrap())
-        .collect();
-    Delete::builder()
-        .set_objects(Some(objects))
-        .quiet(quiet)
-        .build()
-        .unwrap()
 }
 
 #[tokio::test]

@@ -709,6 +709,20 @@ pub async fn get_range(
     (bytes, content_range)
 }
 
+/// The body of a DeleteObjects request for `keys`.
+pub fn delete_request(keys: &[&str], quiet: bool) -> aws_sdk_s3::types::Delete {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    let objects = keys
+        .iter()
+        .map(|k| ObjectIdentifier::builder().key(*k).build().unwrap())
+        .collect();
+    Delete::builder()
+        .set_objects(Some(objects))
+        .quiet(quiet)
+        .build()
+        .unwrap()
+}
+
 /// Uploads `parts` as one multipart object and returns the final ETag.
 pub async fn put_multipart(client: &Client, bucket: &str, key: &str, parts: &[&[u8]]) -> String {
     use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
