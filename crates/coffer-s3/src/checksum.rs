@@ -82,7 +82,7 @@ pub fn hasher_for(
     {
         return Err(s3_error!(
             InvalidRequest,
-            "Value for x-amz-sdk-checksum-algorithm header is invalid: it names {}, the request carries x-amz-checksum-{}",
+            "Value for x-amz-sdk-checksum-algorithm header is invalid: the declared algorithm is {}, the request carries x-amz-checksum-{}",
             declared.as_str(),
             given.to_ascii_lowercase()
         ));
@@ -319,31 +319,85 @@ pub fn check_completed_part(
     Ok(())
 }
 
-/// The checksum of a completed multipart object, as S3 gives it: for an upload created with
-/// CRC32, CRC32C, SHA1 or SHA256, the COMPOSITE checksum (that algorithm over the concatenated
-/// part checksums, suffixed `-<parts>`); otherwise the FULL_OBJECT CRC64NVME of the whole body,
-/// combined from the parts' CRC64NVME. Parts missing the needed checksum leave it out.
+/// The checksum type of a new multipart upload: what `x-amz-checksum-type` asks for, or the
+/// algorithm's default (FULL_OBJECT for CRC64NVME, COMPOSITE for the others); `None` without an
+/// algorithm. S3's combinations: FULL_OBJECT with the CRCs, COMPOSITE with all but CRC64NVME.
+pub fn multipart_checksum_type(
+    algorithm: Option<&ChecksumAlgorithm>,
+    requested: Option<&s3s::dto::ChecksumType>,
+) -> S3Result<Option<String>> {
+    let Some(algorithm) = algorithm.map(|a| a.as_str().to_ascii_uppercase()) else {
+        if requested.is_some() {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header."
+            ));
+        }
+        return Ok(None);
+    };
+    let crc = matches!(
+        algorithm.as_str(),
+        ChecksumAlgorithm::CRC32 | ChecksumAlgorithm::CRC32C | ChecksumAlgorithm::CRC64NVME
+    );
+    let kind = match requested.map(|t| t.as_str().to_ascii_uppercase()) {
+        None if algorithm == ChecksumAlgorithm::CRC64NVME => FULL_OBJECT.to_owned(),
+        None => COMPOSITE.to_owned(),
+        Some(kind) => kind,
+    };
+    let allowed = match kind.as_str() {
+        FULL_OBJECT => crc,
+        COMPOSITE => algorithm != ChecksumAlgorithm::CRC64NVME,
+        _ => false,
+    };
+    if !allowed {
+        return Err(s3_error!(
+            InvalidRequest,
+            "The {algorithm} checksum algorithm does not support the {kind} checksum type."
+        ));
+    }
+    Ok(Some(kind))
+}
+
+const FULL_OBJECT: &str = "FULL_OBJECT";
+const COMPOSITE: &str = "COMPOSITE";
+
+/// The checksum of a completed multipart object, as S3 gives it: for an upload created with a
+/// checksum algorithm, that algorithm's COMPOSITE checksum (over the concatenated part checksums,
+/// suffixed `-<parts>`) or FULL_OBJECT CRC (combined from the parts' CRCs, as if computed over the
+/// whole body) as `checksum_type` says; without one, the FULL_OBJECT CRC64NVME S3 keeps for
+/// every object. Parts missing the needed checksum leave the object without one.
 pub fn multipart_checksums(
     upload_algorithm: Option<&str>,
+    checksum_type: Option<&str>,
     parts: &[coffer_store::PartLayout],
 ) -> coffer_store::Checksums {
-    let composite = upload_algorithm
+    let algorithm = upload_algorithm
         .map(str::to_ascii_uppercase)
-        .filter(|a| a.as_str() != ChecksumAlgorithm::CRC64NVME);
-    if let Some(algorithm) = composite {
-        let pick = |c: &coffer_store::Checksums| match algorithm.as_str() {
-            ChecksumAlgorithm::CRC32 => c.crc32.clone(),
-            ChecksumAlgorithm::CRC32C => c.crc32c.clone(),
-            ChecksumAlgorithm::SHA1 => c.sha1.clone(),
-            _ => c.sha256.clone(),
+        .unwrap_or_else(|| ChecksumAlgorithm::CRC64NVME.to_owned());
+    let pick = |c: &coffer_store::Checksums| match algorithm.as_str() {
+        ChecksumAlgorithm::CRC32 => c.crc32.clone(),
+        ChecksumAlgorithm::CRC32C => c.crc32c.clone(),
+        ChecksumAlgorithm::CRC64NVME => c.crc64nvme.clone(),
+        ChecksumAlgorithm::SHA1 => c.sha1.clone(),
+        _ => c.sha256.clone(),
+    };
+    let Some(raw_parts) = parts
+        .iter()
+        .map(|p| pick(&p.checksums).and_then(|v| B64.decode(v).ok()))
+        .collect::<Option<Vec<Vec<u8>>>>()
+    else {
+        return coffer_store::Checksums::default();
+    };
+    let full_object = match checksum_type {
+        Some(kind) => kind.eq_ignore_ascii_case(FULL_OBJECT),
+        None => algorithm == ChecksumAlgorithm::CRC64NVME,
+    };
+    let value = if full_object {
+        let Some(crc) = combine_crcs(&algorithm, &raw_parts, parts) else {
+            return coffer_store::Checksums::default();
         };
-        let mut concatenated = Vec::new();
-        for part in parts {
-            let Some(raw) = pick(&part.checksums).and_then(|v| B64.decode(v).ok()) else {
-                return coffer_store::Checksums::default();
-            };
-            concatenated.extend_from_slice(&raw);
-        }
+        crc
+    } else {
         let mut hasher = ChecksumHasher::default();
         match algorithm.as_str() {
             ChecksumAlgorithm::CRC32 => hasher.crc32 = Some(Default::default()),
@@ -351,42 +405,85 @@ pub fn multipart_checksums(
             ChecksumAlgorithm::SHA1 => hasher.sha1 = Some(Default::default()),
             _ => hasher.sha256 = Some(Default::default()),
         }
-        hasher.update(&concatenated);
+        hasher.update(&raw_parts.concat());
         let whole = hasher.finalize();
-        let suffix = |v: Option<String>| v.map(|v| format!("{v}-{}", parts.len()));
-        return coffer_store::Checksums {
-            crc32: suffix(whole.checksum_crc32),
-            crc32c: suffix(whole.checksum_crc32c),
-            crc64nvme: None,
-            sha1: suffix(whole.checksum_sha1),
-            sha256: suffix(whole.checksum_sha256),
-            checksum_type: Some("COMPOSITE".to_owned()),
-        };
-    }
-    let mut combined: Option<u64> = None;
-    for part in parts {
-        let Some(crc) = part
-            .checksums
-            .crc64nvme
-            .as_deref()
-            .and_then(|v| B64.decode(v).ok())
-            .and_then(|raw| <[u8; 8]>::try_from(raw).ok())
-            .map(u64::from_be_bytes)
+        let Some(v) = whole
+            .checksum_crc32
+            .or(whole.checksum_crc32c)
+            .or(whole.checksum_sha1)
+            .or(whole.checksum_sha256)
         else {
             return coffer_store::Checksums::default();
         };
+        format!("{v}-{}", parts.len())
+    };
+    let mut out = coffer_store::Checksums {
+        checksum_type: Some(if full_object { FULL_OBJECT } else { COMPOSITE }.to_owned()),
+        ..Default::default()
+    };
+    let slot = match algorithm.as_str() {
+        ChecksumAlgorithm::CRC32 => &mut out.crc32,
+        ChecksumAlgorithm::CRC32C => &mut out.crc32c,
+        ChecksumAlgorithm::CRC64NVME => &mut out.crc64nvme,
+        ChecksumAlgorithm::SHA1 => &mut out.sha1,
+        _ => &mut out.sha256,
+    };
+    *slot = Some(value);
+    out
+}
+
+/// The CRC of the whole body from the parts' CRCs (big-endian bytes, as S3 encodes them) and
+/// sizes, base64-encoded; `None` for a non-CRC algorithm or a malformed part value.
+fn combine_crcs(
+    algorithm: &str,
+    raw_parts: &[Vec<u8>],
+    parts: &[coffer_store::PartLayout],
+) -> Option<String> {
+    use crc_fast::CrcAlgorithm;
+    let (crc_algorithm, width) = match algorithm {
+        ChecksumAlgorithm::CRC32 => (CrcAlgorithm::Crc32IsoHdlc, 4),
+        ChecksumAlgorithm::CRC32C => (CrcAlgorithm::Crc32Iscsi, 4),
+        ChecksumAlgorithm::CRC64NVME => (CrcAlgorithm::Crc64Nvme, 8),
+        _ => return None,
+    };
+    let mut combined: Option<u64> = None;
+    for (raw, part) in raw_parts.iter().zip(parts) {
+        if raw.len() != width {
+            return None;
+        }
+        let crc = raw.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
         combined = Some(match combined {
             None => crc,
-            Some(sofar) => {
-                crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc64Nvme, sofar, crc, part.size)
-            }
+            Some(sofar) => crc_fast::checksum_combine(crc_algorithm, sofar, crc, part.size),
         });
     }
-    coffer_store::Checksums {
-        crc64nvme: combined.map(|crc| B64.encode(crc.to_be_bytes())),
-        checksum_type: combined.map(|_| "FULL_OBJECT".to_owned()),
-        ..Default::default()
+    let crc = combined?;
+    Some(B64.encode(&crc.to_be_bytes()[8 - width..]))
+}
+
+/// The whole-object checksum a CompleteMultipartUpload request claims, against the object's:
+/// a different value is `BadDigest` (a composite value may be given with or without its `-N`).
+pub fn check_object_checksum(claimed: &Claimed, object: &coffer_store::Checksums) -> S3Result<()> {
+    let pairs = [
+        ("CRC32", &claimed.crc32, &object.crc32),
+        ("CRC32C", &claimed.crc32c, &object.crc32c),
+        ("CRC64NVME", &claimed.crc64nvme, &object.crc64nvme),
+        ("SHA1", &claimed.sha1, &object.sha1),
+        ("SHA256", &claimed.sha256, &object.sha256),
+    ];
+    for (name, want, have) in pairs {
+        let Some(want) = want else { continue };
+        let matches = have.as_deref().is_some_and(|have| {
+            have == want || have.rsplit_once('-').is_some_and(|(v, _)| v == want)
+        });
+        if !matches {
+            return Err(s3_error!(
+                BadDigest,
+                "The {name} you specified for the multipart object did not match the calculated checksum."
+            ));
+        }
     }
+    Ok(())
 }
 
 /// The computed checksums as the store records them.
@@ -431,13 +528,13 @@ mod tests {
             part_with_crc64(3, &c),
         ];
         let whole = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &[a, b, c].concat());
-        let got = multipart_checksums(None, &parts);
+        let got = multipart_checksums(None, None, &parts);
         assert_eq!(got.crc64nvme, Some(B64.encode(whole.to_be_bytes())));
         assert_eq!(got.checksum_type.as_deref(), Some("FULL_OBJECT"));
         // A part without the checksum (made before it was kept) leaves the object without one.
         let mut bare = parts.to_vec();
         bare[1].checksums.crc64nvme = None;
-        assert_eq!(multipart_checksums(None, &bare).crc64nvme, None);
+        assert_eq!(multipart_checksums(None, None, &bare).crc64nvme, None);
     }
 
     #[test]

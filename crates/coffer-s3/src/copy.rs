@@ -86,12 +86,7 @@ pub async fn copy_object(
         bucket_key_enabled: input.bucket_key_enabled,
         kms_context_present: input.ssekms_encryption_context.is_some(),
     })?;
-    object::check_write_options(
-        input.storage_class.as_ref(),
-        input.object_lock_mode.is_some()
-            || input.object_lock_retain_until_date.is_some()
-            || input.object_lock_legal_hold_status.is_some(),
-    )?;
+    object::check_input_write_options!(input);
     sse::check_read(
         input.copy_source_sse_customer_algorithm.as_deref(),
         input.copy_source_sse_customer_key.is_some(),
@@ -261,8 +256,13 @@ pub async fn upload_part_copy(
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(ETag::Strong(part.etag.clone())),
             last_modified: Some(timestamp_from_ms(crate::service::now_ms())),
+            // Every checksum kept for the part: an upload created with a checksum algorithm
+            // needs this part's in CompleteMultipartUpload.
+            checksum_crc32: part.checksums.crc32.clone(),
+            checksum_crc32c: part.checksums.crc32c.clone(),
             checksum_crc64nvme: part.checksums.crc64nvme.clone(),
-            ..Default::default()
+            checksum_sha1: part.checksums.sha1.clone(),
+            checksum_sha256: part.checksums.sha256.clone(),
         }),
         server_side_encryption: sse::sse_s3(),
         ..Default::default()

@@ -11,6 +11,7 @@ mod bucket;
 mod checksum;
 mod conditional;
 mod copy;
+mod document;
 mod error;
 mod keyring;
 mod kms_api;

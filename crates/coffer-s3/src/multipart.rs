@@ -37,14 +37,13 @@ pub async fn create_multipart_upload(
         bucket_key_enabled: input.bucket_key_enabled,
         kms_context_present: input.ssekms_encryption_context.is_some(),
     })?;
-    object::check_write_options(
-        input.storage_class.as_ref(),
-        input.object_lock_mode.is_some()
-            || input.object_lock_retain_until_date.is_some()
-            || input.object_lock_legal_hold_status.is_some(),
-    )?;
+    object::check_input_write_options!(input);
     metadata::check_size(input.metadata.as_ref())?;
     crate::bucket::require_bucket(c, &input.bucket).await?;
+    let checksum_type = checksum::multipart_checksum_type(
+        input.checksum_algorithm.as_ref(),
+        input.checksum_type.as_ref(),
+    )?;
     let (_dek, envelope) = c.new_data_key()?;
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
     let rec = UploadRecord {
@@ -64,6 +63,7 @@ pub async fn create_multipart_upload(
             .checksum_algorithm
             .as_ref()
             .map(|a| a.as_str().to_owned()),
+        checksum_type: checksum_type.clone(),
         envelope,
     };
     c.meta(move |m| m.create_upload(&rec)).await?;
@@ -73,6 +73,7 @@ pub async fn create_multipart_upload(
         upload_id: Some(upload_id),
         server_side_encryption: sse::sse_s3(),
         checksum_algorithm: input.checksum_algorithm,
+        checksum_type: checksum_type.map(ChecksumType::from),
         ..Default::default()
     }))
 }
@@ -316,7 +317,18 @@ pub async fn complete_multipart_upload(
     for (asked, part) in requested.iter().zip(&parts) {
         checksum::check_completed_part(upload_algorithm, asked, part)?;
     }
-    let checksums = checksum::multipart_checksums(upload_algorithm, &parts);
+    let checksums =
+        checksum::multipart_checksums(upload_algorithm, upload.checksum_type.as_deref(), &parts);
+    checksum::check_object_checksum(
+        &checksum::Claimed {
+            crc32: input.checksum_crc32,
+            crc32c: input.checksum_crc32c,
+            crc64nvme: input.checksum_crc64nvme,
+            sha1: input.checksum_sha1,
+            sha256: input.checksum_sha256,
+        },
+        &checksums,
+    )?;
     let etag = multipart_etag(&parts)?;
     let size = parts.iter().map(|p| p.size).sum();
     let record = ObjectRecord {

@@ -176,6 +176,20 @@ pub async fn store_object(
     }
 }
 
+/// [`check_write_options`] on the storage class and Object Lock fields of a PutObject,
+/// CopyObject or CreateMultipartUpload input (the three share the field names).
+macro_rules! check_input_write_options {
+    ($input:expr) => {
+        $crate::object::check_write_options(
+            $input.storage_class.as_ref(),
+            $input.object_lock_mode.is_some()
+                || $input.object_lock_retain_until_date.is_some()
+                || $input.object_lock_legal_hold_status.is_some(),
+        )?
+    };
+}
+pub(crate) use check_input_write_options;
+
 /// Write options Coffer keeps no state for: Object Lock needs a bucket created with Object Lock
 /// (none is, here), and a storage class must be one S3 knows — every class is stored alike and
 /// listed as STANDARD, but an unknown name is a client's mistake S3 reports.
@@ -279,12 +293,7 @@ pub async fn put_object(
         bucket_key_enabled: input.bucket_key_enabled,
         kms_context_present: input.ssekms_encryption_context.is_some(),
     })?;
-    check_write_options(
-        input.storage_class.as_ref(),
-        input.object_lock_mode.is_some()
-            || input.object_lock_retain_until_date.is_some()
-            || input.object_lock_legal_hold_status.is_some(),
-    )?;
+    check_input_write_options!(input);
     if let Some(len) = input.content_length
         && len as u64 > pipeline::MAX_SINGLE_UPLOAD
     {
@@ -655,7 +664,12 @@ impl DeleteCondition {
             return Ok(());
         }
         let Some(cur) = current else {
-            return Err(StoreError::ObjectNotFound);
+            // If-Match asks for an object; the size and time conditions only compare one.
+            return if self.etag.is_some() {
+                Err(StoreError::ObjectNotFound)
+            } else {
+                Ok(())
+            };
         };
         let etag_differs = matches!(&self.etag, Some(Some(want)) if *want != cur.etag);
         let size_differs = self.size.is_some_and(|want| want != cur.size as i64);

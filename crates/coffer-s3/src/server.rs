@@ -19,15 +19,12 @@ use s3s::Body;
 use s3s::service::{S3Service, S3ServiceBuilder};
 
 use crate::auth::Credentials;
+use crate::document;
 use crate::kms_api::{self, Connection, KmsFront};
 use crate::service::Coffer;
 
 /// Largest error body the front layer rewrites (s3s error bodies are a few hundred bytes).
 const MAX_ERROR_BODY: usize = 64 * 1024;
-
-/// Largest XML or JSON request body whose digest the front layer checks (DeleteObjects of 1,000
-/// longest keys and CompleteMultipartUpload of 10,000 parts are about 1 MiB each).
-const MAX_DOCUMENT_BODY: u64 = 8 * 1024 * 1024;
 
 /// What the front layer needs besides the S3 service itself.
 pub struct FrontendConfig {
@@ -150,21 +147,30 @@ impl Frontend {
 }
 
 impl Frontend {
-    /// Hands a request to `s3s`, after checking the digest of a document body (see
-    /// [`has_document_digest`]).
+    /// Hands a request to `s3s`; a document body's digests are checked as `s3s` reads it (see
+    /// [`document`]), and a mismatch is answered with its S3 error.
     async fn call_s3(&self, req: Request<Incoming>) -> Response<Body> {
-        let req = if has_document_digest(&req) {
-            match check_document_digest(req).await {
-                Ok(req) => req,
-                Err(e) => {
-                    let status = e.status_code().unwrap_or(StatusCode::BAD_REQUEST);
-                    return error_response(status, e.code().as_str(), e.message().unwrap_or(""));
-                }
-            }
-        } else {
-            req.map(Body::from)
+        let rejection = document::Rejection::default();
+        let req = match document::digest_headers(&req) {
+            Some(digests) => req.map(|body| {
+                Body::http_body(document::DigestCheckedBody::new(
+                    body,
+                    digests,
+                    Arc::clone(&rejection),
+                ))
+            }),
+            None => req.map(Body::from),
         };
-        match self.s3.call(req).await {
+        let answer = self.s3.call(req).await;
+        let rejected = rejection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(e) = rejected {
+            let status = e.status_code().unwrap_or(StatusCode::BAD_REQUEST);
+            return error_response(status, e.code().as_str(), e.message().unwrap_or(""));
+        }
+        match answer {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = ?e, "s3 service failure");
@@ -197,93 +203,20 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     }
 }
 
-/// Whether a request carries a small XML or JSON document (DeleteObjects, CompleteMultipartUpload,
-/// CreateBucket, bucket and object configuration) with a `Content-MD5` or `x-amz-checksum-*`
-/// header. `s3s` parses such bodies without checking either; object data (PutObject, UploadPart,
-/// browser POST uploads, aws-chunked bodies) is checked as it streams by `checksum`.
-fn has_document_digest(req: &Request<Incoming>) -> bool {
-    let headers = req.headers();
-    let has_digest = headers.contains_key("content-md5")
-        || headers.keys().any(|k| {
-            k.as_str().starts_with("x-amz-checksum-")
-                && k != "x-amz-checksum-mode"
-                && k != "x-amz-checksum-type"
-                && k != "x-amz-checksum-algorithm"
-        });
-    if !has_digest {
-        return false;
-    }
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    };
-    if text("x-amz-content-sha256").starts_with("STREAMING-")
-        || text("content-encoding").contains("aws-chunked")
-        || text("content-type").starts_with("multipart/form-data")
-    {
-        return false;
-    }
-    let Some(length) = text("content-length").parse::<u64>().ok() else {
-        return false;
-    };
-    if length > MAX_DOCUMENT_BODY {
-        return false;
-    }
-    let path = req.uri().path().trim_start_matches('/');
-    let is_bucket = !path.trim_end_matches('/').contains('/');
-    let query = req.uri().query().unwrap_or("");
-    let object_config = query.split('&').any(|pair| {
-        let name = pair.split('=').next().unwrap_or("");
-        matches!(
-            name,
-            "tagging" | "acl" | "retention" | "legal-hold" | "restore"
-        )
-    });
-    match *req.method() {
-        Method::POST => true,
-        Method::PUT => is_bucket || object_config,
-        _ => false,
-    }
-}
-
-/// Reads a document body (bounded by [`MAX_DOCUMENT_BODY`]), checks its digests and hands it on.
-async fn check_document_digest(req: Request<Incoming>) -> s3s::S3Result<Request<Body>> {
-    let (parts, body) = req.into_parts();
-    let limited = http_body_util::Limited::new(body, MAX_DOCUMENT_BODY as usize);
-    let bytes = limited
-        .collect()
-        .await
-        .map_err(|_| {
-            s3s::s3_error!(
-                IncompleteBody,
-                "The request body could not be read in full."
-            )
-        })?
-        .to_bytes();
-    crate::checksum::check_whole_body(&parts.headers, &bytes)?;
-    Ok(Request::from_parts(parts, Body::from(bytes)))
-}
-
 /// S3 refuses `x-amz-server-side-encryption` on requests that do not choose an object's
-/// encryption — GET, HEAD, UploadPart, CompleteMultipartUpload — rather than ignore it.
+/// encryption — GET, HEAD, UploadPart, CompleteMultipartUpload — rather than ignore it. On
+/// CompleteMultipartUpload, `AES256` (what the upload is under) is let through: minio-go, and so
+/// `mc`, repeats the upload's SSE-S3 header there for every endpoint that is not Amazon's.
 fn misplaced_sse_header(req: &Request<Incoming>) -> Option<Response<Body>> {
-    if !req.headers().contains_key("x-amz-server-side-encryption") {
-        return None;
-    }
+    let value = req.headers().get("x-amz-server-side-encryption")?;
+    let aes256 = value.as_bytes() == b"AES256";
     let path = req.uri().path().trim_start_matches('/');
     let on_object = path.contains('/');
-    let query = req.uri().query().unwrap_or("");
-    let has = |name: &str| {
-        query
-            .split('&')
-            .any(|kv| kv.split('=').next() == Some(name))
-    };
+    let has = |name: &str| query_value(req, name).is_some();
     let refused = match *req.method() {
         Method::GET | Method::HEAD => on_object,
         Method::PUT => on_object && has("uploadId") && has("partNumber"),
-        Method::POST => on_object && has("uploadId"),
+        Method::POST => on_object && has("uploadId") && !aes256,
         _ => false,
     };
     refused.then(|| {
@@ -292,6 +225,14 @@ fn misplaced_sse_header(req: &Request<Incoming>) -> Option<Response<Body>> {
             "InvalidArgument",
             "x-amz-server-side-encryption header is not supported for this operation.",
         )
+    })
+}
+
+/// The raw (still percent-encoded) value of query parameter `name`, `""` for a bare `name`.
+pub(crate) fn query_value<'r, B>(req: &'r Request<B>, name: &str) -> Option<&'r str> {
+    req.uri().query()?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then_some(value)
     })
 }
 
@@ -360,21 +301,14 @@ fn check_credential_scope(req: &Request<Incoming>, region: &str) -> Option<(&'st
         return scope_error(credential, region)
             .map(|m| (CODE, format!("The authorization header is malformed; {m}")));
     }
-    let query = req.uri().query()?;
-    let credential = query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("X-Amz-Credential="))?;
-    let credential = percent_decode(credential);
+    let credential = percent_decode(query_value(req, "X-Amz-Credential")?);
     if let Some(m) = scope_error(&credential, region) {
         return Some((
             "AuthorizationQueryParametersError",
             format!("Error parsing the X-Amz-Credential parameter; {m}"),
         ));
     }
-    let expires = query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("X-Amz-Expires="))?;
-    match expires.parse::<u64>() {
+    match query_value(req, "X-Amz-Expires")?.parse::<u64>() {
         Ok(seconds) if seconds <= MAX_PRESIGNED_EXPIRY => None,
         Ok(_) => Some((
             "AuthorizationQueryParametersError",

@@ -165,6 +165,10 @@ pub struct UploadRecord {
     pub sealed_user_metadata: Option<Vec<u8>>,
     /// The checksum algorithm the client asked for at creation.
     pub checksum_algorithm: Option<String>,
+    /// `COMPOSITE` or `FULL_OBJECT`, as asked for at creation (absent in records written
+    /// before it was kept: the algorithm's default then).
+    #[serde(default)]
+    pub checksum_type: Option<String>,
     /// The upload's DEK, wrapped; every part key derives from it.
     pub envelope: Envelope,
 }
@@ -329,6 +333,7 @@ pub(crate) mod tests {
             expires: None,
             sealed_user_metadata: None,
             checksum_algorithm: Some("CRC32".into()),
+            checksum_type: None,
             envelope: envelope(),
         }
     }

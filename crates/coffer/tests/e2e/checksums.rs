@@ -392,3 +392,19 @@ async fn one_checksum_per_request_and_it_must_be_the_declared_one() {
     let r = signed(&server, "PUT", "/bkt/k", &[], &declared, BODY);
     assert_eq!(r.status, 200, "{}", r.body_text());
 }
+
+#[tokio::test]
+async fn an_unauthenticated_document_body_is_refused_before_its_digest_is_looked_at() {
+    let server = TestServer::start();
+    let s3 = server.client();
+    create_bucket(&s3, "bkt").await;
+    put(&s3, "bkt", "keep", b"still here").await;
+    let delete = b"<Delete><Object><Key>keep</Key></Object></Delete>";
+    let headers = [
+        ("host".to_string(), server.addr().to_string()),
+        ("content-md5".to_string(), md5_base64(b"another body")),
+    ];
+    let r = request(server.addr(), "POST", "/bkt?delete=", &headers, delete);
+    assert_eq!(r.status, 403, "{}", r.body_text());
+    assert_eq!(common::get(&s3, "bkt", "keep").await, b"still here");
+}

@@ -763,3 +763,126 @@ async fn a_multipart_object_has_the_crc64nvme_of_its_whole_body() {
     );
     assert_eq!(head.checksum_type(), Some(&ChecksumType::FullObject));
 }
+
+#[tokio::test]
+async fn a_full_object_crc32_upload_is_checked_and_kept_whole() {
+    use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType};
+    use common::checksum::crc32_b64;
+    let (_server, s3) = setup().await;
+    put(&s3, "bkt", "source", &pattern(100_000, 9)).await;
+    let first = pattern(5 * 1024 * 1024, 5);
+    let upload = ok(s3
+        .create_multipart_upload()
+        .bucket("bkt")
+        .key("full")
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .checksum_type(ChecksumType::FullObject)
+        .send()
+        .await);
+    assert_eq!(upload.checksum_type(), Some(&ChecksumType::FullObject));
+    let id = upload.upload_id().unwrap().to_string();
+    let one = ok(s3
+        .upload_part()
+        .bucket("bkt")
+        .key("full")
+        .upload_id(&id)
+        .part_number(1)
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .body(ByteStream::from(first.clone()))
+        .send()
+        .await);
+    // A copied part reports the upload's checksum, so the upload can be completed with it.
+    let two = ok(s3
+        .upload_part_copy()
+        .bucket("bkt")
+        .key("full")
+        .upload_id(&id)
+        .part_number(2)
+        .copy_source("bkt/source")
+        .copy_source_range("bytes=0-49999")
+        .send()
+        .await);
+    let copied = two.copy_part_result().unwrap();
+    let second = pattern(100_000, 9)[..50_000].to_vec();
+    assert_eq!(copied.checksum_crc32(), Some(crc32_b64(&second).as_str()));
+    let whole = [first.clone(), second.clone()].concat();
+    let parts = vec![
+        CompletedPart::builder()
+            .part_number(1)
+            .e_tag(one.e_tag().unwrap())
+            .checksum_crc32(one.checksum_crc32().unwrap())
+            .build(),
+        CompletedPart::builder()
+            .part_number(2)
+            .e_tag(copied.e_tag().unwrap())
+            .checksum_crc32(copied.checksum_crc32().unwrap())
+            .build(),
+    ];
+    let complete = |object_crc: String| {
+        s3.complete_multipart_upload()
+            .bucket("bkt")
+            .key("full")
+            .upload_id(&id)
+            .checksum_crc32(object_crc)
+            .checksum_type(ChecksumType::FullObject)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts.clone()))
+                    .build(),
+            )
+            .send()
+    };
+    // The CRC32 given on Complete is the whole object's; a wrong one completes nothing.
+    assert_s3_error(complete(crc32_b64(b"other")).await, 400, "BadDigest");
+    let done = ok(complete(crc32_b64(&whole)).await);
+    assert_eq!(done.checksum_crc32(), Some(crc32_b64(&whole).as_str()));
+    let head = ok(s3
+        .head_object()
+        .bucket("bkt")
+        .key("full")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await);
+    assert_eq!(head.checksum_crc32(), Some(crc32_b64(&whole).as_str()));
+    assert_eq!(head.checksum_type(), Some(&ChecksumType::FullObject));
+    assert_eq!(get(&s3, "bkt", "full").await, whole);
+
+    // CRC64NVME has no composite form.
+    assert_s3_error(
+        s3.create_multipart_upload()
+            .bucket("bkt")
+            .key("bad")
+            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+            .checksum_type(ChecksumType::Composite)
+            .send()
+            .await,
+        400,
+        "InvalidRequest",
+    );
+}
+
+#[tokio::test]
+async fn complete_accepts_the_uploads_own_sse_s3_header() {
+    // minio-go (mc) repeats the upload's SSE-S3 header on Complete for non-Amazon endpoints.
+    let (_server, s3) = setup().await;
+    let id = create(&s3, "k").await;
+    let etag = upload(&s3, "k", &id, 1, b"only part").await;
+    ok(s3
+        .complete_multipart_upload()
+        .bucket("bkt")
+        .key("k")
+        .upload_id(&id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(CompletedPart::builder().part_number(1).e_tag(etag).build())
+                .build(),
+        )
+        .customize()
+        .mutate_request(|r| {
+            r.headers_mut()
+                .insert("x-amz-server-side-encryption", "AES256");
+        })
+        .send()
+        .await);
+    assert_eq!(get(&s3, "bkt", "k").await, b"only part");
+}
