@@ -211,7 +211,7 @@ fn misplaced_sse_header(req: &Request<Incoming>) -> Option<Response<Body>> {
     let value = req.headers().get("x-amz-server-side-encryption")?;
     let aes256 = value.as_bytes() == b"AES256";
     let path = req.uri().path().trim_start_matches('/');
-    let on_object = path.contains('/');
+    let on_object = path.trim_end_matches('/').contains('/');
     let has = |name: &str| query_value(req, name).is_some();
     let refused = match *req.method() {
         Method::GET | Method::HEAD => on_object,
