@@ -45,13 +45,17 @@ pub async fn create_multipart_upload(
         input.checksum_type.as_ref(),
     )?;
     let (_dek, envelope) = c.new_data_key()?;
-    let upload_id = uuid::Uuid::new_v4().simple().to_string();
+    // Upload ids start with the creation time (12 hex digits of milliseconds), so that within a
+    // key, id order is listing order (oldest first) even for a marker upload since removed.
+    let initiated = now_ms();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    let upload_id = format!("{initiated:012x}{}", &random[..20]);
     let rec = UploadRecord {
         v: 1,
         upload_id: upload_id.clone(),
         bucket: input.bucket.clone(),
         key: input.key.clone(),
-        initiated_unix_ms: now_ms(),
+        initiated_unix_ms: initiated,
         content_type: input.content_type,
         content_encoding: input.content_encoding,
         content_disposition: input.content_disposition,
@@ -458,7 +462,8 @@ pub async fn list_multipart_uploads(
     let id_marker = input.upload_id_marker.clone();
     let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
     // Uploads of one key are listed oldest first, so a page resumes after the marker upload's
-    // place in that order (not after its id); a marker upload gone meanwhile falls back to ids.
+    // place in that order; for a marker upload gone meanwhile, id order is that order (ids start
+    // with their creation time).
     let marker_at = id_marker.as_ref().and_then(|m| {
         uploads
             .iter()
