@@ -118,7 +118,7 @@ impl Frontend {
             .or_else(|| misplaced_sse_header(&req));
         let mut resp = match early {
             Some(r) => r,
-            None => self.call_s3(req).await,
+            None => self.call_s3(sigv2_bucket_path(req)).await,
         };
         let status = resp.status();
         self.count(status);
@@ -226,6 +226,36 @@ fn misplaced_sse_header(req: &Request<Incoming>) -> Option<Response<Body>> {
             "x-amz-server-side-encryption header is not supported for this operation.",
         )
     })
+}
+
+/// A SigV2-signed request for a bucket (`/bucket`) with the path `/bucket/`. SigV2 signs a
+/// bucket as `/bucket/` (AWS's CanonicalizedResource; botocore signs it so), while `s3s` signs
+/// the path as sent and routes both forms alike; without this every SigV2 bucket request (boto3
+/// with `signature_version='s3'`: CreateBucket, ListObjects, HeadBucket) failed its signature.
+fn sigv2_bucket_path(req: Request<Incoming>) -> Request<Incoming> {
+    let sigv2 = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes().starts_with(b"AWS "))
+        || query_value(&req, "AWSAccessKeyId").is_some();
+    let path = req.uri().path();
+    let bucket_only = path.len() > 1 && !path[1..].contains('/');
+    if !sigv2 || !bucket_only {
+        return req;
+    }
+    let (mut parts, body) = req.into_parts();
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{}/?{q}", parts.uri.path()),
+        None => format!("{}/", parts.uri.path()),
+    };
+    let mut uri = http::uri::Parts::from(parts.uri.clone());
+    if let Ok(pq) = path_and_query.parse() {
+        uri.path_and_query = Some(pq);
+        if let Ok(rewritten) = http::Uri::from_parts(uri) {
+            parts.uri = rewritten;
+        }
+    }
+    Request::from_parts(parts, body)
 }
 
 /// The raw (still percent-encoded) value of query parameter `name`, `""` for a bare `name`.
