@@ -96,22 +96,7 @@ pub fn hasher_for(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let mut enable = |name: &str| -> S3Result<()> {
-        match name {
-            ChecksumAlgorithm::CRC32 => h.crc32 = Some(Default::default()),
-            ChecksumAlgorithm::CRC32C => h.crc32c = Some(Default::default()),
-            ChecksumAlgorithm::CRC64NVME => {}
-            ChecksumAlgorithm::SHA1 => h.sha1 = Some(Default::default()),
-            ChecksumAlgorithm::SHA256 => h.sha256 = Some(Default::default()),
-            other => {
-                return Err(s3_error!(
-                    InvalidRequest,
-                    "Value for x-amz-checksum-algorithm header is invalid: {other:?}; expected CRC32, CRC32C, CRC64NVME, SHA1 or SHA256"
-                ));
-            }
-        }
-        Ok(())
-    };
+    let mut enable = |name: &str| enable_algorithm(&mut h, name);
     if let Some(alg) = algorithm {
         enable(&alg.as_str().to_ascii_uppercase())?;
     }
@@ -139,6 +124,25 @@ pub fn hasher_for(
         }
     }
     Ok(h)
+}
+
+/// Makes `h` compute the checksum named `name` (upper case); an unknown name is S3's
+/// InvalidRequest.
+fn enable_algorithm(h: &mut ChecksumHasher, name: &str) -> S3Result<()> {
+    match name {
+        ChecksumAlgorithm::CRC32 => h.crc32 = Some(Default::default()),
+        ChecksumAlgorithm::CRC32C => h.crc32c = Some(Default::default()),
+        ChecksumAlgorithm::CRC64NVME => h.crc64nvme = Some(Default::default()),
+        ChecksumAlgorithm::SHA1 => h.sha1 = Some(Default::default()),
+        ChecksumAlgorithm::SHA256 => h.sha256 = Some(Default::default()),
+        other => {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Value for x-amz-checksum-algorithm header is invalid: {other:?}; expected CRC32, CRC32C, CRC64NVME, SHA1 or SHA256"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Compares every claimed checksum with the computed one; any difference is `BadDigest`.
@@ -399,11 +403,8 @@ pub fn multipart_checksums(
         crc
     } else {
         let mut hasher = ChecksumHasher::default();
-        match algorithm.as_str() {
-            ChecksumAlgorithm::CRC32 => hasher.crc32 = Some(Default::default()),
-            ChecksumAlgorithm::CRC32C => hasher.crc32c = Some(Default::default()),
-            ChecksumAlgorithm::SHA1 => hasher.sha1 = Some(Default::default()),
-            _ => hasher.sha256 = Some(Default::default()),
+        if enable_algorithm(&mut hasher, &algorithm).is_err() {
+            return coffer_store::Checksums::default();
         }
         hasher.update(&raw_parts.concat());
         let whole = hasher.finalize();
