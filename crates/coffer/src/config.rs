@@ -85,8 +85,11 @@ pub struct BenchArgs {
     /// Access key id of a user that may create the bucket and write to it
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
     pub access_key: String,
-    /// Secret access key of that user
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    /// Refused: a secret on the command line is visible to every user in `ps`
+    #[arg(long = "secret-key", hide = true)]
+    pub secret_key_flag: Option<String>,
+    /// The secret access key of that user, from AWS_SECRET_ACCESS_KEY (see [`env_secret`]).
+    #[arg(skip)]
     pub secret_key: String,
     /// Bucket to work in: created if missing (and then deleted at the end); only the objects
     /// this run writes are touched, and they are deleted at the end
@@ -113,8 +116,11 @@ pub struct BenchKmsArgs {
     /// Access key id
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
     pub access_key: String,
-    /// Secret access key
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    /// Refused: a secret on the command line is visible to every user in `ps`
+    #[arg(long = "secret-key", hide = true)]
+    pub secret_key_flag: Option<String>,
+    /// The secret access key, from AWS_SECRET_ACCESS_KEY (see [`env_secret`]).
+    #[arg(skip)]
     pub secret_key: String,
     /// Region the server serves
     #[arg(long, default_value = "us-east-1")]
@@ -157,19 +163,20 @@ pub struct ServeArgs {
     /// Accept requests that will carry key material over plain HTTP (development and tests only)
     #[arg(long, env = "COFFER_ALLOW_INSECURE_HTTP")]
     pub allow_insecure_http: bool,
-    /// Root access key id (with COFFER_ROOT_SECRET_KEY); generated on first start when unset
+    /// Root access key id; its secret comes from the environment (COFFER_ROOT_SECRET_KEY) or
+    /// `secret_key` in the --config file, never from a flag. Both are generated on first start
+    /// when unset
     #[arg(
         long = "root-access-key",
         env = "COFFER_ROOT_ACCESS_KEY",
         hide_env_values = true
     )]
     pub access_key: Option<String>,
-    /// Root secret access key; never printed again after the first start
-    #[arg(
-        long = "root-secret-key",
-        env = "COFFER_ROOT_SECRET_KEY",
-        hide_env_values = true
-    )]
+    /// Refused: a secret on the command line is visible to every user in `ps`
+    #[arg(long = "root-secret-key", hide = true)]
+    pub secret_key_flag: Option<String>,
+    /// The root secret access key, from COFFER_ROOT_SECRET_KEY (see [`env_secret`]).
+    #[arg(skip)]
     pub secret_key: Option<String>,
     /// TLS certificate chain (PEM); with --tls-key serves HTTPS
     #[arg(long, env = "COFFER_TLS_CERT")]
@@ -251,14 +258,43 @@ pub struct Settings {
     pub clock_offset_file: Option<PathBuf>,
 }
 
+/// A secret from the environment variable `env`. Secrets are never taken from a flag: every
+/// user of the machine can read a command line (`ps`, /proc/<pid>/cmdline), so a flag that was
+/// given is refused with the way to pass it instead.
+pub fn env_secret(env: &str, flag: &str, given: Option<&str>) -> anyhow::Result<Option<String>> {
+    if given.is_some() {
+        anyhow::bail!(
+            "{flag} is not accepted: a secret on the command line is visible to every user of \
+             this machine (ps). Set the environment variable {env} instead{}",
+            if env.starts_with("COFFER_") {
+                ", or put it in the --config file (mode 0600)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(std::env::var(env).ok().filter(|v| !v.is_empty()))
+}
+
 impl Settings {
-    pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
+    pub fn resolve(mut args: ServeArgs) -> anyhow::Result<Settings> {
+        if let Some(secret) = env_secret(
+            "COFFER_ROOT_SECRET_KEY",
+            "--root-secret-key",
+            args.secret_key_flag.as_deref(),
+        )? {
+            args.secret_key.get_or_insert(secret);
+        }
         let file: FileSettings = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("parsing config file {}", path.display()))?
+                let file: FileSettings = toml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?;
+                if file.secret_key.is_some() {
+                    check_private_file(path)?;
+                }
+                file
             }
             None => FileSettings::default(),
         };
@@ -334,6 +370,24 @@ impl Settings {
     }
 }
 
+/// Refuses a config file that holds a secret and that group or others can read.
+fn check_private_file(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "config file {} holds secret_key but other users can read it (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,6 +411,35 @@ mod tests {
         assert_eq!(s.listen.port(), 9100);
         assert_eq!(s.data_dir, PathBuf::from("./coffer-data"));
         assert_eq!(s.root_key_file, PathBuf::from("./coffer-data/root.key"));
+    }
+
+    #[test]
+    fn secret_flags_are_refused_with_a_hint() {
+        let args = ServeArgs {
+            secret_key_flag: Some("hunter2".into()),
+            ..Default::default()
+        };
+        let err = Settings::resolve(args).err().unwrap().to_string();
+        assert!(err.contains("COFFER_ROOT_SECRET_KEY"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_config_file_with_a_secret_must_be_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("coffer.toml");
+        std::fs::write(&cfg, "access_key = \"AK\"\nsecret_key = \"SK\"\n").unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let args = || ServeArgs {
+            config: Some(cfg.clone()),
+            ..Default::default()
+        };
+        let err = Settings::resolve(args()).err().unwrap().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let s = Settings::resolve(args()).unwrap();
+        assert_eq!(s.root_credentials, Some(("AK".into(), "SK".into())));
     }
 
     #[test]

@@ -69,6 +69,40 @@ async fn sweep_periodically(meta: Arc<MetaStore>, blobs: Arc<BlobStore>, interva
     }
 }
 
+/// Refuses, before anything is written, to start over a data dir whose data would not survive
+/// it: existing data with its root key missing (a new root key opens nothing that exists), or
+/// blob files with no metadata database (the startup sweep would remove them all as orphans).
+fn refuse_to_regenerate(data_dir: &Path, root_key_file: &Path) -> anyhow::Result<()> {
+    let meta = data_dir.join("meta.redb");
+    let blobs = data_dir.join(coffer_store::BLOBS_DIR);
+    let has_blobs = std::fs::read_dir(&blobs).is_ok_and(|mut fanouts| {
+        fanouts.any(|d| {
+            d.ok()
+                .and_then(|d| std::fs::read_dir(d.path()).ok())
+                .is_some_and(|mut files| files.next().is_some())
+        })
+    });
+    if !root_key_file.exists() && (meta.exists() || has_blobs) {
+        anyhow::bail!(
+            "{} holds data, but its root key {} is missing. Restore the root key from your backup \
+             (or point --root-key-file / COFFER_ROOT_KEY_FILE at it) and start again. Coffer does \
+             not create a new root key here: it could not open a single existing object or KMS key.",
+            data_dir.display(),
+            root_key_file.display()
+        );
+    }
+    if !meta.exists() && has_blobs {
+        anyhow::bail!(
+            "{} holds encrypted blob files, but its metadata database {} is missing. Restore \
+             meta.redb from your backup and start again: without it the objects cannot be found \
+             or opened, and the startup sweep would remove their blobs as orphans.",
+            data_dir.display(),
+            meta.display()
+        );
+    }
+    Ok(())
+}
+
 fn open_stores(data_dir: &Path) -> anyhow::Result<(Arc<MetaStore>, Arc<BlobStore>)> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -85,6 +119,7 @@ fn open_stores(data_dir: &Path) -> anyhow::Result<(Arc<MetaStore>, Arc<BlobStore
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     init_logging();
+    refuse_to_regenerate(&settings.data_dir, &settings.root_key_file)?;
     let (root_key, created) = secrets::load_or_create_root_key(&settings.root_key_file)?;
     if created {
         tracing::warn!(
@@ -93,6 +128,12 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let (meta, blobs) = open_stores(&settings.data_dir)?;
+    // The ring before the sweep: a data dir whose ring is gone is refused untouched.
+    let ring = ServiceKeyRing::load_or_create(&meta, &root_key)?;
+    tracing::info!(
+        service_key_version = ring.current_version(),
+        "SSE-S3 key ring loaded"
+    );
     let referenced = meta.referenced_blobs()?;
     let removed = blobs.sweep(&referenced, Duration::ZERO)?;
     if removed > 0 {
@@ -101,11 +142,6 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             "startup sweep removed temp files and orphan blobs left by an interrupted run"
         );
     }
-    let ring = ServiceKeyRing::load_or_create(&meta, &root_key)?;
-    tracing::info!(
-        service_key_version = ring.current_version(),
-        "SSE-S3 key ring loaded"
-    );
 
     let (access, secret) = match settings.root_credentials.clone() {
         Some(pair) => pair,

@@ -27,4 +27,5 @@ mod list;
 mod multipart;
 mod objects;
 mod ranges;
+mod startup;
 mod tidy;

@@ -549,12 +549,15 @@ fn output_report(stdout: &Mutex<Vec<String>>, stderr: &Mutex<Vec<String>>) -> St
     )
 }
 
-/// Runs `coffer <args>` to completion (for admin commands run while no server is up).
+/// Runs `coffer <args>` to completion (admin commands, load generators) with the root
+/// credentials in the environment, where coffer takes secrets from.
 pub fn run_coffer(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_coffer"))
         .args(args)
         .env("COFFER_ROOT_ACCESS_KEY", ACCESS_KEY)
         .env("COFFER_ROOT_SECRET_KEY", SECRET_KEY)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .output()
