@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::{ACCESS_KEY, SECRET_KEY, TestServer, run_coffer};
+use common::{ACCESS_KEY, TestServer, run_coffer};
 
 #[tokio::test]
 async fn coffer_bench_quick_runs_against_coffer_and_cleans_up() {
