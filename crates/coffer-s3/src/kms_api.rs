@@ -110,12 +110,14 @@ impl KmsFront {
                     return self.refuse(&refusal, status, kind, &msg).await;
                 }
             };
-        let principal = creds
-            .principal(&access_key)
-            .cloned()
-            .unwrap_or(crate::auth::Principal::Root);
+        let Some(account) = creds.lookup(&access_key) else {
+            // The key was removed between the signature check and now.
+            let (status, kind, msg) = sig_error(&SigError::UnknownAccessKey);
+            return self.refuse(&refusal, status, kind, &msg).await;
+        };
         let caller = Caller {
-            principal_arn: principal.arn(&self.account_id),
+            principal_arn: account.principal.arn(&self.account_id),
+            identity: account.identity,
             access_key,
             source_ip: conn.peer.ip().to_string(),
             user_agent: parts

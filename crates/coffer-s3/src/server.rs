@@ -1,7 +1,8 @@
 //! The HTTP front layer: one hyper service in front of `s3s` that owns what every response
 //! shares — the admin surface (`/-/health`, `/-/ready`, `/-/metrics`), request ids, and S3
 //! error bodies with `Resource` and `RequestId` (which `s3s` leaves out) — and routes KMS
-//! calls (`X-Amz-Target: TrentService.*`) to `kms_api` before `s3s` sees them.
+//! calls (`X-Amz-Target: TrentService.*`) to `kms_api` and IAM calls (SigV4 scope `iam`) to
+//! `iam_api` before `s3s` sees them.
 //!
 //! It never logs request headers or bodies: they can carry signatures and keys.
 
@@ -19,7 +20,9 @@ use s3s::Body;
 use s3s::service::{S3Service, S3ServiceBuilder};
 
 use crate::auth::Credentials;
+use crate::authz::S3AccessControl;
 use crate::document;
+use crate::iam_api::{self, IamFront};
 use crate::kms_api::{self, Connection, KmsFront};
 use crate::service::Coffer;
 
@@ -31,8 +34,12 @@ pub struct FrontendConfig {
     pub credentials: Credentials,
     /// The region requests must be signed for.
     pub region: String,
+    /// The account id in principal and resource ARNs.
+    pub account_id: String,
     /// The KMS endpoint, when the key service runs.
     pub kms: Option<KmsFront>,
+    /// The IAM endpoint (users, access keys, identity policies).
+    pub iam: Option<IamFront>,
 }
 
 /// The server's request handler, cheap to clone per connection.
@@ -42,6 +49,7 @@ pub struct Frontend {
     region: Arc<str>,
     credentials: Arc<Credentials>,
     kms: Option<Arc<KmsFront>>,
+    iam: Option<Arc<IamFront>>,
     stats: Arc<Stats>,
 }
 
@@ -64,11 +72,16 @@ impl Frontend {
     pub fn new(coffer: Coffer, cfg: FrontendConfig) -> Frontend {
         let mut builder = S3ServiceBuilder::new(coffer);
         builder.set_auth(cfg.credentials.clone());
+        builder.set_access(S3AccessControl::new(
+            cfg.credentials.clone(),
+            cfg.account_id.clone(),
+        ));
         Frontend {
             s3: builder.build(),
             region: cfg.region.into(),
             credentials: Arc::new(cfg.credentials),
             kms: cfg.kms.map(Arc::new),
+            iam: cfg.iam.map(Arc::new),
             stats: Arc::new(Stats::default()),
         }
     }
@@ -103,6 +116,20 @@ impl Frontend {
             return resp;
         }
 
+        if iam_api::is_iam(&req) {
+            let resp = match &self.iam {
+                Some(iam) => iam.handle(req, conn, &request_id).await,
+                None => error_response(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "NotImplemented",
+                    "The IAM endpoint is not running",
+                ),
+            };
+            self.count(resp.status());
+            tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, request_id, "iam request");
+            return resp;
+        }
+
         // Whether hyper will have answered `Expect: 100-continue` with `100 Continue`: it does so
         // only when the body is read, and an empty body never is.
         let expects_continue = asks_100_continue(&req);
@@ -118,7 +145,12 @@ impl Frontend {
             .or_else(|| misplaced_sse_header(&req));
         let mut resp = match early {
             Some(r) => r,
-            None => self.call_s3(sigv2_bucket_path(req)).await,
+            None => {
+                let mut req = sigv2_bucket_path(req);
+                // For the access check's `aws:SecureTransport` and `aws:SourceIp`.
+                req.extensions_mut().insert(conn.clone());
+                self.call_s3(req).await
+            }
         };
         let status = resp.status();
         self.count(status);
@@ -374,7 +406,7 @@ fn scope_error(credential: &str, region: &str) -> Option<String> {
     None
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -32,7 +32,8 @@ pub enum Command {
     /// Measure GenerateDataKey and Decrypt requests/s of a running key service (SigV4 and the
     /// durable audit write included).
     BenchKms(BenchKmsArgs),
-    /// Manage access keys besides the root pair (run while the server is stopped).
+    /// Manage users, their access keys and identity policies: on a running server with
+    /// --endpoint, or on a stopped server's --data-dir.
     #[command(subcommand)]
     User(UserCommand),
     /// Read the KMS audit log: verify its hash chain, or show recent events.
@@ -42,18 +43,72 @@ pub enum Command {
 
 #[derive(clap::Subcommand)]
 pub enum UserCommand {
-    /// Create a user with a new access key pair; the secret is printed once.
+    /// Create a user with a new access key pair (the secret is printed once) and, with
+    /// --policy-file, an inline identity policy. Without a policy the user may do nothing.
     Add {
         #[command(flatten)]
-        dir: DataDirArg,
+        target: UserTarget,
         /// User name (letters, digits and +=,.@_-); its ARN is arn:aws:iam::<account>:user/<name>
         name: String,
+        /// An IAM identity policy (JSON) to attach, e.g. one that allows reading one bucket
+        #[arg(long)]
+        policy_file: Option<PathBuf>,
+        /// The name of that inline policy
+        #[arg(long, default_value = "policy")]
+        policy_name: String,
     },
-    /// List users and their access key ids.
+    /// Remove a user with its access keys and policies; its keys stop working at once.
+    Remove {
+        #[command(flatten)]
+        target: UserTarget,
+        name: String,
+    },
+    /// List users with their access key ids and policy names.
     List {
         #[command(flatten)]
-        dir: DataDirArg,
+        target: UserTarget,
     },
+    /// Attach (or replace) an inline identity policy of a user.
+    PutPolicy {
+        #[command(flatten)]
+        target: UserTarget,
+        name: String,
+        policy_name: String,
+        /// The policy document (JSON)
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Print an inline identity policy of a user.
+    GetPolicy {
+        #[command(flatten)]
+        target: UserTarget,
+        name: String,
+        policy_name: String,
+    },
+    /// Remove an inline identity policy of a user.
+    DeletePolicy {
+        #[command(flatten)]
+        target: UserTarget,
+        name: String,
+        policy_name: String,
+    },
+}
+
+/// Where `coffer user` works: on a running server through its IAM endpoint (the change takes
+/// effect at once), or on the data dir of a stopped one.
+#[derive(clap::Args)]
+pub struct UserTarget {
+    /// A running server, e.g. https://127.0.0.1:9000; signs with AWS_ACCESS_KEY_ID /
+    /// AWS_SECRET_ACCESS_KEY (the root pair, or a user allowed the iam: actions)
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// PEM file of the certificate(s) to trust for an https endpoint (e.g. the
+    /// <data-dir>/self-signed.pem of --tls-self-signed)
+    #[arg(long, env = "AWS_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
+    /// The data dir of a stopped server, when no --endpoint is given [default: ./coffer-data]
+    #[arg(long, env = "COFFER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Subcommand)]

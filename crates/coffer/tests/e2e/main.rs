@@ -29,3 +29,4 @@ mod objects;
 mod ranges;
 mod startup;
 mod tidy;
+mod users;
