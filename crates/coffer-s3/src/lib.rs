@@ -22,6 +22,7 @@ mod object;
 mod pipeline;
 mod server;
 mod service;
+mod sigv2;
 mod sigv4;
 mod sse;
 

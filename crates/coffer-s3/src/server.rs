@@ -22,6 +22,8 @@ use crate::auth::Credentials;
 use crate::document;
 use crate::kms_api::{self, Connection, KmsFront};
 use crate::service::Coffer;
+use crate::sigv2;
+use crate::sigv4::percent_decode;
 
 /// Largest error body the front layer rewrites (s3s error bodies are a few hundred bytes).
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -33,6 +35,9 @@ pub struct FrontendConfig {
     pub region: String,
     /// The KMS endpoint, when the key service runs.
     pub kms: Option<KmsFront>,
+    /// Accept SigV2-signed requests (`--allow-sigv2`); off, they are refused as S3 refuses them
+    /// on a SigV4-only bucket. See [`sigv2`].
+    pub allow_sigv2: bool,
 }
 
 /// The server's request handler, cheap to clone per connection.
@@ -42,6 +47,7 @@ pub struct Frontend {
     region: Arc<str>,
     credentials: Arc<Credentials>,
     kms: Option<Arc<KmsFront>>,
+    allow_sigv2: bool,
     stats: Arc<Stats>,
 }
 
@@ -69,6 +75,7 @@ impl Frontend {
             region: cfg.region.into(),
             credentials: Arc::new(cfg.credentials),
             kms: cfg.kms.map(Arc::new),
+            allow_sigv2: cfg.allow_sigv2,
             stats: Arc::new(Stats::default()),
         }
     }
@@ -110,7 +117,9 @@ impl Frontend {
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() == b"0");
+        let req = sigv2_bucket_path(req);
         let early = admin(&method, &path, &self.stats)
+            .or_else(|| sigv2::refusal(&req, self.allow_sigv2, &self.credentials))
             .or_else(|| {
                 check_credential_scope(&req, &self.region)
                     .map(|(code, msg)| error_response(StatusCode::BAD_REQUEST, code, &msg))
@@ -118,7 +127,7 @@ impl Frontend {
             .or_else(|| misplaced_sse_header(&req));
         let mut resp = match early {
             Some(r) => r,
-            None => self.call_s3(sigv2_bucket_path(req)).await,
+            None => self.call_s3(req).await,
         };
         let status = resp.status();
         self.count(status);
@@ -233,11 +242,7 @@ fn misplaced_sse_header(req: &Request<Incoming>) -> Option<Response<Body>> {
 /// the path as sent and routes both forms alike; without this every SigV2 bucket request (boto3
 /// with `signature_version='s3'`: CreateBucket, ListObjects, HeadBucket) failed its signature.
 fn sigv2_bucket_path(req: Request<Incoming>) -> Request<Incoming> {
-    let sigv2 = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .is_some_and(|v| v.as_bytes().starts_with(b"AWS "))
-        || query_value(&req, "AWSAccessKeyId").is_some();
+    let sigv2 = sigv2::is_sigv2(&req);
     let path = req.uri().path();
     let bucket_only = path.len() > 1 && !path[1..].contains('/');
     if !sigv2 || !bucket_only {
@@ -374,26 +379,7 @@ fn scope_error(credential: &str, region: &str) -> Option<String> {
     None
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn xml_escape(s: &str) -> String {
+pub(crate) fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
