@@ -13,6 +13,8 @@ mod conditional;
 mod copy;
 mod document;
 mod error;
+#[cfg(test)]
+mod hostile_input;
 mod keyring;
 mod kms_api;
 mod list;

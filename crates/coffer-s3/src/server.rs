@@ -216,7 +216,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 /// encryption — GET, HEAD, UploadPart, CompleteMultipartUpload — rather than ignore it. On
 /// CompleteMultipartUpload, `AES256` (what the upload is under) is let through: minio-go, and so
 /// `mc`, repeats the upload's SSE-S3 header there for every endpoint that is not Amazon's.
-fn misplaced_sse_header(req: &Request<Incoming>) -> Option<Response<Body>> {
+pub(crate) fn misplaced_sse_header<B>(req: &Request<B>) -> Option<Response<Body>> {
     let value = req.headers().get("x-amz-server-side-encryption")?;
     let aes256 = value.as_bytes() == b"AES256";
     let path = req.uri().path().trim_start_matches('/');
@@ -241,7 +241,7 @@ fn misplaced_sse_header(req: &Request<Incoming>) -> Option<Response<Body>> {
 /// bucket as `/bucket/` (AWS's CanonicalizedResource; botocore signs it so), while `s3s` signs
 /// the path as sent and routes both forms alike; without this every SigV2 bucket request (boto3
 /// with `signature_version='s3'`: CreateBucket, ListObjects, HeadBucket) failed its signature.
-fn sigv2_bucket_path(req: Request<Incoming>) -> Request<Incoming> {
+pub(crate) fn sigv2_bucket_path<B>(req: Request<B>) -> Request<B> {
     let sigv2 = sigv2::is_sigv2(&req);
     let path = req.uri().path();
     let bucket_only = path.len() > 1 && !path[1..].contains('/');
@@ -313,7 +313,10 @@ fn admin(method: &Method, path: &str, stats: &Stats) -> Option<Response<Body>> {
 /// `s3s` accepts a valid signature made for any region and calls a garbled header
 /// `InvalidRequest`; S3 answers both with `AuthorizationHeaderMalformed` (headers) or
 /// `AuthorizationQueryParametersError` (presigned URLs).
-fn check_credential_scope(req: &Request<Incoming>, region: &str) -> Option<(&'static str, String)> {
+pub(crate) fn check_credential_scope<B>(
+    req: &Request<B>,
+    region: &str,
+) -> Option<(&'static str, String)> {
     if let Some(auth) = req.headers().get(http::header::AUTHORIZATION) {
         const CODE: &str = "AuthorizationHeaderMalformed";
         let auth = auth.to_str().ok()?;
@@ -360,7 +363,7 @@ fn check_credential_scope(req: &Request<Incoming>, region: &str) -> Option<(&'st
 const MAX_PRESIGNED_EXPIRY: u64 = 604_800;
 
 /// What is wrong with a credential `AKID/yyyymmdd/region/service/aws4_request`, if anything.
-fn scope_error(credential: &str, region: &str) -> Option<String> {
+pub(crate) fn scope_error(credential: &str, region: &str) -> Option<String> {
     let parts: Vec<&str> = credential.split('/').collect();
     let well_formed = parts.len() == 5
         && parts[1].len() == 8
@@ -450,7 +453,7 @@ async fn complete_error_body(resp: Response<Body>, path: &str, request_id: &str)
     Response::from_parts(parts, Body::from(Bytes::from(finished)))
 }
 
-fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+pub(crate) fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
     let start = text.find(open)? + open.len();
     let end = text[start..].find(close)? + start;
     Some(&text[start..end])

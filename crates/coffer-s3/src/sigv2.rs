@@ -115,7 +115,14 @@ pub enum Sigv2Error {
 impl Sigv2Error {
     /// The one mapping of a SigV2 refusal to the wire: status, code, message and the extra
     /// elements S3 puts in such an error body.
-    fn wire(&self) -> (StatusCode, &'static str, String, Vec<(&'static str, String)>) {
+    fn wire(
+        &self,
+    ) -> (
+        StatusCode,
+        &'static str,
+        String,
+        Vec<(&'static str, String)>,
+    ) {
         match self {
             Sigv2Error::Disabled => (
                 StatusCode::BAD_REQUEST,
@@ -472,7 +479,7 @@ fn string_to_sign(
 /// Parses an HTTP date as SigV2 clients send it: RFC 1123 / RFC 2822
 /// (`Tue, 27 Mar 2007 19:36:42 GMT` or `+0000`), or ISO 8601 basic (`20070327T193642Z`) in
 /// `x-amz-date`. Times before the epoch are invalid.
-fn parse_http_date(s: &str) -> Option<SystemTime> {
+pub(crate) fn parse_http_date(s: &str) -> Option<SystemTime> {
     let iso = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     let t = OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc2822)
         .ok()
@@ -604,7 +611,10 @@ mod tests {
         let req = request(
             "GET",
             "/bkt/k?versionId=v%2B1&max-keys=3&acl&response-content-type=text%2Fplain",
-            &[("x-amz-date", "Tue, 27 Mar 2007 19:44:46 +0000"), ("date", "ignored")],
+            &[
+                ("x-amz-date", "Tue, 27 Mar 2007 19:44:46 +0000"),
+                ("date", "ignored"),
+            ],
         );
         let query = Query::parse(req.uri().query());
         let sts = string_to_sign(
@@ -678,7 +688,10 @@ mod tests {
         }
         // A percent-encoded parameter name is still SigV2 (as `s3s` decodes it).
         let sneaky = request("GET", "/b/k?Sig%6Eature=x", &[]);
-        assert_eq!(check(&sneaky, false, now, lookup), Err(Sigv2Error::Disabled));
+        assert_eq!(
+            check(&sneaky, false, now, lookup),
+            Err(Sigv2Error::Disabled)
+        );
     }
 
     #[test]
@@ -704,7 +717,10 @@ mod tests {
         let req = signed(
             "GET",
             "/bkt/k",
-            &[("date", "Mon, 01 Jan 2018 00:00:00 GMT"), ("x-amz-date", "20070327T193642Z")],
+            &[
+                ("date", "Mon, 01 Jan 2018 00:00:00 GMT"),
+                ("x-amz-date", "20070327T193642Z"),
+            ],
         );
         assert_eq!(check(&req, true, now, lookup), Ok(()));
     }
@@ -712,7 +728,11 @@ mod tests {
     #[test]
     fn header_auth_needs_a_valid_date_and_a_well_formed_header() {
         let now = at("Tue, 27 Mar 2007 19:36:42 GMT");
-        for date in [None, Some("yesterday"), Some("Tue, 07 Jul 1950 21:53:04 GMT")] {
+        for date in [
+            None,
+            Some("yesterday"),
+            Some("Tue, 07 Jul 1950 21:53:04 GMT"),
+        ] {
             let headers: Vec<(&str, &str)> = date.iter().map(|d| ("date", *d)).collect();
             let req = signed("GET", "/bkt/k", &headers);
             assert_eq!(
@@ -727,7 +747,11 @@ mod tests {
             check(&no_colon, true, now, lookup),
             Err(Sigv2Error::MalformedHeader)
         );
-        let unknown = request("GET", "/bkt/k", &[date, ("authorization", "AWS NOBODY:abc=")]);
+        let unknown = request(
+            "GET",
+            "/bkt/k",
+            &[date, ("authorization", "AWS NOBODY:abc=")],
+        );
         assert_eq!(
             check(&unknown, true, now, lookup),
             Err(Sigv2Error::UnknownAccessKey)
@@ -755,10 +779,16 @@ mod tests {
         let header_v4 = request(
             "GET",
             "/b/k",
-            &[("authorization", "AWS4-HMAC-SHA256 Credential=AK/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00")],
+            &[(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=AK/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00",
+            )],
         );
         assert_eq!(check(&header_v4, false, now, lookup), Ok(()));
-        assert_eq!(check(&request("GET", "/b/k", &[]), false, now, lookup), Ok(()));
+        assert_eq!(
+            check(&request("GET", "/b/k", &[]), false, now, lookup),
+            Ok(())
+        );
     }
 
     #[test]
@@ -771,5 +801,139 @@ mod tests {
         }
         .reply();
         assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    }
+
+    /// An S3 service that implements nothing: whatever `s3s` answers after authentication is
+    /// `NotImplemented`, so any other error means `s3s` refused the request before.
+    struct Nothing;
+    impl s3s::S3 for Nothing {}
+
+    /// What `s3s` 0.14 answers a request that this module has accepted: the status and code.
+    fn s3s_answer(req: Request<()>) -> (StatusCode, String) {
+        let mut builder = s3s::service::S3ServiceBuilder::new(Nothing);
+        builder.set_auth(Credentials::single(EXAMPLE_KEY, EXAMPLE_SECRET));
+        let service = builder.build();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let resp = runtime
+            .block_on(service.call(req.map(|()| Body::empty())))
+            .unwrap();
+        let status = resp.status();
+        let body = runtime
+            .block_on(http_body_util::BodyExt::collect(resp.into_body()))
+            .unwrap()
+            .to_bytes();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let code = crate::server::between(&text, "<Code>", "</Code>")
+            .unwrap_or("")
+            .to_owned();
+        (status, code)
+    }
+
+    fn path_segment() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::string::string_regex("([a-z0-9._~-]|%2[0-9A-F]|%C3%A9){1,8}").unwrap()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Whatever this module accepts, `s3s` accepts too: they build the same string to sign
+        /// for any path, signed sub-resources, unsigned parameters and x-amz-* headers, in both
+        /// schemes — so `s3s`'s `!=` only ever compares a signature that already matched.
+        #[test]
+        fn a_signature_accepted_here_is_accepted_by_s3s(
+            bucket in proptest::string::string_regex("[a-z0-9]{3,12}").unwrap(),
+            key in proptest::collection::vec(path_segment(), 0..3),
+            params in proptest::collection::vec(
+                (
+                    proptest::sample::select(&["acl", "versionId", "uploads", "partNumber", "marker", "prefix", "response-content-type", "tagging"][..]),
+                    proptest::string::string_regex("([a-zA-Z0-9]|%2B|%2F|%20|%C3%A9){0,6}").unwrap(),
+                ),
+                0..4,
+            ),
+            amz in proptest::collection::vec(
+                (
+                    proptest::sample::select(&["x-amz-meta-a", "x-amz-meta-b", "x-amz-acl", "x-amz-date"][..]),
+                    proptest::string::string_regex("[ a-zA-Z0-9,:/=+-]{0,12}").unwrap(),
+                ),
+                0..4,
+            ),
+            content_type in proptest::option::of(proptest::string::string_regex("[a-z]{1,8}/[a-z]{1,8}").unwrap()),
+            presigned in proptest::prelude::any::<bool>(),
+        ) {
+            let path = if key.is_empty() { format!("/{bucket}/") } else { format!("/{bucket}/{}", key.join("/")) };
+            let mut query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let now = SystemTime::now();
+            let date = httpdate(now);
+            let mut headers: Vec<(String, String)> = amz.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+            headers.extend(content_type.map(|t| ("content-type".to_owned(), t)));
+            let expires = (now + Duration::from_secs(600))
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                .to_string();
+            if presigned {
+                query.push(format!("Expires={expires}"));
+            } else {
+                headers.push(("date".to_owned(), date));
+            }
+            let target = |extra: &[String]| {
+                let all: Vec<String> = query.iter().chain(extra).cloned().collect();
+                if all.is_empty() { path.clone() } else { format!("{path}?{}", all.join("&")) }
+            };
+            let build = |target: &str, extra_header: Option<(&str, String)>| {
+                let mut b = Request::builder().method("GET").uri(target).header("host", "localhost");
+                for (k, v) in &headers {
+                    b = b.header(k.as_str(), v.as_str());
+                }
+                if let Some((k, v)) = extra_header {
+                    b = b.header(k, v);
+                }
+                b.body(()).unwrap()
+            };
+            let unsigned = build(&target(&[]), None);
+            let scheme = if presigned { Scheme::Presigned } else { Scheme::Header };
+            let sts = string_to_sign(
+                scheme,
+                unsigned.method(),
+                unsigned.uri().path(),
+                &Query::parse(unsigned.uri().query()),
+                unsigned.headers(),
+            );
+            let signature = B64.encode(coffer_crypto::hmac_sha1(EXAMPLE_SECRET.as_bytes(), sts.as_bytes()));
+            let req = if presigned {
+                let encoded: String = form_urlencoded::byte_serialize(signature.as_bytes()).collect();
+                build(&target(&[format!("AWSAccessKeyId={EXAMPLE_KEY}"), format!("Signature={encoded}")]), None)
+            } else {
+                build(&target(&[]), Some(("authorization", format!("AWS {EXAMPLE_KEY}:{signature}"))))
+            };
+            let checked = check(&req, true, now, lookup);
+            let date_ok = presigned || req.headers().get("x-amz-date").is_none_or(|d| parse_http_date(d.to_str().unwrap_or("")).is_some_and(|t| t.duration_since(now).unwrap_or_default() < MAX_SKEW && now.duration_since(t).unwrap_or_default() < MAX_SKEW));
+            if date_ok && req.headers().get_all("x-amz-date").iter().count() < 2 {
+                proptest::prop_assert_eq!(&checked, &Ok(()), "{}", sts);
+            }
+            if checked.is_ok() {
+                let (status, code) = s3s_answer(req);
+                // Past authentication `s3s` may still refuse the input (a `partNumber` that is
+                // not a number, a repeated parameter); it must not refuse the signature.
+                proptest::prop_assert!(
+                    !matches!(code.as_str(), "SignatureDoesNotMatch" | "AccessDenied" | "InvalidAccessKeyId"),
+                    "{} {} {}", status, code, sts
+                );
+            }
+        }
+    }
+
+    /// `Tue, 27 Mar 2007 19:36:42 GMT`.
+    fn httpdate(t: SystemTime) -> String {
+        let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        let fmt = time::macros::format_description!(
+            "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+        );
+        OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap())
+            .unwrap()
+            .format(&fmt)
+            .unwrap()
     }
 }

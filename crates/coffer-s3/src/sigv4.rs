@@ -37,7 +37,7 @@ pub struct SignedRequest<'a> {
     pub body: &'a [u8],
 }
 
-struct AuthHeader<'a> {
+pub(crate) struct AuthHeader<'a> {
     access_key: &'a str,
     date: &'a str,
     region: &'a str,
@@ -46,7 +46,7 @@ struct AuthHeader<'a> {
     signature: &'a str,
 }
 
-fn parse_auth(value: &str) -> Result<AuthHeader<'_>, SigError> {
+pub(crate) fn parse_auth(value: &str) -> Result<AuthHeader<'_>, SigError> {
     let malformed = |m: &str| SigError::Malformed(m.to_owned());
     let rest = value
         .strip_prefix("AWS4-HMAC-SHA256 ")
@@ -87,7 +87,7 @@ fn parse_auth(value: &str) -> Result<AuthHeader<'_>, SigError> {
 }
 
 /// URI-encodes per SigV4 (unreserved characters kept; `/` kept in paths).
-fn uri_encode(s: &str, keep_slash: bool) -> String {
+pub(crate) fn uri_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric()
@@ -102,7 +102,7 @@ fn uri_encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
-fn canonical_query(query: Option<&str>) -> String {
+pub(crate) fn canonical_query(query: Option<&str>) -> String {
     let Some(q) = query.filter(|q| !q.is_empty()) else {
         return String::new();
     };
@@ -111,7 +111,10 @@ fn canonical_query(query: Option<&str>) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (uri_encode(&percent_decode(k), false), uri_encode(&percent_decode(v), false))
+            (
+                uri_encode(&percent_decode(k), false),
+                uri_encode(&percent_decode(v), false),
+            )
         })
         .collect();
     pairs.sort();
@@ -158,7 +161,7 @@ fn hex_value(b: u8) -> Option<u8> {
 }
 
 /// Parses `YYYYMMDD'T'HHMMSS'Z'`.
-fn parse_amz_date(s: &str) -> Option<SystemTime> {
+pub(crate) fn parse_amz_date(s: &str) -> Option<SystemTime> {
     let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     let t = time::PrimitiveDateTime::parse(s, &fmt).ok()?.assume_utc();
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.unix_timestamp()).ok()?))
