@@ -203,7 +203,7 @@ fn names_version(uri: &http::Uri) -> bool {
 fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| crate::server::percent_decode(v))
+        (k == name).then(|| crate::sigv4::percent_decode(v))
     })
 }
 

@@ -40,7 +40,7 @@ pub struct Connection {
 }
 
 /// True when the request is a KMS call.
-pub fn is_kms(req: &Request<Incoming>) -> bool {
+pub fn is_kms<B>(req: &Request<B>) -> bool {
     req.headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -183,7 +183,7 @@ impl KmsFront {
 
 /// The access key id an `Authorization: AWS4-HMAC-SHA256 Credential=<id>/…` header claims, if it
 /// looks like one (ASCII letters and digits, at most 128): unverified, so only for the audit log.
-fn claimed_access_key(headers: &http::HeaderMap) -> Option<&str> {
+pub(crate) fn claimed_access_key(headers: &http::HeaderMap) -> Option<&str> {
     let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (_, rest) = auth.split_once("Credential=")?;
     let id = rest.split('/').next()?;

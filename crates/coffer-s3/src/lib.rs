@@ -14,6 +14,8 @@ mod conditional;
 mod copy;
 mod document;
 mod error;
+#[cfg(test)]
+mod hostile_input;
 mod iam_api;
 mod keyring;
 mod kms_api;
@@ -24,6 +26,7 @@ mod object;
 mod pipeline;
 mod server;
 mod service;
+mod sigv2;
 mod sigv4;
 mod sse;
 mod users;

@@ -37,7 +37,7 @@ pub fn format_expires(t: Option<&Timestamp>) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn parse_expires(s: Option<&String>) -> Option<Timestamp> {
+pub(crate) fn parse_expires(s: Option<&String>) -> Option<Timestamp> {
     Timestamp::parse(TimestampFormat::HttpDate, s?).ok()
 }
 

@@ -25,6 +25,8 @@ use crate::document;
 use crate::iam_api::{self, IamFront};
 use crate::kms_api::{self, Connection, KmsFront};
 use crate::service::Coffer;
+use crate::sigv2;
+use crate::sigv4::percent_decode;
 
 /// Largest error body the front layer rewrites (s3s error bodies are a few hundred bytes).
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -40,6 +42,9 @@ pub struct FrontendConfig {
     pub kms: Option<KmsFront>,
     /// The IAM endpoint (users, access keys, identity policies).
     pub iam: Option<IamFront>,
+    /// Accept SigV2-signed requests (`--allow-sigv2`); off, they are refused as S3 refuses them
+    /// on a SigV4-only bucket. See [`sigv2`].
+    pub allow_sigv2: bool,
 }
 
 /// The server's request handler, cheap to clone per connection.
@@ -50,6 +55,7 @@ pub struct Frontend {
     credentials: Arc<Credentials>,
     kms: Option<Arc<KmsFront>>,
     iam: Option<Arc<IamFront>>,
+    allow_sigv2: bool,
     stats: Arc<Stats>,
 }
 
@@ -82,6 +88,7 @@ impl Frontend {
             credentials: Arc::new(cfg.credentials),
             kms: cfg.kms.map(Arc::new),
             iam: cfg.iam.map(Arc::new),
+            allow_sigv2: cfg.allow_sigv2,
             stats: Arc::new(Stats::default()),
         }
     }
@@ -137,7 +144,9 @@ impl Frontend {
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() == b"0");
+        let req = sigv2_bucket_path(req);
         let early = admin(&method, &path, &self.stats)
+            .or_else(|| sigv2::refusal(&req, self.allow_sigv2, &self.credentials))
             .or_else(|| {
                 check_credential_scope(&req, &self.region)
                     .map(|(code, msg)| error_response(StatusCode::BAD_REQUEST, code, &msg))
@@ -146,7 +155,7 @@ impl Frontend {
         let mut resp = match early {
             Some(r) => r,
             None => {
-                let mut req = sigv2_bucket_path(req);
+                let mut req = req;
                 // For the access check's `aws:SecureTransport` and `aws:SourceIp`.
                 req.extensions_mut().insert(conn.clone());
                 self.call_s3(req).await
@@ -239,7 +248,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 /// encryption — GET, HEAD, UploadPart, CompleteMultipartUpload — rather than ignore it. On
 /// CompleteMultipartUpload, `AES256` (what the upload is under) is let through: minio-go, and so
 /// `mc`, repeats the upload's SSE-S3 header there for every endpoint that is not Amazon's.
-fn misplaced_sse_header(req: &Request<Incoming>) -> Option<Response<Body>> {
+pub(crate) fn misplaced_sse_header<B>(req: &Request<B>) -> Option<Response<Body>> {
     let value = req.headers().get("x-amz-server-side-encryption")?;
     let aes256 = value.as_bytes() == b"AES256";
     let path = req.uri().path().trim_start_matches('/');
@@ -264,12 +273,8 @@ fn misplaced_sse_header(req: &Request<Incoming>) -> Option<Response<Body>> {
 /// bucket as `/bucket/` (AWS's CanonicalizedResource; botocore signs it so), while `s3s` signs
 /// the path as sent and routes both forms alike; without this every SigV2 bucket request (boto3
 /// with `signature_version='s3'`: CreateBucket, ListObjects, HeadBucket) failed its signature.
-fn sigv2_bucket_path(req: Request<Incoming>) -> Request<Incoming> {
-    let sigv2 = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .is_some_and(|v| v.as_bytes().starts_with(b"AWS "))
-        || query_value(&req, "AWSAccessKeyId").is_some();
+pub(crate) fn sigv2_bucket_path<B>(req: Request<B>) -> Request<B> {
+    let sigv2 = sigv2::is_sigv2(&req);
     let path = req.uri().path();
     let bucket_only = path.len() > 1 && !path[1..].contains('/');
     if !sigv2 || !bucket_only {
@@ -340,7 +345,10 @@ fn admin(method: &Method, path: &str, stats: &Stats) -> Option<Response<Body>> {
 /// `s3s` accepts a valid signature made for any region and calls a garbled header
 /// `InvalidRequest`; S3 answers both with `AuthorizationHeaderMalformed` (headers) or
 /// `AuthorizationQueryParametersError` (presigned URLs).
-fn check_credential_scope(req: &Request<Incoming>, region: &str) -> Option<(&'static str, String)> {
+pub(crate) fn check_credential_scope<B>(
+    req: &Request<B>,
+    region: &str,
+) -> Option<(&'static str, String)> {
     if let Some(auth) = req.headers().get(http::header::AUTHORIZATION) {
         const CODE: &str = "AuthorizationHeaderMalformed";
         let auth = auth.to_str().ok()?;
@@ -387,7 +395,7 @@ fn check_credential_scope(req: &Request<Incoming>, region: &str) -> Option<(&'st
 const MAX_PRESIGNED_EXPIRY: u64 = 604_800;
 
 /// What is wrong with a credential `AKID/yyyymmdd/region/service/aws4_request`, if anything.
-fn scope_error(credential: &str, region: &str) -> Option<String> {
+pub(crate) fn scope_error(credential: &str, region: &str) -> Option<String> {
     let parts: Vec<&str> = credential.split('/').collect();
     let well_formed = parts.len() == 5
         && parts[1].len() == 8
@@ -406,26 +414,7 @@ fn scope_error(credential: &str, region: &str) -> Option<String> {
     None
 }
 
-pub(crate) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn xml_escape(s: &str) -> String {
+pub(crate) fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -496,7 +485,7 @@ async fn complete_error_body(resp: Response<Body>, path: &str, request_id: &str)
     Response::from_parts(parts, Body::from(Bytes::from(finished)))
 }
 
-fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+pub(crate) fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
     let start = text.find(open)? + open.len();
     let end = text[start..].find(close)? + start;
     Some(&text[start..end])

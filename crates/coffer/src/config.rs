@@ -199,7 +199,7 @@ pub struct ServeArgs {
     /// TOML file with any of the settings below (keys: data_dir, listen, region, root_key_file,
     /// allow_insecure_http, access_key, secret_key, tls_cert, tls_key,
     /// tls_self_signed, account_id, kms_quotas, kms_quota_cryptographic, kms_task_interval,
-    /// sweep_interval).
+    /// sweep_interval, allow_sigv2).
     /// Flags and environment win over it.
     #[arg(long, env = "COFFER_CONFIG")]
     pub config: Option<PathBuf>,
@@ -218,6 +218,12 @@ pub struct ServeArgs {
     /// Accept requests that will carry key material over plain HTTP (development and tests only)
     #[arg(long, env = "COFFER_ALLOW_INSECURE_HTTP")]
     pub allow_insecure_http: bool,
+    /// Accept requests signed with AWS Signature Version 2 (legacy clients, e.g. boto3 with
+    /// signature_version='s3'). Off by default, as on S3 buckets created since June 2020; when on,
+    /// header-signed requests must be within 15 minutes of the server clock and presigned URLs
+    /// valid for at most 7 days
+    #[arg(long, env = "COFFER_ALLOW_SIGV2")]
+    pub allow_sigv2: bool,
     /// Root access key id; its secret comes from the environment (COFFER_ROOT_SECRET_KEY) or
     /// `secret_key` in the --config file, never from a flag. Both are generated on first start
     /// when unset
@@ -272,6 +278,7 @@ struct FileSettings {
     region: Option<String>,
     root_key_file: Option<PathBuf>,
     allow_insecure_http: Option<bool>,
+    allow_sigv2: Option<bool>,
     access_key: Option<String>,
     secret_key: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -301,6 +308,8 @@ pub struct Settings {
     pub region: String,
     pub root_key_file: PathBuf,
     pub allow_insecure_http: bool,
+    /// Accept SigV2-signed requests.
+    pub allow_sigv2: bool,
     /// Root credentials given by the operator (flags, env or file), if any.
     pub root_credentials: Option<(String, String)>,
     pub tls: TlsSetting,
@@ -418,6 +427,7 @@ impl Settings {
                 .unwrap_or_else(|| "us-east-1".to_owned()),
             allow_insecure_http: args.allow_insecure_http
                 || file.allow_insecure_http.unwrap_or(false),
+            allow_sigv2: args.allow_sigv2 || file.allow_sigv2.unwrap_or(false),
             data_dir,
             root_key_file,
             root_credentials,

@@ -168,6 +168,11 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             "--allow-insecure-http: requests carrying key material will be accepted over plain HTTP; never use this in production"
         );
     }
+    if settings.allow_sigv2 {
+        tracing::warn!(
+            "--allow-sigv2: requests signed with the legacy SigV2 (HMAC-SHA1) are accepted; S3 refuses them on buckets created since June 2020"
+        );
+    }
 
     let credentials = Credentials::single(&access, &secret).with_users(&meta, &root_key)?;
 
@@ -229,6 +234,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
                 allow_insecure_http: settings.allow_insecure_http,
             }),
             iam: Some(iam),
+            allow_sigv2: settings.allow_sigv2,
         },
     );
     let tls = match &settings.tls {
