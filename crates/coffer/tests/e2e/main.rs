@@ -14,6 +14,7 @@ mod conditional;
 mod copy;
 mod durability;
 mod encryption;
+mod fixtures;
 mod harness;
 mod hostile_input;
 mod kms_aliases;
