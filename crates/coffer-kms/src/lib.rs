@@ -27,6 +27,7 @@ mod key_policy;
 mod keys;
 mod lifecycle;
 mod model;
+mod refusals;
 mod rotation;
 mod router;
 mod service;
@@ -40,7 +41,7 @@ mod testing;
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use error::KmsError;
 pub use service::Kms;
-pub use trail::RefusedCall;
+pub use trail::{RefusedCall, audit_log_recovered};
 
 /// Default region of ARNs, as `coffer serve --region` defaults (DESIGN §1).
 pub const DEFAULT_REGION: &str = "us-east-1";

@@ -4,6 +4,7 @@
 //! `main` stays small: configuration is resolved in `config`, the server is assembled in
 //! `serve`, key files are handled in `secrets`, the benchmark lives in `bench`.
 
+mod audit_log;
 mod bench;
 mod bench_client;
 mod bench_kms;
