@@ -17,6 +17,7 @@ mod encryption;
 mod harness;
 mod kms_aliases;
 mod kms_audit;
+mod kms_audit_anchor;
 mod kms_crypto;
 mod kms_keys;
 mod kms_lifecycle;
