@@ -6,10 +6,11 @@
 //!   last field `previousLineSha256` is the hex SHA-256 of the previous line. The line's link is
 //!   the SHA-256 of its own bytes. Anyone can recompute such a chain, so format 1 lines are trusted
 //!   only because a later format 2 line, or the anchor, holds the link of the last of them.
-//! - **Format 2** (written now): the line ends with `"previousLink":"<hex>","linkHmacSha256":"<hex>"}`.
-//!   `previousLink` is the previous line's link; the line's own link is
-//!   HMAC-SHA256(chain key, every byte of the line before the 64 hex digits of `linkHmacSha256`),
-//!   and `linkHmacSha256` holds it. Nobody without the root key can compute it.
+//! - **Format 2** (written now): the line ends with
+//!   `"previousLink":"<hex>","linkHmacSha256":"<hex>"}`. `previousLink` is the previous line's
+//!   link; the line's own link is HMAC-SHA256(chain key, every byte of the line before the 64 hex
+//!   digits of `linkHmacSha256`), and `linkHmacSha256` holds it. Nobody without the root key can
+//!   compute it.
 //!
 //! The chain rule: the link before the first line is 32 zero bytes ([`GENESIS`]); every line states
 //! the link of the line before it; format 1 lines may only come before the first format 2 line.
