@@ -45,7 +45,7 @@ pub fn open(
         Err(AuditError::Mismatch(mismatch)) => anyhow::bail!(
             "the KMS audit log {path} does not match its anchor in the metadata database: \
              {mismatch}.\n\
-             Coffer refuses to start so that someone looks at this; nothing was changed.\n\
+             Coffer refuses to start so that someone looks at this; the log was not changed.\n\
              - See the whole log checked: stop here and run `coffer audit verify --data-dir {dir}`.\n\
              - If you know why (for example, the data dir was restored from a backup) and accept \
              it, start once with --audit-log-recover: the log is moved aside to \

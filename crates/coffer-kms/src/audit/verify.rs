@@ -115,6 +115,7 @@ fn scan(
         }
         Err(e) => return Err(e.into()),
     };
+    let file_len = file.metadata()?.len();
     let mut reader = BufReader::new(file);
     let mut lines = 0u64;
     let mut bytes = 0u64;
@@ -183,17 +184,17 @@ fn scan(
         lines,
         first_broken,
         anchor: anchor.map_or(AnchorCheck::NotChecked, |anchor| {
-            compare(anchor, lines, bytes, at_anchor)
+            compare(anchor, lines, file_len, at_anchor)
         }),
     };
     Ok((report, any_v2))
 }
 
-/// The anchor against what the scan found.
+/// The anchor against what the scan found (`file_len`: the file's size).
 fn compare(
     anchor: &Anchor,
     lines: u64,
-    bytes: u64,
+    file_len: u64,
     at_anchor: Option<(u64, Option<Link>)>,
 ) -> AnchorCheck {
     let at_anchor = if anchor.lines == 0 {
@@ -202,12 +203,17 @@ fn compare(
         at_anchor
     };
     let Some((end, link)) = at_anchor else {
-        return AnchorCheck::Mismatch(if bytes == 0 {
+        return AnchorCheck::Mismatch(if file_len == 0 {
             Mismatch::Emptied(*anchor)
+        } else if file_len >= anchor.bytes {
+            Mismatch::RolledBack {
+                anchor: *anchor,
+                reason: format!("the log has only {lines} lines, in as many bytes or more"),
+            }
         } else {
             Mismatch::Truncated {
                 anchor: *anchor,
-                bytes,
+                bytes: file_len,
             }
         });
     };
