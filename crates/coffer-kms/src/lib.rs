@@ -1,6 +1,7 @@
 //! Coffer's built-in key management service (DESIGN §3, §6): customer managed keys with
 //! versions, aliases, states and scheduled deletion, key policies, the KMS ciphertext blob,
-//! data keys bound to an encryption context, request quotas, and the hash-chained audit log.
+//! data keys bound to an encryption context, request quotas, and the MAC-chained, anchored
+//! audit log.
 //!
 //! This crate speaks the AWS KMS JSON request and response shapes (`Kms::handle`), but no
 //! HTTP and no SigV4: the server authenticates the caller and hands over a `Caller`.
@@ -10,8 +11,9 @@
 //! Map: `service.rs` (the [`Kms`] handle: open, dispatch, policy, audit, due tasks) in front of one
 //! file per family of operations (`keys.rs`, `aliases.rs`, `crypto.rs`, `rotation.rs`,
 //! `lifecycle.rs`, `key_policy.rs`); `router.rs` is the table of operations; `blob.rs` the ciphertext
-//! format; `store.rs` the sealed records; `trail.rs` the CloudTrail events; `audit.rs` and `throttle.rs` the
-//! log and the quotas. The policy language is the `coffer-policy` crate.
+//! format; `store.rs` the sealed records; `trail.rs` the CloudTrail events; `audit/` and
+//! `throttle.rs` the log and the quotas; `refusals.rs` the aggregation of requests refused before
+//! authentication. The policy language is the `coffer-policy` crate.
 
 pub mod audit;
 pub mod throttle;
@@ -26,6 +28,7 @@ mod key_policy;
 mod keys;
 mod lifecycle;
 mod model;
+mod refusals;
 mod rotation;
 mod router;
 mod service;
@@ -39,7 +42,7 @@ mod testing;
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use error::KmsError;
 pub use service::Kms;
-pub use trail::RefusedCall;
+pub use trail::{RefusedCall, audit_log_recovered};
 
 /// Default region of ARNs, as `coffer serve --region` defaults (DESIGN §1).
 pub const DEFAULT_REGION: &str = "us-east-1";

@@ -19,6 +19,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::audit::AuditLog;
 use crate::ids::{Arns, KeyRef};
 use crate::model::{Alias, ENCRYPT_DECRYPT, Key, SYMMETRIC_DEFAULT, unix_ms};
+use crate::refusals::{Refusals, Summary};
 use crate::router::{Op, UNSUPPORTED};
 use crate::store::Records;
 use crate::throttle::Quotas;
@@ -36,6 +37,7 @@ pub struct Kms {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) audit: Arc<AuditLog>,
     quotas: Quotas,
+    refusals: Refusals,
     state: RwLock<State>,
     writer: tokio::sync::Mutex<()>,
 }
@@ -107,6 +109,7 @@ impl Kms {
             clock,
             audit,
             quotas: Quotas::new(cfg.quotas),
+            refusals: Refusals::default(),
             state: RwLock::new(State {
                 keys: loaded.keys,
                 aliases: loaded.aliases,
@@ -177,14 +180,43 @@ impl Kms {
     }
 
     /// Records a request the transport refused before its caller was authenticated (see
-    /// [`RefusedCall`]), so that the audit log holds every KMS request, failures included.
-    /// Resolves once the line is durable.
+    /// [`RefusedCall`]), so that the audit log accounts for every KMS request, failures
+    /// included. A stranger must not fill the disk this way, so refusals are aggregated (see
+    /// `refusals.rs`): the first from a source with an error code in a minute is logged as its
+    /// own event (and this resolves once it is durable); the rest are counted, and written as
+    /// one summary event per source when the minute ends.
     pub async fn audit_refused(&self, call: RefusedCall<'_>) -> Result<(), KmsError> {
-        let event = trail::refused_call(&self.arns, self.clock.now(), call);
+        let now = self.clock.now();
+        let event_name = trail::sanitize_event_name(call.event_name);
+        let (log_it, ended) =
+            self.refusals
+                .admit(now, call.source_ip, call.error_code, &event_name);
+        self.write_refusal_summaries(ended).await?;
+        if !log_it {
+            return Ok(());
+        }
+        let event = trail::refused_call(&self.arns, now, call);
         self.audit
             .append(event)
             .await
             .map_err(|e| KmsError::internal(format_args!("audit log append failed: {e}")))
+    }
+
+    /// Ends the current window of refusals now and writes its summaries (at shutdown, so that no
+    /// counted refusal goes unrecorded).
+    pub async fn flush_refusals(&self) -> Result<(), KmsError> {
+        let ended = self.refusals.end_now(self.clock.now());
+        self.write_refusal_summaries(ended).await
+    }
+
+    async fn write_refusal_summaries(&self, summaries: Vec<Summary>) -> Result<(), KmsError> {
+        for summary in &summaries {
+            self.audit
+                .append(trail::refusals_summary(&self.arns, summary))
+                .await
+                .map_err(|e| KmsError::internal(format_args!("audit log append failed: {e}")))?;
+        }
+        Ok(())
     }
 
     /// The one table from operation to handler.
@@ -242,9 +274,12 @@ impl Kms {
     /// Runs what is due by the clock: automatic rotations of enabled keys whose period has passed,
     /// and deletions whose waiting period has passed (the key record and aliases leave the store,
     /// the in-memory material is dropped and zeroized: crypto-shredding). Each is one audit event
-    /// (`AwsServiceEvent` `RotateKey` / `DeleteKey`). The server calls this every few seconds.
+    /// (`AwsServiceEvent` `RotateKey` / `DeleteKey`). Also writes the summaries of a window of
+    /// refused requests that has ended. The server calls this every few seconds.
     pub async fn run_due_tasks(&self) -> Result<(), KmsError> {
-        self.run_due().await
+        let ended = self.refusals.ended(self.clock.now());
+        let summaries = self.write_refusal_summaries(ended).await;
+        self.run_due().await.and(summaries)
     }
 
     /// The key ARN a key id, key ARN, alias name or alias ARN resolves to (for S3's SSE-KMS). No
@@ -582,8 +617,8 @@ mod tests {
         assert!(log[5]["requestParameters"].is_null());
         let ids: std::collections::HashSet<_> = log.iter().map(|e| e["eventID"].clone()).collect();
         assert_eq!(ids.len(), log.len());
-        let chain = crate::audit::verify(&h.audit_path()).unwrap();
-        assert!(chain.first_broken.is_none());
+        let chain = h.verify_audit_log();
+        assert!(chain.intact(), "{chain:?}");
         assert_eq!(chain.lines, 6);
     }
 
@@ -680,6 +715,95 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.error_type(), "KMSInternalException");
         assert_eq!(err.status(), 500);
+    }
+
+    fn refused<'a>(source_ip: &'a str, user_agent: &'a str, code: &'a str) -> RefusedCall<'a> {
+        RefusedCall {
+            claimed_access_key: Some("AKIASTRANGER"),
+            event_name: "Encrypt",
+            source_ip,
+            user_agent: Some(user_agent),
+            request_id: "req-refused",
+            error_code: code,
+            error_message: "The request signature we calculated does not match",
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_refusals_from_one_source_is_one_event_and_one_summary() {
+        let h = Harness::new().await;
+        for _ in 0..500 {
+            h.kms
+                .audit_refused(refused("192.0.2.9", "curl", "InvalidSignatureException"))
+                .await
+                .unwrap();
+        }
+        h.kms
+            .audit_refused(refused("192.0.2.9", "curl", "UnrecognizedClientException"))
+            .await
+            .unwrap();
+        h.kms
+            .audit_refused(refused("198.51.100.1", "curl", "InvalidSignatureException"))
+            .await
+            .unwrap();
+        assert_eq!(
+            h.audit_log().len(),
+            3,
+            "one event per source and error code"
+        );
+
+        // The window ends: the scheduler writes the summary of what was only counted.
+        h.clock.advance_days(1);
+        h.kms.run_due_tasks().await.unwrap();
+        let summaries = h.audit_events("RefusedRequestsSummary");
+        assert_eq!(summaries.len(), 1, "{summaries:?}");
+        let s = &summaries[0];
+        assert_eq!(s["sourceIPAddress"], "192.0.2.9");
+        assert_eq!(s["errorCode"], "InvalidSignatureException");
+        assert_eq!(s["serviceEventDetails"]["refusedRequests"], 500);
+        assert_eq!(s["serviceEventDetails"]["loggedIndividually"], 1);
+        assert_eq!(h.audit_log().len(), 4);
+        assert!(h.verify_audit_log().intact());
+
+        // At shutdown the open window is written out at once.
+        h.kms
+            .audit_refused(refused("192.0.2.9", "curl", "InvalidSignatureException"))
+            .await
+            .unwrap();
+        h.kms
+            .audit_refused(refused("192.0.2.9", "curl", "InvalidSignatureException"))
+            .await
+            .unwrap();
+        h.kms.flush_refusals().await.unwrap();
+        assert_eq!(h.audit_events("RefusedRequestsSummary").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn fields_a_stranger_sends_are_cut_short_in_the_log() {
+        let h = Harness::new().await;
+        let long = "é".repeat(50_000);
+        let call = RefusedCall {
+            claimed_access_key: Some(&long),
+            event_name: &long,
+            source_ip: "192.0.2.9",
+            user_agent: Some(&long),
+            request_id: "req-refused",
+            error_code: &long,
+            error_message: &long,
+        };
+        h.kms.audit_refused(call).await.unwrap();
+        let text = h.audit_text();
+        assert!(text.len() < 4096, "the line is {} bytes", text.len());
+        let event = &h.audit_log()[0];
+        assert_eq!(
+            event["userAgent"].as_str().unwrap().len(),
+            trail::MAX_USER_AGENT
+        );
+        assert!(
+            event["userIdentity"]["accessKeyId"].as_str().unwrap().len()
+                <= trail::MAX_ACCESS_KEY_ID
+        );
+        assert!(event["errorMessage"].as_str().unwrap().len() <= trail::MAX_ERROR_MESSAGE);
     }
 
     #[tokio::test]

@@ -245,6 +245,17 @@ impl Harness {
         audit::read_events(&self.audit_path(), None, usize::MAX).unwrap()
     }
 
+    /// The whole audit log checked against its anchor.
+    pub fn verify_audit_log(&self) -> audit::VerifyReport {
+        let record = audit::AnchorStore::load(self.meta.as_ref()).unwrap();
+        audit::verify(
+            &self.audit_path(),
+            &audit::AuditKeys::derive(&self.root),
+            record.as_deref(),
+        )
+        .unwrap()
+    }
+
     /// Where the audit log is.
     pub fn audit_path(&self) -> std::path::PathBuf {
         self.dir.path().join("audit.log")
@@ -281,7 +292,13 @@ fn open(
     cfg: &KmsConfig,
     clock: &Arc<FakeClock>,
 ) -> Kms {
-    let audit = AuditLog::open(&dir.path().join("audit.log")).unwrap();
+    let audit = AuditLog::open(
+        &dir.path().join("audit.log"),
+        audit::AuditKeys::derive(root),
+        Arc::clone(meta) as Arc<dyn audit::AnchorStore>,
+        audit::OnMismatch::Refuse,
+    )
+    .unwrap();
     let clock: Arc<dyn Clock> = Arc::clone(clock) as Arc<dyn Clock>;
     Kms::open(Arc::clone(meta), root.clone(), cfg.clone(), clock, audit).unwrap()
 }

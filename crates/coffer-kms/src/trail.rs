@@ -11,10 +11,11 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::Caller;
-use crate::KmsError;
+use crate::audit::Recovery;
 use crate::ids::Arns;
+use crate::refusals::Summary;
 use crate::router::Op;
+use crate::{Caller, KmsConfig, KmsError};
 
 /// The request fields copied into `requestParameters`, renamed to CloudTrail's camelCase.
 /// Everything else in a request body is dropped unread.
@@ -265,6 +266,26 @@ struct EventOrigin<'a> {
     request_id: &'a str,
 }
 
+/// Longest `userAgent` kept (CloudTrail also cuts long user agents).
+pub const MAX_USER_AGENT: usize = 256;
+/// Longest claimed access key id kept (AWS access key ids are at most 128 characters).
+pub const MAX_ACCESS_KEY_ID: usize = 128;
+/// Longest error message of a refused request kept: some echo parts of the request.
+pub const MAX_ERROR_MESSAGE: usize = 512;
+
+/// At most `max` bytes of `text`, cut at a character boundary: nothing unbounded from a request
+/// may reach the log.
+pub fn cap(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// The CloudTrail skeleton every `AwsApiCall` record shares; the request-specific fields start
 /// empty (no parameters, no response, no resources, not read-only) for callers to fill in.
 fn api_event(
@@ -282,7 +303,7 @@ fn api_event(
         "eventName": event_name,
         "awsRegion": arns.region(),
         "sourceIPAddress": origin.source_ip,
-        "userAgent": origin.user_agent,
+        "userAgent": origin.user_agent.map(|ua| cap(ua, MAX_USER_AGENT)),
         "requestParameters": null,
         "responseElements": null,
         "requestID": origin.request_id,
@@ -317,7 +338,7 @@ pub struct RefusedCall<'a> {
 pub fn refused_call(arns: &Arns, time: OffsetDateTime, call: RefusedCall<'_>) -> Value {
     let mut identity = json!({ "type": "Unknown", "accountId": arns.account() });
     if let Some(key) = call.claimed_access_key {
-        identity["accessKeyId"] = key.into();
+        identity["accessKeyId"] = cap(key, MAX_ACCESS_KEY_ID).into();
     }
     let event_name = sanitize_event_name(call.event_name);
     // CloudTrail's readOnly belongs to the API, not to whether the call got through.
@@ -334,9 +355,86 @@ pub fn refused_call(arns: &Arns, time: OffsetDateTime, call: RefusedCall<'_>) ->
         },
     );
     event["readOnly"] = read_only.into();
-    event["errorCode"] = call.error_code.into();
-    event["errorMessage"] = call.error_message.into();
+    event["errorCode"] = cap(call.error_code, 64).into();
+    event["errorMessage"] = cap(call.error_message, MAX_ERROR_MESSAGE).into();
     event
+}
+
+/// The record of refusals a window counted but did not log one by one (see `refusals.rs`): an
+/// `AwsServiceEvent` named `RefusedRequestsSummary`, whose `sourceIPAddress` is the source (an
+/// IPv4 address, an IPv6 /64, or `*` for sources beyond the tracked ones) and whose
+/// `serviceEventDetails` carry the counts.
+pub(crate) fn refusals_summary(arns: &Arns, summary: &Summary) -> Value {
+    let tally = &summary.tally;
+    json!({
+        "eventVersion": "1.08",
+        "userIdentity": { "type": "Unknown", "accountId": arns.account() },
+        "eventTime": event_time(summary.window_end),
+        "eventSource": "kms.amazonaws.com",
+        "eventName": "RefusedRequestsSummary",
+        "awsRegion": arns.region(),
+        "sourceIPAddress": summary.source,
+        "userAgent": null,
+        "requestParameters": null,
+        "responseElements": null,
+        "eventID": event_id(),
+        "readOnly": false,
+        "resources": [],
+        "eventType": "AwsServiceEvent",
+        "managementEvent": true,
+        "recipientAccountId": arns.account(),
+        "errorCode": summary.error_code,
+        "errorMessage": format!(
+            "{} requests from {} were refused with {} before authentication; {} of them are \
+             logged as their own events",
+            tally.refused, summary.source, summary.error_code, tally.logged
+        ),
+        "serviceEventDetails": {
+            "refusedRequests": tally.refused,
+            "loggedIndividually": tally.logged,
+            "firstEventTime": event_time(tally.first),
+            "lastEventTime": event_time(tally.last),
+            "eventNames": tally.event_names,
+            "windowStart": event_time(summary.window_start),
+            "windowEnd": event_time(summary.window_end),
+        },
+        "eventCategory": "Management",
+    })
+}
+
+/// The first event of a chain started by a recovery (`coffer serve --audit-log-recover`): what
+/// was wrong with the old log, where it was moved, and the anchor it failed.
+pub fn audit_log_recovered(cfg: &KmsConfig, time: OffsetDateTime, recovery: &Recovery) -> Value {
+    let arns = Arns::new(&cfg.region, &cfg.account_id);
+    json!({
+        "eventVersion": "1.08",
+        "userIdentity": { "accountId": arns.account(), "invokedBy": "coffer" },
+        "eventTime": event_time(time),
+        "eventSource": "kms.amazonaws.com",
+        "eventName": "AuditLogRecovered",
+        "awsRegion": arns.region(),
+        "sourceIPAddress": "coffer",
+        "userAgent": "coffer",
+        "requestParameters": null,
+        "responseElements": null,
+        "eventID": event_id(),
+        "readOnly": false,
+        "resources": [],
+        "eventType": "AwsServiceEvent",
+        "managementEvent": true,
+        "recipientAccountId": arns.account(),
+        "serviceEventDetails": {
+            "finding": recovery.mismatch.kind(),
+            "description": recovery.mismatch.to_string(),
+            "rejectedLog": recovery.rejected_log.as_ref().map(|p| p.display().to_string()),
+            "previousAnchor": recovery.previous_anchor.map(|a| json!({
+                "lines": a.lines,
+                "bytes": a.bytes,
+                "link": hex::encode(a.link),
+            })),
+        },
+        "eventCategory": "Management",
+    })
 }
 
 /// The CloudTrail record of something the service did on its own (`RotateKey`, `DeleteKey`).

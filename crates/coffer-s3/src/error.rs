@@ -39,7 +39,10 @@ pub fn store_error(err: StoreError) -> S3Error {
                 "At least one of the pre-conditions you specified did not hold"
             )
         }
-        other @ (StoreError::Io(_) | StoreError::Db(_) | StoreError::Corrupt(_)) => {
+        other @ (StoreError::Io(_)
+        | StoreError::InUse
+        | StoreError::Db(_)
+        | StoreError::Corrupt(_)) => {
             tracing::error!(error = %other, "storage failure");
             s3_error!(
                 InternalError,

@@ -31,6 +31,12 @@ pub enum StoreError {
     /// A file system operation on the blob store failed.
     #[error("blob store I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The metadata database file is held by another process (redb allows one at a time: a
+    /// running server holds it).
+    #[error(
+        "the metadata database is in use by another process (is a coffer server running on it?)"
+    )]
+    InUse,
     /// The metadata database failed (the redb error, as text).
     #[error("metadata database error: {0}")]
     Db(String),
@@ -51,9 +57,17 @@ macro_rules! db_error_from {
     )+};
 }
 
+impl From<redb::DatabaseError> for StoreError {
+    fn from(err: redb::DatabaseError) -> Self {
+        match err {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse,
+            other => StoreError::Db(other.to_string()),
+        }
+    }
+}
+
 db_error_from!(
     redb::Error,
-    redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,

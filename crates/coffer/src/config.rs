@@ -113,10 +113,16 @@ pub struct UserTarget {
 
 #[derive(clap::Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain of the audit log; exit 1 and name the first broken line if any.
+    /// Check every line's chain link and MAC, and the log's end against its anchor in the
+    /// metadata database (needs the root key and the server stopped); exit 1 and say what is
+    /// wrong (edited, truncated, emptied, deleted, rolled back…), 2 if it could not check.
     Verify {
         #[command(flatten)]
         dir: DataDirArg,
+        /// Check only the chain and the MACs, not the anchor: works while the server runs, but
+        /// cannot see lines cut off the end
+        #[arg(long)]
+        chain_only: bool,
     },
     /// Print the newest events (one JSON object per line), optionally only for one key.
     Tail {
@@ -264,6 +270,12 @@ pub struct ServeArgs {
     /// an hour that no record points to); one also runs at start [default: 3600]
     #[arg(long, env = "COFFER_SWEEP_INTERVAL")]
     pub sweep_interval: Option<u64>,
+    /// Start even though the KMS audit log disagrees with its anchor (truncated, emptied,
+    /// deleted, rolled back, forged): move the log aside (never deleted), start a new chain whose
+    /// first event records what was found. Refused when there is nothing to recover; not read
+    /// from the TOML file, so that it cannot stay on by accident
+    #[arg(long, env = "COFFER_AUDIT_LOG_RECOVER")]
+    pub audit_log_recover: bool,
     /// Testing only: a file holding a number of seconds to add to the KMS clock
     #[arg(long, env = "COFFER_CLOCK_OFFSET_FILE", hide = true)]
     pub clock_offset_file: Option<PathBuf>,
@@ -320,6 +332,8 @@ pub struct Settings {
     pub kms_task_interval: std::time::Duration,
     pub sweep_interval: std::time::Duration,
     pub clock_offset_file: Option<PathBuf>,
+    /// `--audit-log-recover`.
+    pub audit_log_recover: bool,
 }
 
 /// A secret from the environment variable `env`. Secrets are never taken from a flag: every
@@ -417,6 +431,7 @@ impl Settings {
                     .max(1),
             ),
             clock_offset_file: args.clock_offset_file,
+            audit_log_recover: args.audit_log_recover,
             listen: args
                 .listen
                 .or(file.listen)

@@ -5,6 +5,7 @@
 //! `serve`, key files are handled in `secrets`, the benchmark lives in `bench`.
 
 mod admin_client;
+mod audit_log;
 mod bench;
 mod bench_client;
 mod bench_kms;

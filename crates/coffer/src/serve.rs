@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use coffer_kms::audit::AuditLog;
 use coffer_kms::throttle::QuotaConfig;
 use coffer_kms::{Clock, Kms, KmsConfig, OffsetClock, SystemClock};
 use coffer_s3::{
@@ -178,8 +177,6 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 
     let audit_path = audit_log_path(&settings.data_dir);
     create_private_dir(audit_path.parent().expect("audit log path has a parent"))?;
-    let audit = AuditLog::open(&audit_path)
-        .with_context(|| format!("opening the audit log {}", audit_path.display()))?;
     let clock: Arc<dyn Clock> = match &settings.clock_offset_file {
         Some(path) => {
             tracing::warn!(path = %path.display(), "KMS clock offset file in use: for tests only");
@@ -211,6 +208,14 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         settings.region.clone(),
         settings.allow_insecure_http,
     );
+    let audit = crate::audit_log::open(
+        &settings.data_dir,
+        &root_key,
+        &meta,
+        &kms_config,
+        Arc::clone(&clock),
+        settings.audit_log_recover,
+    )?;
     let kms = Arc::new(Kms::open(
         Arc::clone(&meta),
         root_key.clone(),
@@ -281,6 +286,7 @@ async fn serve(
         settings.data_dir.display()
     );
     let interval = settings.kms_task_interval;
+    let kms_at_shutdown = Arc::clone(&kms);
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         loop {
@@ -341,6 +347,10 @@ async fn serve(
     {
         tracing::warn!("in-flight requests did not finish within the grace period");
     }
+    // Refusals counted but not yet summarized in the audit log.
+    if let Err(e) = kms_at_shutdown.flush_refusals().await {
+        tracing::error!(error = %e.message(), "writing the summary of refused KMS requests failed");
+    }
     Ok(())
 }
 
@@ -365,7 +375,7 @@ pub fn rotate_service_key(data_dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Where the KMS audit log lives in a data dir.
-fn audit_log_path(data_dir: &Path) -> std::path::PathBuf {
+pub(crate) fn audit_log_path(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("audit").join("kms-audit.log")
 }
 
@@ -378,7 +388,7 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", dir.display()))
 }
 
-fn load_root_key(data_dir: &Path) -> anyhow::Result<coffer_crypto::Key256> {
+pub(crate) fn load_root_key(data_dir: &Path) -> anyhow::Result<coffer_crypto::Key256> {
     let path = std::env::var_os("COFFER_ROOT_KEY_FILE")
         .map_or_else(|| data_dir.join("root.key"), Into::into);
     if !path.exists() {
@@ -662,29 +672,8 @@ fn time_now_ms() -> i64 {
 
 pub fn audit(cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
-        AuditCommand::Verify { dir } => {
-            let path = audit_log_path(&dir.data_dir);
-            let report = coffer_kms::audit::verify(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            match report.first_broken {
-                None => {
-                    println!(
-                        "audit log {}: {} lines, hash chain intact",
-                        path.display(),
-                        report.lines
-                    );
-                    Ok(())
-                }
-                Some(broken) => {
-                    println!(
-                        "audit log {}: chain BROKEN at line {}: {}",
-                        path.display(),
-                        broken.line,
-                        broken.reason
-                    );
-                    std::process::exit(1);
-                }
-            }
+        AuditCommand::Verify { dir, chain_only } => {
+            crate::audit_log::verify(&dir.data_dir, chain_only)
         }
         AuditCommand::Tail { dir, key_id, lines } => {
             let path = audit_log_path(&dir.data_dir);

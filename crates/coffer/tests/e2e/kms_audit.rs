@@ -1,7 +1,7 @@
 //! The KMS audit log end to end: every request (success and failure) is one CloudTrail-shaped
-//! JSON line in `<data-dir>/audit/kms-audit.log`, hash-chained; `coffer audit verify` passes on
-//! an untouched log (also while the server runs) and names the line where an edited, deleted or
-//! reordered log breaks; `coffer audit tail` filters by key; plaintexts and data keys never
+//! JSON line in `<data-dir>/audit/kms-audit.log`, chained by MACs; `coffer audit verify` passes on
+//! an untouched log (with `--chain-only` while the server runs) and names the line where an
+//! edited, deleted or reordered log breaks; `coffer audit tail` filters by key; plaintexts and data keys never
 //! appear in the log (nor anywhere else in the data dir or the server's output).
 
 use crate::common;
@@ -125,17 +125,21 @@ async fn every_request_is_an_audit_event_with_cloudtrail_fields() {
         );
     }
 
-    // The chain: each line carries the SHA-256 of the previous line's bytes (64 zeros first).
-    let lines = server.audit_lines();
+    // The chain: each line states the previous line's link (64 zeros first) and carries its own,
+    // an HMAC under a key derived from the root key (recomputed byte for byte in
+    // kms_audit_anchor.rs).
     let mut previous = "0".repeat(64);
-    for (i, (line, e)) in lines.iter().zip(&events).enumerate() {
+    for (i, e) in events.iter().enumerate() {
         assert_eq!(
-            e["previousLineSha256"].as_str(),
+            e["previousLink"].as_str(),
             Some(previous.as_str()),
             "line {} does not chain to the line before it",
             i + 1
         );
-        previous = common::sigv4::sha256_hex(line.as_bytes());
+        previous = e["linkHmacSha256"]
+            .as_str()
+            .unwrap_or_else(|| panic!("line {}: no linkHmacSha256: {e}", i + 1))
+            .to_string();
     }
 
     for (i, e) in events.iter().enumerate() {
@@ -153,8 +157,8 @@ async fn every_request_is_an_audit_event_with_cloudtrail_fields() {
             );
         }
         assert!(
-            e["previousLineSha256"].is_string(),
-            "line {}: previousLineSha256 missing: {e}",
+            e["previousLink"].is_string() && e["linkHmacSha256"].is_string(),
+            "line {}: chain fields missing: {e}",
             i + 1
         );
         assert!(e["userIdentity"].is_object(), "line {}: {e}", i + 1);
@@ -220,10 +224,24 @@ async fn audit_verify_passes_while_running_and_tail_filters_by_key() {
         })
         .expect("the other key's Encrypt is audited");
 
+    // The running server holds the metadata database, where the anchor is: verify says so
+    // (exit 2), and --chain-only checks every line's link and MAC meanwhile.
     let out = server.audit_command(&["verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "audit verify while the server runs: {}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("Stop the server") && text(&out).contains("--chain-only"),
+        "{}",
+        text(&out)
+    );
+    let out = server.audit_command(&["verify", "--chain-only"]);
     assert!(
         out.status.success() && text(&out).contains("hash chain intact"),
-        "audit verify on a running server's log: {}\n{}",
+        "audit verify --chain-only on a running server's log: {}\n{}",
         out.status,
         text(&out)
     );
@@ -331,14 +349,15 @@ async fn editing_one_line_of_the_log_breaks_the_chain_there() {
     std::fs::write(&path, changed.join("\n") + "\n").expect("write the edited log");
     let (code, output) = verify(&server);
     assert_eq!(code, Some(1), "edited line {edited}: {output}");
-    // The edited line's hash is recorded in the next line, so that is where the chain breaks
-    // (as crates/coffer-kms/src/audit.rs documents: an edit inside line k that leaves it valid
-    // JSON is reported at line k + 1).
+    // Each line carries a MAC of its own bytes, so the edited line itself fails (an edit of a
+    // line in the old SHA-256 format is reported at the next line: see
+    // crates/coffer-kms/src/audit/mod.rs).
     assert_eq!(
         broken_line(&output),
-        edited + 1,
+        edited,
         "edited line {edited}: {output}"
     );
+    assert!(output.contains("without the root key"), "{output}");
     // An edit that breaks the line's JSON is reported at that line itself.
     let mut broken_json: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     broken_json[index].pop();
@@ -383,6 +402,7 @@ async fn editing_one_line_of_the_log_breaks_the_chain_there() {
                 && !original.contains(e["eventID"].as_str().unwrap_or("-"))
         })
         .expect("the new request is audited");
+    server.stop();
     let (code, output) = verify(&server);
     assert_eq!(code, Some(0), "appended after a restart: {output}");
 }
@@ -543,6 +563,8 @@ async fn requests_refused_before_authentication_are_audited_too() {
         "AKIANOBODYKNOWSTHIS0"
     );
 
+    let mut server = server;
+    server.stop();
     let (code, output) = verify(&server);
     assert_eq!(code, Some(0), "coffer audit verify failed:\n{output}");
 }

@@ -19,6 +19,7 @@ mod harness;
 mod hostile_input;
 mod kms_aliases;
 mod kms_audit;
+mod kms_audit_anchor;
 mod kms_crypto;
 mod kms_keys;
 mod kms_lifecycle;
