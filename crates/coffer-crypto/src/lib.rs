@@ -18,7 +18,7 @@ mod segment;
 mod test_vectors;
 
 pub use ct::ct_eq;
-pub use digest::{hmac_sha256, sha256};
+pub use digest::{hmac_sha1, hmac_sha256, sha256};
 pub use error::CryptoError;
 pub use kdf::{PART_SALT_LEN, derive_key, derive_part_key};
 pub use key::{Key256, random_array, random_bytes};

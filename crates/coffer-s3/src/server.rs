@@ -1,7 +1,8 @@
 //! The HTTP front layer: one hyper service in front of `s3s` that owns what every response
 //! shares — the admin surface (`/-/health`, `/-/ready`, `/-/metrics`), request ids, and S3
 //! error bodies with `Resource` and `RequestId` (which `s3s` leaves out) — and routes KMS
-//! calls (`X-Amz-Target: TrentService.*`) to `kms_api` before `s3s` sees them.
+//! calls (`X-Amz-Target: TrentService.*`) to `kms_api` and browser form uploads (POST Object)
+//! to `post_object` before `s3s` sees them.
 //!
 //! It never logs request headers or bodies: they can carry signatures and keys.
 
@@ -21,6 +22,7 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use crate::auth::Credentials;
 use crate::document;
 use crate::kms_api::{self, Connection, KmsFront};
+use crate::post_object::{self, PostObject, PostObjectConfig};
 use crate::service::Coffer;
 
 /// Largest error body the front layer rewrites (s3s error bodies are a few hundred bytes).
@@ -42,6 +44,7 @@ pub struct Frontend {
     region: Arc<str>,
     credentials: Arc<Credentials>,
     kms: Option<Arc<KmsFront>>,
+    post: Arc<PostObject>,
     stats: Arc<Stats>,
 }
 
@@ -62,15 +65,30 @@ struct Stats {
 impl Frontend {
     /// Builds the handler over a `Coffer` service.
     pub fn new(coffer: Coffer, cfg: FrontendConfig) -> Frontend {
+        let region: Arc<str> = cfg.region.into();
+        let credentials = Arc::new(cfg.credentials);
+        let post = PostObject::new(
+            coffer.clone(),
+            Arc::clone(&credentials),
+            Arc::clone(&region),
+            PostObjectConfig::default(),
+        );
         let mut builder = S3ServiceBuilder::new(coffer);
-        builder.set_auth(cfg.credentials.clone());
+        builder.set_auth((*credentials).clone());
         Frontend {
             s3: builder.build(),
-            region: cfg.region.into(),
-            credentials: Arc::new(cfg.credentials),
+            region,
+            credentials,
             kms: cfg.kms.map(Arc::new),
+            post: Arc::new(post),
             stats: Arc::new(Stats::default()),
         }
+    }
+
+    /// Sets how POST Object (browser form uploads) behaves (by default SigV2 forms are refused).
+    pub fn with_post_object(mut self, cfg: PostObjectConfig) -> Frontend {
+        self.post = Arc::new(self.post.with_config(cfg));
+        self
     }
 
     /// The handler for one accepted connection.
@@ -116,9 +134,11 @@ impl Frontend {
                     .map(|(code, msg)| error_response(StatusCode::BAD_REQUEST, code, &msg))
             })
             .or_else(|| misplaced_sse_header(&req));
-        let mut resp = match early {
-            Some(r) => r,
-            None => self.call_s3(sigv2_bucket_path(req)).await,
+        let mut resp = match (early, post_object::route(&req)) {
+            (Some(r), _) => r,
+            // Form uploads never reach `s3s`, which would buffer the file before any check.
+            (None, Some(route)) => self.post.handle(route, req, conn).await,
+            (None, None) => self.call_s3(sigv2_bucket_path(req)).await,
         };
         let status = resp.status();
         self.count(status);

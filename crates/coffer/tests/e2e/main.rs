@@ -26,5 +26,6 @@ mod kms_transport;
 mod list;
 mod multipart;
 mod objects;
+mod post_object;
 mod ranges;
 mod tidy;
