@@ -644,7 +644,7 @@ fn stream_form(
         .set_read_timeout(Some(Duration::from_secs(120)))
         .unwrap();
     let request_head = format!(
-        "POST /{BUCKET} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: multipart/form-data; boundary={BOUNDARY}\r\ncontent-length: {content_length}\r\n\r\n"
+        "POST /{BUCKET} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: multipart/form-data; boundary={BOUNDARY}\r\ncontent-length: {content_length}\r\nconnection: close\r\n\r\n"
     );
     let block = pattern(1024 * 1024 - 7, file_len);
     let mut md5 = Md5::new();
@@ -712,6 +712,14 @@ async fn large_form_posts_hold_no_memory_before_authentication() {
             stream_form(addr, &form, ANONYMOUS_FORM_BYTES, &stop).0
         }));
     }
+    // And one with a signature that does not match: refused before its file too.
+    let forger = {
+        let stop = stop.clone();
+        let mut signed = Signed::new("forged");
+        signed.secret_key = "WrongSecretKey00000000000000000000000000".into();
+        let form = signed.form("forged", &[]);
+        thread::spawn(move || stream_form(addr, &form, ANONYMOUS_FORM_BYTES, &stop).0)
+    };
     let signed = {
         let stop = stop.clone();
         let form = Signed::new("signed-large")
@@ -719,8 +727,9 @@ async fn large_form_posts_hold_no_memory_before_authentication() {
             .form("signed-large", &[]);
         thread::spawn(move || stream_form(addr, &form, SIGNED_FILE_BYTES, &stop))
     };
-    let stranger_answers: Vec<Option<u16>> =
+    let mut stranger_answers: Vec<Option<u16>> =
         strangers.into_iter().map(|t| t.join().unwrap()).collect();
+    stranger_answers.push(forger.join().unwrap());
     let (signed_status, signed_md5) = signed.join().unwrap();
     done.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
@@ -730,7 +739,7 @@ async fn large_form_posts_hold_no_memory_before_authentication() {
     let peak = peak_rss.load(Ordering::Relaxed).max(end_hwm);
     assert!(
         peak < RSS_LIMIT_KIB && !stop.load(Ordering::Relaxed),
-        "the server reached {} MiB of RSS (peak resident {} MiB, {} MiB at start) while {ANONYMOUS_FORMS} anonymous forms of {} MiB streamed at it; the limit is {} MiB",
+        "the server reached {} MiB of RSS (peak resident {} MiB, {} MiB at start) while {ANONYMOUS_FORMS} anonymous forms and a forged one of {} MiB each streamed at it; the limit is {} MiB",
         end_hwm / 1024,
         peak / 1024,
         start_hwm / 1024,
@@ -741,12 +750,12 @@ async fn large_form_posts_hold_no_memory_before_authentication() {
         // Refused after the form fields: 403, or a reset if the refusal crossed the upload.
         assert!(
             matches!(answer, Some(403) | None),
-            "an anonymous form got {answer:?}"
+            "a stranger's form got {answer:?}"
         );
     }
     assert_eq!(signed_status, Some(204), "the signed upload failed");
     eprintln!(
-        "memory test: peak RSS {} MiB over {:.1} s",
+        "memory test: peak RSS {} MiB over {:.1} s; strangers got {stranger_answers:?}",
         peak / 1024,
         elapsed.as_secs_f64()
     );
@@ -755,6 +764,7 @@ async fn large_form_posts_hold_no_memory_before_authentication() {
     for i in 0..ANONYMOUS_FORMS {
         assert!(absent(&s3, &format!("stranger-{i}")).await);
     }
+    assert!(absent(&s3, "forged").await);
     let head = ok(s3
         .head_object()
         .bucket(BUCKET)
