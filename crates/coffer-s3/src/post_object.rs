@@ -560,6 +560,20 @@ fn plan_upload(
     });
     object::check_write_options(storage_class.as_ref(), object_lock).map_err(PostError::S3)?;
 
+    // Form fields, unlike request headers, can hold what a response header cannot: refused
+    // here, or the object could never be read back.
+    for name in ["Content-Type", "Cache-Control", "Content-Disposition", "Content-Encoding"] {
+        if let Some(v) = fields.get(name)
+            && HeaderValue::from_bytes(v.as_bytes()).is_err()
+        {
+            return Err(PostError::InvalidField {
+                message: format!("{name} holds characters an HTTP header cannot carry"),
+                name,
+                value: v.to_owned(),
+                region: None,
+            });
+        }
+    }
     const META: &str = "x-amz-meta-";
     let metadata: Metadata = fields
         .list
@@ -567,6 +581,15 @@ fn plan_upload(
         .filter(|(n, _)| n.len() > META.len() && n[..META.len()].eq_ignore_ascii_case(META))
         .map(|(n, v)| (n[META.len()..].to_ascii_lowercase(), v.clone()))
         .collect();
+    if let Some(bad) = metadata
+        .keys()
+        .find(|k| http::HeaderName::from_bytes(format!("{META}{k}").as_bytes()).is_err())
+    {
+        return Err(PostError::S3(s3_error!(
+            InvalidArgument,
+            "{META}{bad} is not a valid metadata name"
+        )));
+    }
     let expires = fields
         .get("Expires")
         .and_then(|v| Timestamp::parse(TimestampFormat::HttpDate, v).ok());
@@ -1277,6 +1300,8 @@ mod tests {
         );
         assert_eq!(refused(&[("x-amz-storage-class", "FAST")]), 400);
         assert_eq!(refused(&[("x-amz-object-lock-mode", "GOVERNANCE")]), 400);
+        assert_eq!(refused(&[("Content-Type", "text/plain\r\nX-Evil: 1")]), 400);
+        assert_eq!(refused(&[("x-amz-meta-a b", "v")]), 400);
         assert!(plan_upload("b", String::new(), &fields(&[], None), SizeRange::default()).is_err());
         assert!(
             plan_upload(
