@@ -203,12 +203,8 @@ impl PostObject {
         // What follows the file is ignored, but read, so that the connection can be reused.
         let mut budget = TRAILER_BYTES;
         let ended = futures::future::poll_fn(|cx| lock(&reader).poll_drain(cx, &mut budget)).await;
-        let mut resp = success(&plan.answer, &bucket, &key, &object_base, &stored.record);
-        if !ended {
-            resp.headers_mut()
-                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        resp
+        let resp = success(&plan.answer, &bucket, &key, &object_base, &stored.record);
+        if ended { resp } else { closing(resp) }
     }
 
     /// Everything that happens between the fields and the file: the key, the signature, the
@@ -562,7 +558,12 @@ fn plan_upload(
 
     // Form fields, unlike request headers, can hold what a response header cannot: refused
     // here, or the object could never be read back.
-    for name in ["Content-Type", "Cache-Control", "Content-Disposition", "Content-Encoding"] {
+    for name in [
+        "Content-Type",
+        "Cache-Control",
+        "Content-Disposition",
+        "Content-Encoding",
+    ] {
         if let Some(v) = fields.get(name)
             && HeaderValue::from_bytes(v.as_bytes()).is_err()
         {
