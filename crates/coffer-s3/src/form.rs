@@ -60,14 +60,28 @@ pub struct FilePart {
     pub filename: Option<String>,
 }
 
+/// Whether a Content-Type value is `multipart/form-data` (in any case, with any parameters,
+/// and with a `+suffix` too, which `s3s`'s media-type parser would also take for a form).
+pub fn is_form_data(content_type: &[u8]) -> bool {
+    let media = content_type
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    let (essence, _suffix) = media
+        .iter()
+        .position(|b| *b == b'+')
+        .map_or((media, &[][..]), |at| media.split_at(at));
+    essence.eq_ignore_ascii_case(b"multipart/form-data")
+}
+
 /// The boundary of a `multipart/form-data` Content-Type, if the media type is that and the
 /// boundary is valid; `Err` names what is wrong.
 pub fn boundary(content_type: &str) -> Result<String, &'static str> {
-    let mut params = content_type.split(';');
-    let media = params.next().unwrap_or("").trim();
-    if !media.eq_ignore_ascii_case("multipart/form-data") {
+    if !is_form_data(content_type.as_bytes()) {
         return Err("the Content-Type is not multipart/form-data");
     }
+    let params = content_type.split(';').skip(1);
     for param in params {
         let Some((name, value)) = param.split_once('=') else {
             continue;
@@ -584,6 +598,9 @@ mod tests {
         assert!(boundary(&format!("multipart/form-data; boundary={}", "x".repeat(71))).is_err());
         assert!(boundary("text/plain; boundary=abc").is_err());
         assert!(boundary("multipart/mixed; boundary=abc").is_err());
+        assert!(is_form_data(b"multipart/form-data+json ; boundary=x"));
+        assert!(!is_form_data(b"multipart/form-datax"));
+        assert!(!is_form_data(b"application/x-www-form-urlencoded"));
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! whole file before checking anything). This module reads the fields before the file — at
 //! most 20 KiB, S3's limit — and stops there; it checks the signature (SigV4 POST; SigV2 only
 //! when allowed) and the policy, and only then streams the file into the PutObject write path,
-//! enforcing `content-length-range` as it goes. A form that fails a check is answered before a
-//! byte of its file is read, and its connection is closed rather than drained.
+//! enforcing `content-length-range` as it goes. A form that fails a check is answered without
+//! its file being read (a little more is read and dropped, so that the client sees the answer),
+//! and its connection is closed rather than drained.
 //!
 //! It never logs field values, policies or signatures, and holds no more than the fields and
 //! one body chunk of a request before that request is authenticated.
@@ -41,8 +42,8 @@ use crate::sse::{self, SseRequest};
 /// answer rather than a reset; past it, or after [`LINGER_TIME`], the connection is closed.
 const LINGER_BYTES: usize = 1024 * 1024;
 const LINGER_TIME: Duration = Duration::from_secs(2);
-/// What may follow the file part (S3 ignores fields after it) before the connection is closed
-/// instead of read to its end.
+/// What may follow the file part (S3 ignores fields after it), and within [`LINGER_TIME`],
+/// before the connection is closed instead of read to its end.
 const TRAILER_BYTES: usize = 64 * 1024;
 
 /// Settings of POST Object.
@@ -77,7 +78,7 @@ pub(crate) fn route<B>(req: &Request<B>) -> Option<Route> {
         .headers()
         .get_all(http::header::CONTENT_TYPE)
         .iter()
-        .any(|v| is_form_data(v.as_bytes()));
+        .any(|v| form::is_form_data(v.as_bytes()));
     match (form, bucket_only) {
         (true, true) => Some(Route::Upload {
             bucket: bucket.to_owned(),
@@ -86,16 +87,6 @@ pub(crate) fn route<B>(req: &Request<B>) -> Option<Route> {
         (false, true) if req.uri().query().is_none_or(str::is_empty) => Some(Route::NotFormData),
         (false, _) => None,
     }
-}
-
-fn is_form_data(content_type: &[u8]) -> bool {
-    let media = content_type
-        .split(|b| *b == b';')
-        .next()
-        .unwrap_or_default();
-    media
-        .trim_ascii()
-        .eq_ignore_ascii_case(b"multipart/form-data")
 }
 
 /// The POST Object handler, shared by every connection.
@@ -200,9 +191,12 @@ impl PostObject {
             }
         };
 
-        // What follows the file is ignored, but read, so that the connection can be reused.
+        // What follows the file is ignored, but read (briefly), so the connection can be reused.
         let mut budget = TRAILER_BYTES;
-        let ended = futures::future::poll_fn(|cx| lock(&reader).poll_drain(cx, &mut budget)).await;
+        let drain = futures::future::poll_fn(|cx| lock(&reader).poll_drain(cx, &mut budget));
+        let ended = tokio::time::timeout(LINGER_TIME, drain)
+            .await
+            .unwrap_or(false);
         let resp = success(&plan.answer, &bucket, &key, &object_base, &stored.record);
         if ended { resp } else { closing(resp) }
     }
