@@ -76,7 +76,7 @@ run_bench() {
     shift 4
     banner "coffer bench against $name ($endpoint)"
     printf '### %s\n\n' "$name"
-    "$COFFER" bench --endpoint "$endpoint" --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" \
+    AWS_SECRET_ACCESS_KEY=$SECRET_KEY "$COFFER" bench --endpoint "$endpoint" --access-key "$ACCESS_KEY" \
         --server-pid "$pid" --scratch-dir "$scratch" "$@" || return 1
     echo
 }

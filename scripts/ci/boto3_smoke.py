@@ -292,25 +292,31 @@ def run(endpoint, work):
         "Objects": [{"Key": f"small/{i}"} for i in range(len(sizes))], "Quiet": True})
 
     # ------------------------------------------------------------------
-    step("SigV2 (signature_version='s3'): bucket and object requests, presigned list")
+    step("SigV2 (signature_version='s3') is refused by default")
+    # SigV2 works only on a server started with --allow-sigv2 (scripts/ci/sigv2_smoke.py).
     v2 = boto3.client(
         "s3", endpoint_url=endpoint, region_name="us-east-1",
         config=Config(signature_version="s3", s3={"addressing_style": "path"},
                       retries={"total_max_attempts": 1}),
     )
-    v2_bucket = f"{bucket}-v2"
-    v2.create_bucket(Bucket=v2_bucket)
-    v2.head_bucket(Bucket=v2_bucket)
-    v2.put_object(Bucket=v2_bucket, Key="v2.txt", Body=b"signed the old way")
-    listed = [o["Key"] for o in v2.list_objects_v2(Bucket=v2_bucket).get("Contents", [])]
-    assert listed == ["v2.txt"], f"SigV2 list_objects_v2 {listed}"
-    assert v2.get_object(Bucket=v2_bucket, Key="v2.txt")["Body"].read() == b"signed the old way"
-    url = v2.generate_presigned_url("list_objects", Params={"Bucket": v2_bucket}, ExpiresIn=300)
-    with urllib.request.urlopen(url) as r:
-        assert r.status == 200 and b"v2.txt" in r.read(), "SigV2 presigned list"
-    v2.delete_object(Bucket=v2_bucket, Key="v2.txt")
-    v2.delete_bucket(Bucket=v2_bucket)
-    ok("SigV2 create/head bucket, put/get/list/delete, presigned list, delete bucket")
+    for name, call in [
+        ("list_objects_v2", lambda: v2.list_objects_v2(Bucket=bucket)),
+        ("put_object", lambda: v2.put_object(Bucket=bucket, Key="v2.txt", Body=b"old")),
+    ]:
+        try:
+            call()
+            raise AssertionError(f"SigV2 {name} succeeded on a server without --allow-sigv2")
+        except ClientError as e:
+            got = (e.response["ResponseMetadata"]["HTTPStatusCode"],
+                   e.response.get("Error", {}).get("Code"))
+            assert got == (400, "InvalidRequest"), f"SigV2 {name}: {got}, want 400 InvalidRequest"
+    url = v2.generate_presigned_url("list_objects", Params={"Bucket": bucket}, ExpiresIn=300)
+    try:
+        urllib.request.urlopen(url)
+        raise AssertionError("a SigV2 presigned URL worked on a server without --allow-sigv2")
+    except urllib.error.HTTPError as e:
+        assert e.code == 400, f"SigV2 presigned list: HTTP {e.code}, want 400"
+    ok("SigV2 header-signed and presigned requests refused: 400 InvalidRequest")
 
     # ------------------------------------------------------------------
     step("delete_objects")

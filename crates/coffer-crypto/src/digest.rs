@@ -1,5 +1,5 @@
-//! SHA-256 and HMAC-SHA256 for request signing (SigV4) and the audit chain; HMAC-SHA1 for the
-//! legacy SigV2 signatures that S3 clients may still send (POST forms) when SigV2 is allowed.
+//! SHA-256 and HMAC-SHA256 for request signing (SigV4) and the audit chain, and HMAC-SHA1 for
+//! the legacy SigV2 request signatures (only when the operator turns SigV2 on).
 //!
 //! Thin wrappers so that no other crate calls a primitive directly; they never see secrets
 //! beyond the signing key they are handed, and never log.
@@ -23,7 +23,8 @@ pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     out
 }
 
-/// HMAC-SHA1 of `data` under `key`: only for verifying legacy SigV2 signatures.
+/// HMAC-SHA1 of `data` under `key`: only for verifying SigV2 request signatures, which AWS
+/// defines with SHA-1; nothing new may use it.
 pub fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
     let k = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
     let tag = hmac::sign(&k, data);
@@ -56,7 +57,7 @@ mod tests {
 
     #[test]
     fn hmac_sha1_known_answer_rfc_2202_case_2() {
-        // RFC 2202, test case 2 for HMAC-SHA-1.
+        // RFC 2202, section 3, test case 2.
         assert_eq!(
             hex::encode(hmac_sha1(b"Jefe", b"what do ya want for nothing?")),
             "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"

@@ -8,13 +8,35 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::KmsError;
-use crate::policy::{Decision, MAX_POLICY_BYTES, PolicyDocument};
 use crate::router::Op;
 use crate::service::{Conditions, Kms, Request, condition};
 use crate::wire;
+use coffer_policy::{MAX_POLICY_BYTES, PolicyDocument, Verdict};
+use serde_json::Value;
 
 /// The only policy name a key has.
 const POLICY_NAME: &str = "default";
+
+/// AWS's default key policy, byte for byte as AWS returns it: the account's root principal may do
+/// everything with the key, which in Coffer means every access key of the account may.
+pub fn default_key_policy(account_id: &str) -> String {
+    let principal = Value::String(format!("arn:aws:iam::{account_id}:root"));
+    format!(
+        r#"{{
+  "Version" : "2012-10-17",
+  "Id" : "key-default-1",
+  "Statement" : [ {{
+    "Sid" : "Enable IAM User Permissions",
+    "Effect" : "Allow",
+    "Principal" : {{
+      "AWS" : {principal}
+    }},
+    "Action" : "kms:*",
+    "Resource" : "*"
+  }} ]
+}}"#
+    )
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -115,14 +137,14 @@ impl Kms {
         doc: &PolicyDocument,
         key_arn: &str,
     ) -> Result<(), KmsError> {
-        let decision = self.evaluate(
+        let verdict = self.verdict(
             req,
-            doc,
+            Some(doc),
             key_arn,
             Op::PutKeyPolicy.action(),
             Conditions::new(),
         );
-        if decision == Decision::Allow {
+        if verdict == Verdict::Allow {
             return Ok(());
         }
         Err(KmsError::MalformedPolicyDocument(format!(
@@ -146,7 +168,18 @@ fn check_policy_name(name: Option<&str>) -> Result<(), KmsError> {
 mod tests {
     use serde_json::json;
 
+    use super::default_key_policy;
     use crate::testing::{ALICE, BOB, Harness, ROOT};
+
+    #[test]
+    fn default_policy_is_byte_for_byte_what_aws_returns() {
+        let expected = "{\n  \"Version\" : \"2012-10-17\",\n  \"Id\" : \"key-default-1\",\n  \
+            \"Statement\" : [ {\n    \"Sid\" : \"Enable IAM User Permissions\",\n    \
+            \"Effect\" : \"Allow\",\n    \"Principal\" : {\n      \
+            \"AWS\" : \"arn:aws:iam::111122223333:root\"\n    },\n    \
+            \"Action\" : \"kms:*\",\n    \"Resource\" : \"*\"\n  } ]\n}";
+        assert_eq!(default_key_policy("111122223333"), expected);
+    }
 
     #[tokio::test]
     async fn new_keys_get_the_default_policy() {
@@ -156,7 +189,7 @@ mod tests {
         assert_eq!(out["PolicyName"], "default");
         assert_eq!(
             out["Policy"].as_str().unwrap(),
-            crate::policy::default_key_policy("111122223333")
+            default_key_policy("111122223333")
         );
         let names = h.ok(ROOT, "ListKeyPolicies", json!({ "KeyId": id })).await;
         assert_eq!(names["PolicyNames"], json!(["default"]));
@@ -194,6 +227,65 @@ mod tests {
             h.err(BOB, "DescribeKey", json!({ "KeyId": id })).await,
             "AccessDeniedException"
         );
+    }
+
+    /// The default key policy names the account, which delegates to the user's identity
+    /// policies: a user gets what they allow, and nothing without one.
+    #[tokio::test]
+    async fn a_user_gets_what_its_identity_policies_allow_under_the_default_policy() {
+        let h = Harness::new().await;
+        let id = h.create_key().await;
+        let arn = h.key_arn(&id);
+        let blob = h
+            .ok(
+                ROOT,
+                "Encrypt",
+                json!({"KeyId": id, "Plaintext": "aGVsbG8="}),
+            )
+            .await["CiphertextBlob"]
+            .clone();
+        let decrypt_only = json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": ["kms:Decrypt", "kms:DescribeKey"], "Resource": arn}]})
+        .to_string();
+        let reader = h.caller_with_policies(ALICE, &[&decrypt_only]);
+        let call = |caller, op: &'static str, body: serde_json::Value| {
+            let kms = &h.kms;
+            async move { kms.handle(&caller, op, body.to_string().as_bytes()).await }
+        };
+        call(reader.clone(), "Decrypt", json!({"CiphertextBlob": blob}))
+            .await
+            .unwrap();
+        let err = call(
+            reader.clone(),
+            "Encrypt",
+            json!({"KeyId": id, "Plaintext": "aGk="}),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.message()
+                .contains("no identity-based policy allows the kms:Encrypt action"),
+            "{}",
+            err.message()
+        );
+        let err = call(reader, "ListKeys", json!({})).await.unwrap_err();
+        assert_eq!(err.error_type(), "AccessDeniedException");
+        let nobody = h.caller_with_policies(BOB, &[]);
+        let err = call(nobody.clone(), "Decrypt", json!({"CiphertextBlob": blob}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "AccessDeniedException");
+        // A key policy that names the user grants without any identity policy.
+        let named = h
+            .create_key_with_policy(&h.policy_allowing(BOB, "kms:Encrypt"))
+            .await;
+        call(
+            nobody,
+            "Encrypt",
+            json!({"KeyId": named, "Plaintext": "aGk="}),
+        )
+        .await
+        .unwrap();
     }
 
     #[tokio::test]

@@ -17,7 +17,6 @@ use uuid::Uuid;
 use crate::model::{
     ENCRYPT_DECRYPT, Key, KeyMeta, KeyState, SYMMETRIC_DEFAULT, VersionMeta, VersionOrigin,
 };
-use crate::policy;
 use crate::service::{Conditions, Kms, Request};
 use crate::wire::{self, not_in_enum};
 use crate::{KmsError, router::Op};
@@ -152,7 +151,7 @@ impl Kms {
         let tags = merge_tags(BTreeMap::new(), input.tags.unwrap_or_default())?;
         let policy_text = input
             .policy
-            .unwrap_or_else(|| policy::default_key_policy(self.arns.account()));
+            .unwrap_or_else(|| crate::key_policy::default_key_policy(self.arns.account()));
         let doc = self.parse_policy(&policy_text)?;
 
         let uuid = Uuid::new_v4();

@@ -10,11 +10,10 @@
 //! Map: `service.rs` (the [`Kms`] handle: open, dispatch, policy, audit, due tasks) in front of one
 //! file per family of operations (`keys.rs`, `aliases.rs`, `crypto.rs`, `rotation.rs`,
 //! `lifecycle.rs`, `key_policy.rs`); `router.rs` is the table of operations; `blob.rs` the ciphertext
-//! format; `store.rs` the sealed records; `trail.rs` the CloudTrail events; `policy.rs`, `audit.rs`
-//! and `throttle.rs` the policy language, the log and the quotas.
+//! format; `store.rs` the sealed records; `trail.rs` the CloudTrail events; `audit.rs` and `throttle.rs` the
+//! log and the quotas. The policy language is the `coffer-policy` crate.
 
 pub mod audit;
-pub mod policy;
 pub mod throttle;
 
 mod aliases;
@@ -86,4 +85,7 @@ pub struct Caller {
     pub request_id: String,
     /// Whether the request came over TLS (`aws:SecureTransport`).
     pub secure_transport: bool,
+    /// The caller's IAM side: the root user, or a user and its identity policies. A key policy
+    /// statement naming the account applies to a user only as far as these allow.
+    pub identity: coffer_policy::Identity,
 }

@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use crate::KmsError;
 use crate::ids::Arns;
-use crate::policy::PolicyDocument;
 use crate::wire::epoch;
+use coffer_policy::PolicyDocument;
 
 /// The only key spec, usage, origin and algorithm Coffer implements.
 pub const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";

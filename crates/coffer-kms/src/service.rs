@@ -19,12 +19,12 @@ use time::format_description::well_known::Rfc3339;
 use crate::audit::AuditLog;
 use crate::ids::{Arns, KeyRef};
 use crate::model::{Alias, ENCRYPT_DECRYPT, Key, SYMMETRIC_DEFAULT, unix_ms};
-use crate::policy::{self, Decision, EvalContext, PolicyDocument};
 use crate::router::{Op, UNSUPPORTED};
 use crate::store::Records;
 use crate::throttle::Quotas;
 use crate::trail::{self, ApiCall, RefusedCall, RequestParameters};
 use crate::{Caller, Clock, KmsConfig, KmsError};
+use coffer_policy::{self as policy, EvalContext, PolicyDocument, ResourceRule, Verdict};
 
 /// Condition keys and their values for one policy evaluation.
 pub(crate) type Conditions = HashMap<String, Vec<String>>;
@@ -195,9 +195,15 @@ impl Kms {
         body: &[u8],
     ) -> Result<Vec<u8>, KmsError> {
         match op {
-            Op::CreateKey => self.create_key(req, body).await,
+            Op::CreateKey => {
+                self.authorize_account_action(req, op.action())?;
+                self.create_key(req, body).await
+            }
             Op::DescribeKey => self.describe_key(req, body),
-            Op::ListKeys => self.list_keys(body),
+            Op::ListKeys => {
+                self.authorize_account_action(req, op.action())?;
+                self.list_keys(body)
+            }
             Op::EnableKey => self.enable_key(req, body).await,
             Op::DisableKey => self.disable_key(req, body).await,
             Op::UpdateKeyDescription => self.update_key_description(req, body).await,
@@ -207,13 +213,19 @@ impl Kms {
             Op::CreateAlias => self.create_alias(req, body).await,
             Op::UpdateAlias => self.update_alias(req, body).await,
             Op::DeleteAlias => self.delete_alias(req, body).await,
-            Op::ListAliases => self.list_aliases(body),
+            Op::ListAliases => {
+                self.authorize_account_action(req, op.action())?;
+                self.list_aliases(body)
+            }
             Op::Encrypt => self.encrypt(req, body),
             Op::Decrypt => self.decrypt(req, body),
             Op::ReEncrypt => self.re_encrypt(req, body),
             Op::GenerateDataKey => self.generate_data_key(req, body, true),
             Op::GenerateDataKeyWithoutPlaintext => self.generate_data_key(req, body, false),
-            Op::GenerateRandom => self.generate_random(body),
+            Op::GenerateRandom => {
+                self.authorize_account_action(req, op.action())?;
+                self.generate_random(body)
+            }
             Op::EnableKeyRotation => self.enable_key_rotation(req, body).await,
             Op::DisableKeyRotation => self.disable_key_rotation(req, body).await,
             Op::GetKeyRotationStatus => self.get_key_rotation_status(req, body),
@@ -344,7 +356,9 @@ impl Kms {
         Ok(new)
     }
 
-    /// Refuses the request unless `key`'s policy allows the caller `action`.
+    /// Refuses the request unless the caller may do `action` on `key`: its key policy must allow
+    /// it, and for a user whose access the key policy grants through the account, the user's
+    /// identity policies too (AWS's rule for KMS keys).
     pub(crate) fn authorize(
         &self,
         req: &Request<'_>,
@@ -357,39 +371,52 @@ impl Kms {
                 .entry(format!("aws:ResourceTag/{tag_key}"))
                 .or_insert_with(|| vec![value.clone()]);
         }
-        match self.evaluate(req, &key.policy, &key.arn, action, extra) {
-            Decision::Allow => Ok(()),
-            Decision::ExplicitDeny => Err(KmsError::AccessDenied(format!(
-                "User: {} is not authorized to perform: {action} on resource: {} with an explicit deny in a resource-based policy",
-                req.caller.principal_arn, key.arn
-            ))),
-            Decision::ImplicitDeny => Err(KmsError::AccessDenied(format!(
-                "User: {} is not authorized to perform: {action} on resource: {} because no resource-based policy allows the {action} action",
-                req.caller.principal_arn, key.arn
-            ))),
-        }
+        let verdict = self.verdict(req, Some(&key.policy), &key.arn, action, extra);
+        refuse_unless_allowed(req, verdict, action, &key.arn)
     }
 
-    /// Evaluates a key policy for this request's caller.
-    pub(crate) fn evaluate(
+    /// Refuses an operation that acts on no key (CreateKey, ListKeys, ListAliases, GenerateRandom)
+    /// unless the caller's identity policies allow it: in AWS only IAM governs these.
+    pub(crate) fn authorize_account_action(
         &self,
         req: &Request<'_>,
-        doc: &PolicyDocument,
-        key_arn: &str,
+        action: &str,
+    ) -> Result<(), KmsError> {
+        if matches!(req.caller.identity, policy::Identity::Root) {
+            return Ok(());
+        }
+        let verdict = self.verdict(req, None, "*", action, Conditions::new());
+        refuse_unless_allowed(req, verdict, action, "*")
+    }
+
+    /// Evaluates the caller's identity policies and `key_policy` (if the action is on a key) for
+    /// one action on `resource`.
+    pub(crate) fn verdict(
+        &self,
+        req: &Request<'_>,
+        key_policy: Option<&PolicyDocument>,
+        resource: &str,
         action: &str,
         extra: Conditions,
-    ) -> Decision {
+    ) -> Verdict {
         let conditions = self.conditions(req, extra);
-        policy::evaluate(
-            doc,
-            &EvalContext {
-                principal_arn: &req.caller.principal_arn,
-                account_id: self.arns.account(),
-                action,
-                resource: key_arn,
-                conditions: &conditions,
-            },
-        )
+        let ctx = EvalContext {
+            principal_arn: &req.caller.principal_arn,
+            account_id: self.arns.account(),
+            action,
+            resource,
+            conditions: &conditions,
+            account_delegation: false,
+        };
+        match key_policy {
+            Some(doc) => policy::authorize(
+                &req.caller.identity,
+                Some(doc),
+                ResourceRule::MustAllow,
+                &ctx,
+            ),
+            None => policy::authorize(&req.caller.identity, None, ResourceRule::EitherAllows, &ctx),
+        }
     }
 
     /// The condition keys every key-policy evaluation sees, plus the operation's own.
@@ -420,6 +447,30 @@ impl Kms {
         }
         extra
     }
+}
+
+/// AWS's `AccessDeniedException` message for a verdict other than [`Verdict::Allow`].
+fn refuse_unless_allowed(
+    req: &Request<'_>,
+    verdict: Verdict,
+    action: &str,
+    resource: &str,
+) -> Result<(), KmsError> {
+    let why = match verdict {
+        Verdict::Allow => return Ok(()),
+        Verdict::IdentityDeny => "with an explicit deny in an identity-based policy".to_owned(),
+        Verdict::ResourceDeny => "with an explicit deny in a resource-based policy".to_owned(),
+        Verdict::NoIdentityAllow => {
+            format!("because no identity-based policy allows the {action} action")
+        }
+        Verdict::NoResourceAllow => {
+            format!("because no resource-based policy allows the {action} action")
+        }
+    };
+    Err(KmsError::AccessDenied(format!(
+        "User: {} is not authorized to perform: {action} on resource: {resource} {why}",
+        req.caller.principal_arn
+    )))
 }
 
 /// One condition key with one value.

@@ -22,8 +22,8 @@ use uuid::Uuid;
 use crate::KmsError;
 use crate::ids::Arns;
 use crate::model::{Alias, Key, KeyMeta};
-use crate::policy::PolicyDocument;
 use crate::wire;
+use coffer_policy::PolicyDocument;
 
 /// The kv namespace of every KMS record. DO NOT CHANGE: existing databases hold it.
 const NS: &str = "kms";
@@ -218,7 +218,7 @@ mod tests {
     }
 
     fn key(id: &str, versions: u32) -> Key {
-        let policy = crate::policy::default_key_policy("111122223333");
+        let policy = crate::key_policy::default_key_policy("111122223333");
         Key {
             meta: KeyMeta {
                 id: id.into(),

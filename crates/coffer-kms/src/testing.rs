@@ -21,6 +21,18 @@ pub const BOB: &str = "bob";
 
 const ACCOUNT: &str = "111122223333";
 
+/// A user allowed everything by its identity policies (what users of the tests are, unless a test
+/// gives them other policies with [`Harness::caller_with_policies`]).
+fn full_access() -> coffer_policy::Identity {
+    coffer_policy::Identity::User(
+        [coffer_policy::PolicyDocument::parse_identity(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+        )
+        .unwrap()]
+        .into(),
+    )
+}
+
 /// A clock that stands still until the test moves it.
 pub struct FakeClock(Mutex<OffsetDateTime>);
 
@@ -122,6 +134,24 @@ impl Harness {
             user_agent: Some("coffer-test".into()),
             request_id: uuid::Uuid::new_v4().to_string(),
             secure_transport: true,
+            identity: if who == ROOT {
+                coffer_policy::Identity::Root
+            } else {
+                full_access()
+            },
+        }
+    }
+
+    /// A caller by name whose identity policies are `policies` (JSON documents).
+    pub fn caller_with_policies(&self, who: &str, policies: &[&str]) -> Caller {
+        Caller {
+            identity: coffer_policy::Identity::User(
+                policies
+                    .iter()
+                    .map(|p| coffer_policy::PolicyDocument::parse_identity(p).unwrap())
+                    .collect(),
+            ),
+            ..self.caller(who)
         }
     }
 

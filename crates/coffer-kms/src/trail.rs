@@ -416,6 +416,7 @@ mod tests {
             user_agent: Some("aws-cli/2".into()),
             request_id: "req-1".into(),
             secure_transport: true,
+            identity: coffer_policy::Identity::Root,
         }
     }
 

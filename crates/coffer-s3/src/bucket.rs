@@ -77,7 +77,7 @@ const RESERVED_PREFIXES: &[&str] = &["xn--", "sthree-", "amzn-s3-demo-"];
 const RESERVED_SUFFIXES: &[&str] = &["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
 
 /// Checks the naming rules `s3s` leaves out (it checks length, characters and IP form).
-fn check_reserved_name(name: &str) -> S3Result<()> {
+pub(crate) fn check_reserved_name(name: &str) -> S3Result<()> {
     let reserved = RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
         || RESERVED_SUFFIXES.iter().any(|s| name.ends_with(s));
     if reserved || name.contains("..") {

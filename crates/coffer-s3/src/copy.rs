@@ -193,7 +193,7 @@ pub async fn copy_object(
 }
 
 /// Parses `x-amz-copy-source-range: bytes=first-last` against the source size.
-fn copy_range(range: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>> {
+pub(crate) fn copy_range(range: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>> {
     let Some(r) = range else { return Ok(0..size) };
     let invalid = || {
         s3_error!(

@@ -26,7 +26,7 @@ pub type Rejection = Arc<Mutex<Option<S3Error>>>;
 ///
 /// On CompleteMultipartUpload only `Content-MD5` describes the body: its `x-amz-checksum-*`
 /// are the finished object's, checked by the multipart code.
-pub fn digest_headers(req: &Request<Incoming>) -> Option<HeaderMap> {
+pub fn digest_headers<B>(req: &Request<B>) -> Option<HeaderMap> {
     let headers = req.headers();
     let text = |name: &str| {
         headers

@@ -36,6 +36,12 @@ pub enum KeyringError {
     /// Randomness or sealing failed.
     #[error("crypto: {0}")]
     Crypto(#[from] CryptoError),
+    /// The database holds data but no key ring: it was lost or removed, and a new one would
+    /// not open a single existing object.
+    #[error(
+        "the SSE-S3 key ring is missing from a metadata database that holds data; restore meta.redb from a backup (a new key ring would not open any existing object)"
+    )]
+    Missing,
     /// The stored ring record is not valid.
     #[error("the SSE-S3 key ring record is corrupt: {0}")]
     Corrupt(String),
@@ -73,25 +79,30 @@ impl std::fmt::Debug for ServiceKeyRing {
 }
 
 impl ServiceKeyRing {
-    /// Loads the ring, creating it with one fresh version on first start.
+    /// Loads the ring; creates it with one fresh version only in a database that holds nothing
+    /// yet (first start). A ring missing from a database that holds data is never regenerated:
+    /// the objects under it would become unreadable, so that is [`KeyringError::Missing`].
     pub fn load_or_create(meta: &MetaStore, root: &Key256) -> Result<ServiceKeyRing, KeyringError> {
-        match meta.get_system(RING_RECORD)? {
-            Some(sealed) => Self::open(&sealed, root),
-            None => {
-                let ring = ServiceKeyRing {
-                    keys: RwLock::new(BTreeMap::new()),
-                    current: RwLock::new(0),
-                };
-                ring.add_version()?;
-                ring.save(meta, root)?;
-                Ok(ring)
-            }
+        if let Some(sealed) = meta.get_system(RING_RECORD)? {
+            return Self::open(&sealed, root);
         }
+        if meta.holds_data()? {
+            return Err(KeyringError::Missing);
+        }
+        let ring = ServiceKeyRing {
+            keys: RwLock::new(BTreeMap::new()),
+            current: RwLock::new(0),
+        };
+        ring.add_version()?;
+        ring.save(meta, root)?;
+        Ok(ring)
     }
 
     /// Adds a new version, makes it current and persists the ring. Returns the new version.
+    /// Refuses ([`KeyringError::Missing`]) when there is no ring to rotate.
     pub fn rotate(meta: &MetaStore, root: &Key256) -> Result<u32, KeyringError> {
-        let ring = Self::load_or_create(meta, root)?;
+        let sealed = meta.get_system(RING_RECORD)?.ok_or(KeyringError::Missing)?;
+        let ring = Self::open(&sealed, root)?;
         let version = ring.add_version()?;
         ring.save(meta, root)?;
         Ok(version)
@@ -197,4 +208,58 @@ impl ServiceKeyRing {
 
 fn key_id(version: u32) -> String {
     format!("{KEY_ID_PREFIX}{version}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_store::BucketRecord;
+
+    fn store() -> (tempfile::TempDir, MetaStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = MetaStore::open(&dir.path().join("meta.redb")).unwrap();
+        (dir, meta)
+    }
+
+    #[test]
+    fn first_start_creates_the_ring_and_later_starts_load_it() {
+        let (_dir, meta) = store();
+        let root = Key256::generate().unwrap();
+        let ring = ServiceKeyRing::load_or_create(&meta, &root).unwrap();
+        let (id, key) = ring.current();
+        let again = ServiceKeyRing::load_or_create(&meta, &root).unwrap();
+        assert_eq!(again.current().0, id);
+        assert_eq!(
+            again.by_key_id(&id).unwrap().expose_secret(),
+            key.expose_secret()
+        );
+        assert!(matches!(
+            ServiceKeyRing::load_or_create(&meta, &Key256::generate().unwrap()),
+            Err(KeyringError::WrongRootKey)
+        ));
+    }
+
+    /// Regression: a ring missing from a database with buckets was silently recreated, and
+    /// every existing object became unreadable.
+    #[test]
+    fn a_missing_ring_is_not_regenerated_over_existing_data() {
+        let (_dir, meta) = store();
+        meta.create_bucket(&BucketRecord {
+            v: coffer_store::RECORD_VERSION,
+            name: "photos".into(),
+            region: "us-east-1".into(),
+            created_unix_ms: 0,
+        })
+        .unwrap();
+        let root = Key256::generate().unwrap();
+        assert!(matches!(
+            ServiceKeyRing::load_or_create(&meta, &root),
+            Err(KeyringError::Missing)
+        ));
+        assert!(matches!(
+            ServiceKeyRing::rotate(&meta, &root),
+            Err(KeyringError::Missing)
+        ));
+        assert_eq!(meta.get_system(RING_RECORD).unwrap(), None);
+    }
 }

@@ -40,7 +40,7 @@ pub struct Connection {
 }
 
 /// True when the request is a KMS call.
-pub fn is_kms(req: &Request<Incoming>) -> bool {
+pub fn is_kms<B>(req: &Request<B>) -> bool {
     req.headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -110,12 +110,14 @@ impl KmsFront {
                     return self.refuse(&refusal, status, kind, &msg).await;
                 }
             };
-        let principal = creds
-            .principal(&access_key)
-            .cloned()
-            .unwrap_or(crate::auth::Principal::Root);
+        let Some(account) = creds.lookup(&access_key) else {
+            // The key was removed between the signature check and now.
+            let (status, kind, msg) = sig_error(&SigError::UnknownAccessKey);
+            return self.refuse(&refusal, status, kind, &msg).await;
+        };
         let caller = Caller {
-            principal_arn: principal.arn(&self.account_id),
+            principal_arn: account.principal.arn(&self.account_id),
+            identity: account.identity,
             access_key,
             source_ip: conn.peer.ip().to_string(),
             user_agent: parts
@@ -181,7 +183,7 @@ impl KmsFront {
 
 /// The access key id an `Authorization: AWS4-HMAC-SHA256 Credential=<id>/…` header claims, if it
 /// looks like one (ASCII letters and digits, at most 128): unverified, so only for the audit log.
-fn claimed_access_key(headers: &http::HeaderMap) -> Option<&str> {
+pub(crate) fn claimed_access_key(headers: &http::HeaderMap) -> Option<&str> {
     let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (_, rest) = auth.split_once("Credential=")?;
     let id = rest.split('/').next()?;

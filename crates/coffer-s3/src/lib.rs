@@ -7,6 +7,7 @@
 //! writes a byte of object data except through the blob store.
 
 mod auth;
+mod authz;
 mod bucket;
 mod checksum;
 mod conditional;
@@ -14,6 +15,9 @@ mod copy;
 mod document;
 mod error;
 mod form;
+#[cfg(test)]
+mod hostile_input;
+mod iam_api;
 mod keyring;
 mod kms_api;
 mod list;
@@ -25,12 +29,18 @@ mod post_object;
 mod post_policy;
 mod server;
 mod service;
+mod sigv2;
 mod sigv4;
 mod sse;
+mod users;
 
-pub use auth::{Credentials, Principal, User, UserError, add_user, generate_key_pair, load_users};
+pub use auth::{Account, Credentials, Principal};
+pub use iam_api::IamFront;
 pub use keyring::{KeyringError, ServiceKeyRing};
 pub use kms_api::{Connection, KmsFront};
-pub use post_object::PostObjectConfig;
 pub use server::{ConnectionService, Frontend, FrontendConfig};
 pub use service::Coffer;
+pub use users::{
+    AccessKey, FULL_ACCESS_POLICY, MIGRATED_POLICY_NAME, UserError, UserRecord, Users,
+    generate_key_pair,
+};

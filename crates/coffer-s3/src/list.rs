@@ -33,7 +33,11 @@ fn past_prefix(p: &str) -> String {
 }
 
 /// If `key` (which starts with `prefix`) has `delimiter` after the prefix, its common prefix.
-fn common_prefix<'a>(key: &'a str, prefix: &str, delimiter: Option<&str>) -> Option<&'a str> {
+pub(crate) fn common_prefix<'a>(
+    key: &'a str,
+    prefix: &str,
+    delimiter: Option<&str>,
+) -> Option<&'a str> {
     let d = delimiter.filter(|d| !d.is_empty())?;
     let rest = &key[prefix.len()..];
     rest.find(d).map(|i| &key[..prefix.len() + i + d.len()])
@@ -110,7 +114,7 @@ fn is_url(enc: Option<&EncodingType>) -> bool {
 }
 
 /// Percent-encodes a key for `encoding-type=url`: everything but unreserved characters and `/`.
-fn url_encode(s: &str) -> String {
+pub(crate) fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {

@@ -37,7 +37,7 @@ pub fn format_expires(t: Option<&Timestamp>) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn parse_expires(s: Option<&String>) -> Option<Timestamp> {
+pub(crate) fn parse_expires(s: Option<&String>) -> Option<Timestamp> {
     Timestamp::parse(TimestampFormat::HttpDate, s?).ok()
 }
 
@@ -700,6 +700,7 @@ pub async fn delete_objects(
     c: &Coffer,
     req: S3Request<DeleteObjectsInput>,
 ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    let authz = req.extensions.get::<crate::authz::Authorizer>().cloned();
     let input = req.input;
     if input.delete.objects.len() > MAX_DELETE_KEYS {
         return Err(s3_error!(
@@ -714,7 +715,20 @@ pub async fn delete_objects(
     // Keys with a valid version id are removed together, in one transaction.
     let mut batch = Vec::with_capacity(input.delete.objects.len());
     for obj in input.delete.objects {
-        match check_version_id(obj.version_id.as_deref()) {
+        // S3 authorizes DeleteObjects key by key: a denied key is an error entry, not a failure
+        // of the whole request.
+        let allowed = authz.as_ref().map_or(Ok(()), |a| {
+            let action = if obj.version_id.is_some() {
+                "s3:DeleteObjectVersion"
+            } else {
+                "s3:DeleteObject"
+            };
+            a.check(
+                action,
+                &crate::authz::resource_arn(&input.bucket, Some(&obj.key)),
+            )
+        });
+        match allowed.and_then(|()| check_version_id(obj.version_id.as_deref())) {
             Ok(()) => batch.push(obj),
             Err(e) => errors.push(delete_error(&e, obj)),
         }

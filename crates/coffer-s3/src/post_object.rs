@@ -29,6 +29,7 @@ use s3s::{Body, S3Error, s3_error};
 use time::OffsetDateTime;
 
 use crate::auth::Credentials;
+use crate::authz::{Authorizer, resource_arn};
 use crate::checksum::Claimed;
 use crate::form::{self, FilePart, FormError, FormReader, MAX_PRE_DATA};
 use crate::kms_api::Connection;
@@ -45,14 +46,6 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 /// What may follow the file part (S3 ignores fields after it), and within [`LINGER_TIME`],
 /// before the connection is closed instead of read to its end.
 const TRAILER_BYTES: usize = 64 * 1024;
-
-/// Settings of POST Object.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PostObjectConfig {
-    /// Accept SigV2-signed forms (`AWSAccessKeyId`, `signature`). Off by default: S3 turned
-    /// SigV2 off for buckets created after June 2020.
-    pub allow_sigv2: bool,
-}
 
 /// Where the front layer sends a POST request.
 pub(crate) enum Route {
@@ -92,33 +85,27 @@ pub(crate) fn route<B>(req: &Request<B>) -> Option<Route> {
 /// The POST Object handler, shared by every connection.
 pub(crate) struct PostObject {
     coffer: Coffer,
-    credentials: Arc<Credentials>,
-    region: Arc<str>,
-    config: PostObjectConfig,
+    credentials: Credentials,
+    region: String,
+    account_id: String,
+    /// Accept SigV2-signed forms (`AWSAccessKeyId`, `signature`), as `--allow-sigv2` says.
+    allow_sigv2: bool,
 }
 
 impl PostObject {
     pub(crate) fn new(
         coffer: Coffer,
-        credentials: Arc<Credentials>,
-        region: Arc<str>,
-        config: PostObjectConfig,
+        credentials: Credentials,
+        region: &str,
+        account_id: &str,
+        allow_sigv2: bool,
     ) -> PostObject {
         PostObject {
             coffer,
             credentials,
-            region,
-            config,
-        }
-    }
-
-    /// The same handler with other settings.
-    pub(crate) fn with_config(&self, config: PostObjectConfig) -> PostObject {
-        PostObject {
-            coffer: self.coffer.clone(),
-            credentials: Arc::clone(&self.credentials),
-            region: Arc::clone(&self.region),
-            config,
+            region: region.to_owned(),
+            account_id: account_id.to_owned(),
+            allow_sigv2,
         }
     }
 
@@ -149,6 +136,7 @@ impl PostObject {
             Err(why) => return closing(PostError::Form(FormError::Malformed(why)).response()),
         };
         let object_base = object_base_url(&req, conn, &bucket);
+        let user_agent = req.headers().get(http::header::USER_AGENT).cloned();
         let body: form::BodyStream = Box::pin(
             http_body_util::BodyDataStream::new(req.into_body())
                 .map_err(|e| -> form::BodyError { Box::new(e) }),
@@ -158,7 +146,12 @@ impl PostObject {
         // From here the reader is shared with the file source, and with a lingering drain.
         let reader = Arc::new(Mutex::new(reader));
         let plan = fields.map_err(PostError::Form).and_then(|(fields, file)| {
-            self.prepare(&bucket, fields, &file, OffsetDateTime::now_utc())
+            let request = Requester {
+                conn,
+                user_agent: user_agent.as_ref(),
+                now: OffsetDateTime::now_utc(),
+            };
+            self.prepare(&bucket, fields, &file, &request)
         });
         let plan = match plan {
             Ok(plan) => plan,
@@ -202,20 +195,21 @@ impl PostObject {
     }
 
     /// Everything that happens between the fields and the file: the key, the signature, the
-    /// policy, and what the fields ask of the object. Nothing here reads the body.
+    /// policy, the caller's permission, and what the fields ask of the object. Nothing here
+    /// reads the body.
     fn prepare(
         &self,
         bucket: &str,
         raw: Vec<form::Field>,
         file: &FilePart,
-        now: OffsetDateTime,
+        request: &Requester<'_>,
     ) -> Result<Plan, PostError> {
         let fields = Fields::new(raw, file.filename.as_deref());
         let key = fields
             .get("key")
             .ok_or(PostError::MissingField("key"))?
             .to_owned();
-        let scheme = authenticate(&fields, &self.region, self.config.allow_sigv2, |ak| {
+        let (scheme, access_key) = authenticate(&fields, &self.region, self.allow_sigv2, |ak| {
             self.credentials.secret(ak)
         })?;
         let policy = post_policy::parse(fields.get("policy").unwrap_or_default())
@@ -226,12 +220,32 @@ impl PostObject {
                     bucket,
                     fields: &fields.list,
                 },
-                now,
+                request.now,
                 |name| scheme.exempt(name),
             )
             .map_err(PostError::Policy)?;
+        // As for a PutObject: s3:PutObject on the object, with the form's fields as the
+        // request's condition keys.
+        let authorizer = Authorizer::for_access_key(
+            &self.credentials,
+            &self.account_id,
+            &access_key,
+            Some(request.conn),
+            &fields.condition_headers(request.user_agent),
+        )
+        .ok_or_else(|| PostError::UnknownAccessKey(access_key.clone()))?;
+        authorizer
+            .check("s3:PutObject", &resource_arn(bucket, Some(&key)))
+            .map_err(PostError::S3)?;
         plan_upload(bucket, key, &fields, size)
     }
+}
+
+/// What the authorization of a form needs to know of its request.
+struct Requester<'a> {
+    conn: &'a Connection,
+    user_agent: Option<&'a HeaderValue>,
+    now: OffsetDateTime,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -310,6 +324,36 @@ impl Fields {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// The fields a PutObject would send as headers that identity policies test
+    /// (`s3:x-amz-server-side-encryption`, `s3:x-amz-acl`, …), as those headers.
+    fn condition_headers(&self, user_agent: Option<&HeaderValue>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(agent) = user_agent {
+            headers.insert(http::header::USER_AGENT, agent.clone());
+        }
+        for (field, header) in [
+            (
+                "x-amz-server-side-encryption",
+                "x-amz-server-side-encryption",
+            ),
+            (
+                "x-amz-server-side-encryption-aws-kms-key-id",
+                "x-amz-server-side-encryption-aws-kms-key-id",
+            ),
+            (
+                "x-amz-server-side-encryption-customer-algorithm",
+                "x-amz-server-side-encryption-customer-algorithm",
+            ),
+            ("acl", "x-amz-acl"),
+            ("x-amz-storage-class", "x-amz-storage-class"),
+        ] {
+            if let Some(v) = self.get(field).and_then(|v| HeaderValue::from_str(v).ok()) {
+                headers.insert(header, v);
+            }
+        }
+        headers
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -337,15 +381,16 @@ impl Scheme {
     }
 }
 
-/// Checks the form's signature. A form with SigV4 fields is SigV4; one with SigV2 fields,
-/// SigV2; one with neither is anonymous, which no bucket allows yet (Coffer has no bucket
-/// policies). `secret` looks up the secret of an access key.
+/// Checks the form's signature and returns the scheme and the access key that signed it. A
+/// form with SigV4 fields is SigV4; one with SigV2 fields, SigV2; one with neither is
+/// anonymous, which no bucket allows yet (Coffer has no bucket policies). `secret` looks up
+/// the secret of an access key.
 fn authenticate(
     fields: &Fields,
     region: &str,
     allow_sigv2: bool,
     secret: impl Fn(&str) -> Option<String>,
-) -> Result<Scheme, PostError> {
+) -> Result<(Scheme, String), PostError> {
     let has = |name: &str| fields.get(name).is_some();
     let require = |name: &'static str| fields.get(name).ok_or(PostError::MissingField(name));
     if [
@@ -390,7 +435,7 @@ fn authenticate(
                 provided: signature.to_owned(),
             });
         }
-        return Ok(Scheme::V4);
+        return Ok((Scheme::V4, scope.access_key.to_owned()));
     }
     if has("signature") || has("awsaccesskeyid") {
         if !allow_sigv2 {
@@ -412,7 +457,7 @@ fn authenticate(
                 provided: signature.to_owned(),
             });
         }
-        return Ok(Scheme::V2);
+        return Ok((Scheme::V2, access_key.to_owned()));
     }
     Err(PostError::Anonymous)
 }
@@ -1091,7 +1136,7 @@ mod tests {
     fn sigv4_post_signatures_verify_against_aws_and_botocore_vectors() {
         assert_eq!(
             authenticate(&aws_example(AWS_SIGNATURE), "us-east-1", false, secret).ok(),
-            Some(Scheme::V4)
+            Some((Scheme::V4, AK.to_owned()))
         );
         // botocore's generate_presigned_post("sigv4examplebucket", "user/user1/photo.jpg")
         // with the clock at 2015-12-29T00:00:00Z, recomputed independently.
@@ -1117,7 +1162,7 @@ mod tests {
         );
         assert_eq!(
             authenticate(&botocore, "us-east-1", false, secret).ok(),
-            Some(Scheme::V4)
+            Some((Scheme::V4, AK.to_owned()))
         );
     }
 
@@ -1211,7 +1256,7 @@ mod tests {
         ));
         assert_eq!(
             authenticate(&v2(good), "us-east-1", true, secret).ok(),
-            Some(Scheme::V2)
+            Some((Scheme::V2, AK.to_owned()))
         );
         assert!(matches!(
             authenticate(

@@ -1,8 +1,8 @@
 //! The HTTP front layer: one hyper service in front of `s3s` that owns what every response
 //! shares — the admin surface (`/-/health`, `/-/ready`, `/-/metrics`), request ids, and S3
 //! error bodies with `Resource` and `RequestId` (which `s3s` leaves out) — and routes KMS
-//! calls (`X-Amz-Target: TrentService.*`) to `kms_api` and browser form uploads (POST Object)
-//! to `post_object` before `s3s` sees them.
+//! calls (`X-Amz-Target: TrentService.*`) to `kms_api`, IAM calls (SigV4 scope `iam`) to
+//! `iam_api` and browser form uploads (POST Object) to `post_object` before `s3s` sees them.
 //!
 //! It never logs request headers or bodies: they can carry signatures and keys.
 
@@ -20,10 +20,14 @@ use s3s::Body;
 use s3s::service::{S3Service, S3ServiceBuilder};
 
 use crate::auth::Credentials;
+use crate::authz::S3AccessControl;
 use crate::document;
+use crate::iam_api::{self, IamFront};
 use crate::kms_api::{self, Connection, KmsFront};
-use crate::post_object::{self, PostObject, PostObjectConfig};
+use crate::post_object::{self, PostObject};
 use crate::service::Coffer;
+use crate::sigv2;
+use crate::sigv4::percent_decode;
 
 /// Largest error body the front layer rewrites (s3s error bodies are a few hundred bytes).
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -33,8 +37,15 @@ pub struct FrontendConfig {
     pub credentials: Credentials,
     /// The region requests must be signed for.
     pub region: String,
+    /// The account id in principal and resource ARNs.
+    pub account_id: String,
     /// The KMS endpoint, when the key service runs.
     pub kms: Option<KmsFront>,
+    /// The IAM endpoint (users, access keys, identity policies).
+    pub iam: Option<IamFront>,
+    /// Accept SigV2-signed requests (`--allow-sigv2`); off, they are refused as S3 refuses them
+    /// on a SigV4-only bucket. See [`sigv2`].
+    pub allow_sigv2: bool,
 }
 
 /// The server's request handler, cheap to clone per connection.
@@ -44,6 +55,8 @@ pub struct Frontend {
     region: Arc<str>,
     credentials: Arc<Credentials>,
     kms: Option<Arc<KmsFront>>,
+    iam: Option<Arc<IamFront>>,
+    allow_sigv2: bool,
     post: Arc<PostObject>,
     stats: Arc<Stats>,
 }
@@ -65,30 +78,29 @@ struct Stats {
 impl Frontend {
     /// Builds the handler over a `Coffer` service.
     pub fn new(coffer: Coffer, cfg: FrontendConfig) -> Frontend {
-        let region: Arc<str> = cfg.region.into();
-        let credentials = Arc::new(cfg.credentials);
         let post = PostObject::new(
             coffer.clone(),
-            Arc::clone(&credentials),
-            Arc::clone(&region),
-            PostObjectConfig::default(),
+            cfg.credentials.clone(),
+            &cfg.region,
+            &cfg.account_id,
+            cfg.allow_sigv2,
         );
         let mut builder = S3ServiceBuilder::new(coffer);
-        builder.set_auth((*credentials).clone());
+        builder.set_auth(cfg.credentials.clone());
+        builder.set_access(S3AccessControl::new(
+            cfg.credentials.clone(),
+            cfg.account_id.clone(),
+        ));
         Frontend {
             s3: builder.build(),
-            region,
-            credentials,
+            region: cfg.region.into(),
+            credentials: Arc::new(cfg.credentials),
             kms: cfg.kms.map(Arc::new),
+            iam: cfg.iam.map(Arc::new),
+            allow_sigv2: cfg.allow_sigv2,
             post: Arc::new(post),
             stats: Arc::new(Stats::default()),
         }
-    }
-
-    /// Sets how POST Object (browser form uploads) behaves (by default SigV2 forms are refused).
-    pub fn with_post_object(mut self, cfg: PostObjectConfig) -> Frontend {
-        self.post = Arc::new(self.post.with_config(cfg));
-        self
     }
 
     /// The handler for one accepted connection.
@@ -121,6 +133,20 @@ impl Frontend {
             return resp;
         }
 
+        if iam_api::is_iam(&req) {
+            let resp = match &self.iam {
+                Some(iam) => iam.handle(req, conn, &request_id).await,
+                None => error_response(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "NotImplemented",
+                    "The IAM endpoint is not running",
+                ),
+            };
+            self.count(resp.status());
+            tracing::debug!(%method, %path, status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, request_id, "iam request");
+            return resp;
+        }
+
         // Whether hyper will have answered `Expect: 100-continue` with `100 Continue`: it does so
         // only when the body is read, and an empty body never is.
         let expects_continue = asks_100_continue(&req);
@@ -128,7 +154,9 @@ impl Frontend {
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() == b"0");
+        let req = sigv2_bucket_path(req);
         let early = admin(&method, &path, &self.stats)
+            .or_else(|| sigv2::refusal(&req, self.allow_sigv2, &self.credentials))
             .or_else(|| {
                 check_credential_scope(&req, &self.region)
                     .map(|(code, msg)| error_response(StatusCode::BAD_REQUEST, code, &msg))
@@ -138,7 +166,12 @@ impl Frontend {
             (Some(r), _) => r,
             // Form uploads never reach `s3s`, which would buffer the file before any check.
             (None, Some(route)) => self.post.handle(route, req, conn).await,
-            (None, None) => self.call_s3(sigv2_bucket_path(req)).await,
+            (None, None) => {
+                let mut req = req;
+                // For the access check's `aws:SecureTransport` and `aws:SourceIp`.
+                req.extensions_mut().insert(conn.clone());
+                self.call_s3(req).await
+            }
         };
         let status = resp.status();
         self.count(status);
@@ -227,7 +260,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 /// encryption — GET, HEAD, UploadPart, CompleteMultipartUpload — rather than ignore it. On
 /// CompleteMultipartUpload, `AES256` (what the upload is under) is let through: minio-go, and so
 /// `mc`, repeats the upload's SSE-S3 header there for every endpoint that is not Amazon's.
-fn misplaced_sse_header(req: &Request<Incoming>) -> Option<Response<Body>> {
+pub(crate) fn misplaced_sse_header<B>(req: &Request<B>) -> Option<Response<Body>> {
     let value = req.headers().get("x-amz-server-side-encryption")?;
     let aes256 = value.as_bytes() == b"AES256";
     let path = req.uri().path().trim_start_matches('/');
@@ -252,12 +285,8 @@ fn misplaced_sse_header(req: &Request<Incoming>) -> Option<Response<Body>> {
 /// bucket as `/bucket/` (AWS's CanonicalizedResource; botocore signs it so), while `s3s` signs
 /// the path as sent and routes both forms alike; without this every SigV2 bucket request (boto3
 /// with `signature_version='s3'`: CreateBucket, ListObjects, HeadBucket) failed its signature.
-fn sigv2_bucket_path(req: Request<Incoming>) -> Request<Incoming> {
-    let sigv2 = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .is_some_and(|v| v.as_bytes().starts_with(b"AWS "))
-        || query_value(&req, "AWSAccessKeyId").is_some();
+pub(crate) fn sigv2_bucket_path<B>(req: Request<B>) -> Request<B> {
+    let sigv2 = sigv2::is_sigv2(&req);
     let path = req.uri().path();
     let bucket_only = path.len() > 1 && !path[1..].contains('/');
     if !sigv2 || !bucket_only {
@@ -328,7 +357,10 @@ fn admin(method: &Method, path: &str, stats: &Stats) -> Option<Response<Body>> {
 /// `s3s` accepts a valid signature made for any region and calls a garbled header
 /// `InvalidRequest`; S3 answers both with `AuthorizationHeaderMalformed` (headers) or
 /// `AuthorizationQueryParametersError` (presigned URLs).
-fn check_credential_scope(req: &Request<Incoming>, region: &str) -> Option<(&'static str, String)> {
+pub(crate) fn check_credential_scope<B>(
+    req: &Request<B>,
+    region: &str,
+) -> Option<(&'static str, String)> {
     if let Some(auth) = req.headers().get(http::header::AUTHORIZATION) {
         const CODE: &str = "AuthorizationHeaderMalformed";
         let auth = auth.to_str().ok()?;
@@ -375,7 +407,7 @@ fn check_credential_scope(req: &Request<Incoming>, region: &str) -> Option<(&'st
 const MAX_PRESIGNED_EXPIRY: u64 = 604_800;
 
 /// What is wrong with a credential `AKID/yyyymmdd/region/service/aws4_request`, if anything.
-fn scope_error(credential: &str, region: &str) -> Option<String> {
+pub(crate) fn scope_error(credential: &str, region: &str) -> Option<String> {
     let parts: Vec<&str> = credential.split('/').collect();
     let well_formed = parts.len() == 5
         && parts[1].len() == 8
@@ -394,26 +426,7 @@ fn scope_error(credential: &str, region: &str) -> Option<String> {
     None
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn xml_escape(s: &str) -> String {
+pub(crate) fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -484,7 +497,7 @@ async fn complete_error_body(resp: Response<Body>, path: &str, request_id: &str)
     Response::from_parts(parts, Body::from(Bytes::from(finished)))
 }
 
-fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+pub(crate) fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
     let start = text.find(open)? + open.len();
     let end = text[start..].find(close)? + start;
     Some(&text[start..end])

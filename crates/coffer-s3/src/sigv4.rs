@@ -37,7 +37,7 @@ pub struct SignedRequest<'a> {
     pub body: &'a [u8],
 }
 
-struct AuthHeader<'a> {
+pub(crate) struct AuthHeader<'a> {
     access_key: &'a str,
     date: &'a str,
     region: &'a str,
@@ -46,7 +46,7 @@ struct AuthHeader<'a> {
     signature: &'a str,
 }
 
-fn parse_auth(value: &str) -> Result<AuthHeader<'_>, SigError> {
+pub(crate) fn parse_auth(value: &str) -> Result<AuthHeader<'_>, SigError> {
     let malformed = |m: &str| SigError::Malformed(m.to_owned());
     let rest = value
         .strip_prefix("AWS4-HMAC-SHA256 ")
@@ -87,7 +87,7 @@ fn parse_auth(value: &str) -> Result<AuthHeader<'_>, SigError> {
 }
 
 /// URI-encodes per SigV4 (unreserved characters kept; `/` kept in paths).
-fn uri_encode(s: &str, keep_slash: bool) -> String {
+pub(crate) fn uri_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric()
@@ -102,7 +102,7 @@ fn uri_encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
-fn canonical_query(query: Option<&str>) -> String {
+pub(crate) fn canonical_query(query: Option<&str>) -> String {
     let Some(q) = query.filter(|q| !q.is_empty()) else {
         return String::new();
     };
@@ -111,7 +111,10 @@ fn canonical_query(query: Option<&str>) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (uri_encode(&decode(k), false), uri_encode(&decode(v), false))
+            (
+                uri_encode(&percent_decode(k), false),
+                uri_encode(&percent_decode(v), false),
+            )
         })
         .collect();
     pairs.sort();
@@ -122,27 +125,43 @@ fn canonical_query(query: Option<&str>) -> String {
         .join("&")
 }
 
-fn decode(s: &str) -> String {
+/// Percent-decodes `s` byte by byte (`%` with two hex digits; anything else, a lone or
+/// truncated `%` included, is kept as it is); bytes that do not form UTF-8 become U+FFFD. Works
+/// on bytes, never on `str` slices, so no input can split a character.
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%'
-            && i + 3 <= b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
+        let escaped = match (b[i], b.get(i + 1), b.get(i + 2)) {
+            (b'%', Some(&hi), Some(&lo)) => hex_value(hi).zip(hex_value(lo)),
+            _ => None,
+        };
+        match escaped {
+            Some((hi, lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
         }
     }
     String::from_utf8_lossy(&out).into_owned()
 }
 
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
 /// Parses `YYYYMMDD'T'HHMMSS'Z'`.
-fn parse_amz_date(s: &str) -> Option<SystemTime> {
+pub(crate) fn parse_amz_date(s: &str) -> Option<SystemTime> {
     let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     let t = time::PrimitiveDateTime::parse(s, &fmt).ok()?.assume_utc();
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.unix_timestamp()).ok()?))
@@ -223,7 +242,7 @@ pub fn verify(
     let canonical_request = format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         req.method,
-        uri_encode(&decode(req.path), true),
+        uri_encode(&percent_decode(req.path), true),
         canonical_query(req.query),
         canonical_headers,
         a.signed_headers.join(";"),

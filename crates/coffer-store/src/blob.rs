@@ -19,7 +19,8 @@ use crate::error::StoreError;
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 // DO NOT RENAME: existing data directories hold these.
-const BLOBS_DIR: &str = "blobs";
+/// Directory of committed blob files under the data dir.
+pub const BLOBS_DIR: &str = "blobs";
 const TMP_DIR: &str = "tmp";
 /// Characters of the blob id that name its fan-out directory. DO NOT CHANGE: blobs already written
 /// would no longer be found.

@@ -13,7 +13,7 @@ pub mod error;
 pub mod meta;
 pub mod records;
 
-pub use blob::{BlobReader, BlobStore, BlobWriter};
+pub use blob::{BLOBS_DIR, BlobReader, BlobStore, BlobWriter};
 pub use error::StoreError;
 pub use meta::{KvOp, MetaStore};
 pub use records::{

@@ -35,7 +35,7 @@ use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, mpsc};
 
-use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
 use crate::error::StoreError;
 use crate::records::{
@@ -633,6 +633,20 @@ impl MetaStore {
             ))
         });
         Ok(out)
+    }
+
+    /// Whether the database holds any record at all (buckets, objects, uploads, system or
+    /// namespaced records). A new database holds none; startup refuses to regenerate a missing
+    /// key ring or root key over a database that does.
+    pub fn holds_data(&self) -> Result<bool> {
+        let txn = self.db.begin_read()?;
+        Ok(!txn.open_table(BUCKETS)?.is_empty()?
+            || !txn.open_table(OBJECTS)?.is_empty()?
+            || !txn.open_table(UPLOADS)?.is_empty()?
+            || !txn.open_table(PARTS)?.is_empty()?
+            || !txn.open_table(SYSTEM)?.is_empty()?
+            || !txn.open_table(KV)?.is_empty()?
+            || !txn.open_table(INLINE)?.is_empty()?)
     }
 
     // ---- system values ----

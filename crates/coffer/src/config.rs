@@ -32,7 +32,8 @@ pub enum Command {
     /// Measure GenerateDataKey and Decrypt requests/s of a running key service (SigV4 and the
     /// durable audit write included).
     BenchKms(BenchKmsArgs),
-    /// Manage access keys besides the root pair (run while the server is stopped).
+    /// Manage users, their access keys and identity policies: on a running server with
+    /// --endpoint, or on a stopped server's --data-dir.
     #[command(subcommand)]
     User(UserCommand),
     /// Read the KMS audit log: verify its hash chain, or show recent events.
@@ -42,18 +43,72 @@ pub enum Command {
 
 #[derive(clap::Subcommand)]
 pub enum UserCommand {
-    /// Create a user with a new access key pair; the secret is printed once.
+    /// Create a user with a new access key pair (the secret is printed once) and, with
+    /// --policy-file, an inline identity policy. Without a policy the user may do nothing.
     Add {
         #[command(flatten)]
-        dir: DataDirArg,
+        target: UserTarget,
         /// User name (letters, digits and +=,.@_-); its ARN is arn:aws:iam::<account>:user/<name>
         name: String,
+        /// An IAM identity policy (JSON) to attach, e.g. one that allows reading one bucket
+        #[arg(long)]
+        policy_file: Option<PathBuf>,
+        /// The name of that inline policy
+        #[arg(long, default_value = "policy")]
+        policy_name: String,
     },
-    /// List users and their access key ids.
+    /// Remove a user with its access keys and policies; its keys stop working at once.
+    Remove {
+        #[command(flatten)]
+        target: UserTarget,
+        name: String,
+    },
+    /// List users with their access key ids and policy names.
     List {
         #[command(flatten)]
-        dir: DataDirArg,
+        target: UserTarget,
     },
+    /// Attach (or replace) an inline identity policy of a user.
+    PutPolicy {
+        #[command(flatten)]
+        target: UserTarget,
+        name: String,
+        policy_name: String,
+        /// The policy document (JSON)
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Print an inline identity policy of a user.
+    GetPolicy {
+        #[command(flatten)]
+        target: UserTarget,
+        name: String,
+        policy_name: String,
+    },
+    /// Remove an inline identity policy of a user.
+    DeletePolicy {
+        #[command(flatten)]
+        target: UserTarget,
+        name: String,
+        policy_name: String,
+    },
+}
+
+/// Where `coffer user` works: on a running server through its IAM endpoint (the change takes
+/// effect at once), or on the data dir of a stopped one.
+#[derive(clap::Args)]
+pub struct UserTarget {
+    /// A running server, e.g. https://127.0.0.1:9000; signs with AWS_ACCESS_KEY_ID /
+    /// AWS_SECRET_ACCESS_KEY (the root pair, or a user allowed the iam: actions)
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// PEM file of the certificate(s) to trust for an https endpoint (e.g. the
+    /// <data-dir>/self-signed.pem of --tls-self-signed)
+    #[arg(long, env = "AWS_CA_BUNDLE")]
+    pub ca_bundle: Option<PathBuf>,
+    /// The data dir of a stopped server, when no --endpoint is given [default: ./coffer-data]
+    #[arg(long, env = "COFFER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Subcommand)]
@@ -85,8 +140,11 @@ pub struct BenchArgs {
     /// Access key id of a user that may create the bucket and write to it
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
     pub access_key: String,
-    /// Secret access key of that user
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    /// Refused: a secret on the command line is visible to every user in `ps`
+    #[arg(long = "secret-key", hide = true)]
+    pub secret_key_flag: Option<String>,
+    /// The secret access key of that user, from AWS_SECRET_ACCESS_KEY (see [`env_secret`]).
+    #[arg(skip)]
     pub secret_key: String,
     /// Bucket to work in: created if missing (and then deleted at the end); only the objects
     /// this run writes are touched, and they are deleted at the end
@@ -113,8 +171,11 @@ pub struct BenchKmsArgs {
     /// Access key id
     #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
     pub access_key: String,
-    /// Secret access key
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    /// Refused: a secret on the command line is visible to every user in `ps`
+    #[arg(long = "secret-key", hide = true)]
+    pub secret_key_flag: Option<String>,
+    /// The secret access key, from AWS_SECRET_ACCESS_KEY (see [`env_secret`]).
+    #[arg(skip)]
     pub secret_key: String,
     /// Region the server serves
     #[arg(long, default_value = "us-east-1")]
@@ -138,7 +199,7 @@ pub struct ServeArgs {
     /// TOML file with any of the settings below (keys: data_dir, listen, region, root_key_file,
     /// allow_insecure_http, access_key, secret_key, tls_cert, tls_key,
     /// tls_self_signed, account_id, kms_quotas, kms_quota_cryptographic, kms_task_interval,
-    /// sweep_interval).
+    /// sweep_interval, allow_sigv2).
     /// Flags and environment win over it.
     #[arg(long, env = "COFFER_CONFIG")]
     pub config: Option<PathBuf>,
@@ -157,19 +218,26 @@ pub struct ServeArgs {
     /// Accept requests that will carry key material over plain HTTP (development and tests only)
     #[arg(long, env = "COFFER_ALLOW_INSECURE_HTTP")]
     pub allow_insecure_http: bool,
-    /// Root access key id (with COFFER_ROOT_SECRET_KEY); generated on first start when unset
+    /// Accept requests signed with AWS Signature Version 2 (legacy clients, e.g. boto3 with
+    /// signature_version='s3'). Off by default, as on S3 buckets created since June 2020; when on,
+    /// header-signed requests must be within 15 minutes of the server clock and presigned URLs
+    /// valid for at most 7 days
+    #[arg(long, env = "COFFER_ALLOW_SIGV2")]
+    pub allow_sigv2: bool,
+    /// Root access key id; its secret comes from the environment (COFFER_ROOT_SECRET_KEY) or
+    /// `secret_key` in the --config file, never from a flag. Both are generated on first start
+    /// when unset
     #[arg(
         long = "root-access-key",
         env = "COFFER_ROOT_ACCESS_KEY",
         hide_env_values = true
     )]
     pub access_key: Option<String>,
-    /// Root secret access key; never printed again after the first start
-    #[arg(
-        long = "root-secret-key",
-        env = "COFFER_ROOT_SECRET_KEY",
-        hide_env_values = true
-    )]
+    /// Refused: a secret on the command line is visible to every user in `ps`
+    #[arg(long = "root-secret-key", hide = true)]
+    pub secret_key_flag: Option<String>,
+    /// The root secret access key, from COFFER_ROOT_SECRET_KEY (see [`env_secret`]).
+    #[arg(skip)]
     pub secret_key: Option<String>,
     /// TLS certificate chain (PEM); with --tls-key serves HTTPS
     #[arg(long, env = "COFFER_TLS_CERT")]
@@ -210,6 +278,7 @@ struct FileSettings {
     region: Option<String>,
     root_key_file: Option<PathBuf>,
     allow_insecure_http: Option<bool>,
+    allow_sigv2: Option<bool>,
     access_key: Option<String>,
     secret_key: Option<String>,
     tls_cert: Option<PathBuf>,
@@ -239,6 +308,8 @@ pub struct Settings {
     pub region: String,
     pub root_key_file: PathBuf,
     pub allow_insecure_http: bool,
+    /// Accept SigV2-signed requests.
+    pub allow_sigv2: bool,
     /// Root credentials given by the operator (flags, env or file), if any.
     pub root_credentials: Option<(String, String)>,
     pub tls: TlsSetting,
@@ -251,14 +322,43 @@ pub struct Settings {
     pub clock_offset_file: Option<PathBuf>,
 }
 
+/// A secret from the environment variable `env`. Secrets are never taken from a flag: every
+/// user of the machine can read a command line (`ps`, /proc/<pid>/cmdline), so a flag that was
+/// given is refused with the way to pass it instead.
+pub fn env_secret(env: &str, flag: &str, given: Option<&str>) -> anyhow::Result<Option<String>> {
+    if given.is_some() {
+        anyhow::bail!(
+            "{flag} is not accepted: a secret on the command line is visible to every user of \
+             this machine (ps). Set the environment variable {env} instead{}",
+            if env.starts_with("COFFER_") {
+                ", or put it in the --config file (mode 0600)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(std::env::var(env).ok().filter(|v| !v.is_empty()))
+}
+
 impl Settings {
-    pub fn resolve(args: ServeArgs) -> anyhow::Result<Settings> {
+    pub fn resolve(mut args: ServeArgs) -> anyhow::Result<Settings> {
+        if let Some(secret) = env_secret(
+            "COFFER_ROOT_SECRET_KEY",
+            "--root-secret-key",
+            args.secret_key_flag.as_deref(),
+        )? {
+            args.secret_key.get_or_insert(secret);
+        }
         let file: FileSettings = match &args.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("parsing config file {}", path.display()))?
+                let file: FileSettings = toml::from_str(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?;
+                if file.secret_key.is_some() {
+                    check_private_file(path)?;
+                }
+                file
             }
             None => FileSettings::default(),
         };
@@ -327,11 +427,30 @@ impl Settings {
                 .unwrap_or_else(|| "us-east-1".to_owned()),
             allow_insecure_http: args.allow_insecure_http
                 || file.allow_insecure_http.unwrap_or(false),
+            allow_sigv2: args.allow_sigv2 || file.allow_sigv2.unwrap_or(false),
             data_dir,
             root_key_file,
             root_credentials,
         })
     }
+}
+
+/// Refuses a config file that holds a secret and that group or others can read.
+fn check_private_file(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "config file {} holds secret_key but other users can read it (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -357,6 +476,35 @@ mod tests {
         assert_eq!(s.listen.port(), 9100);
         assert_eq!(s.data_dir, PathBuf::from("./coffer-data"));
         assert_eq!(s.root_key_file, PathBuf::from("./coffer-data/root.key"));
+    }
+
+    #[test]
+    fn secret_flags_are_refused_with_a_hint() {
+        let args = ServeArgs {
+            secret_key_flag: Some("hunter2".into()),
+            ..Default::default()
+        };
+        let err = Settings::resolve(args).err().unwrap().to_string();
+        assert!(err.contains("COFFER_ROOT_SECRET_KEY"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_config_file_with_a_secret_must_be_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("coffer.toml");
+        std::fs::write(&cfg, "access_key = \"AK\"\nsecret_key = \"SK\"\n").unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let args = || ServeArgs {
+            config: Some(cfg.clone()),
+            ..Default::default()
+        };
+        let err = Settings::resolve(args()).err().unwrap().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let s = Settings::resolve(args()).unwrap();
+        assert_eq!(s.root_credentials, Some(("AK".into(), "SK".into())));
     }
 
     #[test]

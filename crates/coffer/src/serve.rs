@@ -11,7 +11,9 @@ use anyhow::Context as _;
 use coffer_kms::audit::AuditLog;
 use coffer_kms::throttle::QuotaConfig;
 use coffer_kms::{Clock, Kms, KmsConfig, OffsetClock, SystemClock};
-use coffer_s3::{Coffer, Credentials, Frontend, FrontendConfig, KmsFront, ServiceKeyRing};
+use coffer_s3::{
+    Coffer, Credentials, Frontend, FrontendConfig, IamFront, KmsFront, ServiceKeyRing,
+};
 use coffer_store::{BlobStore, MetaStore};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -69,6 +71,40 @@ async fn sweep_periodically(meta: Arc<MetaStore>, blobs: Arc<BlobStore>, interva
     }
 }
 
+/// Refuses, before anything is written, to start over a data dir whose data would not survive
+/// it: existing data with its root key missing (a new root key opens nothing that exists), or
+/// blob files with no metadata database (the startup sweep would remove them all as orphans).
+fn refuse_to_regenerate(data_dir: &Path, root_key_file: &Path) -> anyhow::Result<()> {
+    let meta = data_dir.join("meta.redb");
+    let blobs = data_dir.join(coffer_store::BLOBS_DIR);
+    let has_blobs = std::fs::read_dir(&blobs).is_ok_and(|mut fanouts| {
+        fanouts.any(|d| {
+            d.ok()
+                .and_then(|d| std::fs::read_dir(d.path()).ok())
+                .is_some_and(|mut files| files.next().is_some())
+        })
+    });
+    if !root_key_file.exists() && (meta.exists() || has_blobs) {
+        anyhow::bail!(
+            "{} holds data, but its root key {} is missing. Restore the root key from your backup \
+             (or point --root-key-file / COFFER_ROOT_KEY_FILE at it) and start again. Coffer does \
+             not create a new root key here: it could not open a single existing object or KMS key.",
+            data_dir.display(),
+            root_key_file.display()
+        );
+    }
+    if !meta.exists() && has_blobs {
+        anyhow::bail!(
+            "{} holds encrypted blob files, but its metadata database {} is missing. Restore \
+             meta.redb from your backup and start again: without it the objects cannot be found \
+             or opened, and the startup sweep would remove their blobs as orphans.",
+            data_dir.display(),
+            meta.display()
+        );
+    }
+    Ok(())
+}
+
 fn open_stores(data_dir: &Path) -> anyhow::Result<(Arc<MetaStore>, Arc<BlobStore>)> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
@@ -85,6 +121,7 @@ fn open_stores(data_dir: &Path) -> anyhow::Result<(Arc<MetaStore>, Arc<BlobStore
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     init_logging();
+    refuse_to_regenerate(&settings.data_dir, &settings.root_key_file)?;
     let (root_key, created) = secrets::load_or_create_root_key(&settings.root_key_file)?;
     if created {
         tracing::warn!(
@@ -93,6 +130,12 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         );
     }
     let (meta, blobs) = open_stores(&settings.data_dir)?;
+    // The ring before the sweep: a data dir whose ring is gone is refused untouched.
+    let ring = ServiceKeyRing::load_or_create(&meta, &root_key)?;
+    tracing::info!(
+        service_key_version = ring.current_version(),
+        "SSE-S3 key ring loaded"
+    );
     let referenced = meta.referenced_blobs()?;
     let removed = blobs.sweep(&referenced, Duration::ZERO)?;
     if removed > 0 {
@@ -101,11 +144,6 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             "startup sweep removed temp files and orphan blobs left by an interrupted run"
         );
     }
-    let ring = ServiceKeyRing::load_or_create(&meta, &root_key)?;
-    tracing::info!(
-        service_key_version = ring.current_version(),
-        "SSE-S3 key ring loaded"
-    );
 
     let (access, secret) = match settings.root_credentials.clone() {
         Some(pair) => pair,
@@ -128,6 +166,11 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     if settings.allow_insecure_http {
         tracing::warn!(
             "--allow-insecure-http: requests carrying key material will be accepted over plain HTTP; never use this in production"
+        );
+    }
+    if settings.allow_sigv2 {
+        tracing::warn!(
+            "--allow-sigv2: requests signed with the legacy SigV2 (HMAC-SHA1) are accepted; S3 refuses them on buckets created since June 2020"
         );
     }
 
@@ -160,6 +203,14 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         kms_config.quotas.cryptographic = rate;
     }
     let account_id = kms_config.account_id.clone();
+    let iam = IamFront::new(
+        Arc::clone(&meta),
+        root_key.clone(),
+        credentials.clone(),
+        account_id.clone(),
+        settings.region.clone(),
+        settings.allow_insecure_http,
+    );
     let kms = Arc::new(Kms::open(
         Arc::clone(&meta),
         root_key.clone(),
@@ -175,12 +226,15 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         FrontendConfig {
             credentials,
             region: settings.region.clone(),
+            account_id: account_id.clone(),
             kms: Some(KmsFront {
                 kms: Arc::clone(&kms),
                 region: settings.region.clone(),
                 account_id,
                 allow_insecure_http: settings.allow_insecure_http,
             }),
+            iam: Some(iam),
+            allow_sigv2: settings.allow_sigv2,
         },
     );
     let tls = match &settings.tls {
@@ -337,26 +391,273 @@ fn load_root_key(data_dir: &Path) -> anyhow::Result<coffer_crypto::Key256> {
     Ok(secrets::load_or_create_root_key(&path)?.0)
 }
 
+/// `coffer user …`: through the IAM endpoint of a running server (`--endpoint`, effective at
+/// once), or on the data dir of a stopped one.
 pub fn user(cmd: UserCommand) -> anyhow::Result<()> {
-    match cmd {
-        UserCommand::Add { dir, name } => {
-            let root_key = load_root_key(&dir.data_dir)?;
-            let (meta, _blobs) = open_stores(&dir.data_dir)?;
-            let user = coffer_s3::add_user(&meta, &root_key, &name)?;
-            println!("Created user {} (shown only this once):", user.name);
-            println!("  AWS_ACCESS_KEY_ID={}", user.access_key);
-            println!("  AWS_SECRET_ACCESS_KEY={}", user.secret_key.as_str());
-            Ok(())
+    let target = match &cmd {
+        UserCommand::Add { target, .. }
+        | UserCommand::Remove { target, .. }
+        | UserCommand::List { target }
+        | UserCommand::PutPolicy { target, .. }
+        | UserCommand::GetPolicy { target, .. }
+        | UserCommand::DeletePolicy { target, .. } => target,
+    };
+    match &target.endpoint {
+        Some(endpoint) => {
+            let access = std::env::var("AWS_ACCESS_KEY_ID")
+                .context("set AWS_ACCESS_KEY_ID (and AWS_SECRET_ACCESS_KEY) to the root access key, or to a user allowed the iam: actions")?;
+            let secret =
+                std::env::var("AWS_SECRET_ACCESS_KEY").context("set AWS_SECRET_ACCESS_KEY")?;
+            let client = crate::admin_client::AdminClient::new(
+                endpoint,
+                target.ca_bundle.as_deref(),
+                &access,
+                &secret,
+            )?;
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(user_online(&client, cmd))
         }
-        UserCommand::List { dir } => {
-            let root_key = load_root_key(&dir.data_dir)?;
-            let (meta, _blobs) = open_stores(&dir.data_dir)?;
-            for user in coffer_s3::load_users(&meta, &root_key)? {
-                println!("{}\t{}", user.name, user.access_key);
-            }
-            Ok(())
+        None => {
+            let data_dir = target
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| "./coffer-data".into());
+            user_offline(&data_dir, cmd)
         }
     }
+}
+
+fn read_policy(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading policy {}", path.display()))
+}
+
+fn print_new_user(name: &str, access_key: &str, secret_key: &str) {
+    println!("Created user {name} (shown only this once):");
+    println!("  AWS_ACCESS_KEY_ID={access_key}");
+    println!("  AWS_SECRET_ACCESS_KEY={secret_key}");
+}
+
+fn user_offline(data_dir: &Path, cmd: UserCommand) -> anyhow::Result<()> {
+    let root_key = load_root_key(data_dir)?;
+    let (meta, _blobs) = open_stores(data_dir)?;
+    let users = coffer_s3::Users::new(&meta, &root_key);
+    let now_ms = time_now_ms();
+    match cmd {
+        UserCommand::Add {
+            name,
+            policy_file,
+            policy_name,
+            ..
+        } => {
+            let policy = policy_file.as_deref().map(read_policy).transpose()?;
+            users.create(&name, now_ms)?;
+            let added = (|| {
+                if let Some(text) = &policy {
+                    users.put_policy(&name, &policy_name, text)?;
+                }
+                users.create_access_key(&name, now_ms)
+            })();
+            match added {
+                Ok(key) => print_new_user(&name, &key.id, &key.secret),
+                Err(e) => {
+                    users.delete(&name, true)?;
+                    return Err(e.into());
+                }
+            }
+        }
+        UserCommand::Remove { name, .. } => {
+            users.delete(&name, true)?;
+            println!("Removed user {name} with its access keys and policies");
+        }
+        UserCommand::List { .. } => {
+            for user in users.list()? {
+                let keys: Vec<&str> = user.access_keys.iter().map(|k| k.id.as_str()).collect();
+                let policies: Vec<&str> = user.policies.keys().map(String::as_str).collect();
+                println!("{}\t{}\t{}", user.name, keys.join(","), policies.join(","));
+            }
+        }
+        UserCommand::PutPolicy {
+            name,
+            policy_name,
+            file,
+            ..
+        } => {
+            users.put_policy(&name, &policy_name, &read_policy(&file)?)?;
+            println!("Policy {policy_name} of user {name} set");
+        }
+        UserCommand::GetPolicy {
+            name, policy_name, ..
+        } => {
+            let user = users.get(&name)?;
+            let text = user
+                .policies
+                .get(&policy_name)
+                .ok_or_else(|| anyhow::anyhow!("user {name} has no policy named {policy_name}"))?;
+            println!("{text}");
+        }
+        UserCommand::DeletePolicy {
+            name, policy_name, ..
+        } => {
+            users.delete_policy(&name, &policy_name)?;
+            println!("Policy {policy_name} of user {name} removed");
+        }
+    }
+    Ok(())
+}
+
+async fn user_online(
+    client: &crate::admin_client::AdminClient,
+    cmd: UserCommand,
+) -> anyhow::Result<()> {
+    use crate::admin_client::{url_decode, xml_values};
+    let first = |xml: &str, tag: &str| xml_values(xml, tag).into_iter().next().unwrap_or_default();
+    match cmd {
+        UserCommand::Add {
+            name,
+            policy_file,
+            policy_name,
+            ..
+        } => {
+            let policy = policy_file.as_deref().map(read_policy).transpose()?;
+            client.iam("CreateUser", &[("UserName", &name)]).await?;
+            let added = async {
+                if let Some(text) = &policy {
+                    client
+                        .iam(
+                            "PutUserPolicy",
+                            &[
+                                ("UserName", &name),
+                                ("PolicyName", &policy_name),
+                                ("PolicyDocument", text),
+                            ],
+                        )
+                        .await?;
+                }
+                client.iam("CreateAccessKey", &[("UserName", &name)]).await
+            }
+            .await;
+            match added {
+                Ok(xml) => print_new_user(
+                    &name,
+                    &first(&xml, "AccessKeyId"),
+                    &first(&xml, "SecretAccessKey"),
+                ),
+                Err(e) => {
+                    let _ = remove_online(client, &name).await;
+                    return Err(e);
+                }
+            }
+        }
+        UserCommand::Remove { name, .. } => {
+            remove_online(client, &name).await?;
+            println!("Removed user {name} with its access keys and policies");
+        }
+        UserCommand::List { .. } => {
+            let mut marker = None::<String>;
+            loop {
+                let mut params = vec![("MaxItems", "1000")];
+                if let Some(m) = &marker {
+                    params.push(("Marker", m));
+                }
+                let xml = client.iam("ListUsers", &params).await?;
+                for name in xml_values(&xml, "UserName") {
+                    let keys = client.iam("ListAccessKeys", &[("UserName", &name)]).await?;
+                    let policies = client
+                        .iam("ListUserPolicies", &[("UserName", &name)])
+                        .await?;
+                    println!(
+                        "{name}\t{}\t{}",
+                        xml_values(&keys, "AccessKeyId").join(","),
+                        xml_values(&policies, "member").join(",")
+                    );
+                }
+                match xml_values(&xml, "Marker").into_iter().next() {
+                    Some(next) if first(&xml, "IsTruncated") == "true" => marker = Some(next),
+                    _ => break,
+                }
+            }
+        }
+        UserCommand::PutPolicy {
+            name,
+            policy_name,
+            file,
+            ..
+        } => {
+            let text = read_policy(&file)?;
+            client
+                .iam(
+                    "PutUserPolicy",
+                    &[
+                        ("UserName", &name),
+                        ("PolicyName", &policy_name),
+                        ("PolicyDocument", &text),
+                    ],
+                )
+                .await?;
+            println!("Policy {policy_name} of user {name} set");
+        }
+        UserCommand::GetPolicy {
+            name, policy_name, ..
+        } => {
+            let xml = client
+                .iam(
+                    "GetUserPolicy",
+                    &[("UserName", &name), ("PolicyName", &policy_name)],
+                )
+                .await?;
+            println!("{}", url_decode(&first(&xml, "PolicyDocument")));
+        }
+        UserCommand::DeletePolicy {
+            name, policy_name, ..
+        } => {
+            client
+                .iam(
+                    "DeleteUserPolicy",
+                    &[("UserName", &name), ("PolicyName", &policy_name)],
+                )
+                .await?;
+            println!("Policy {policy_name} of user {name} removed");
+        }
+    }
+    Ok(())
+}
+
+/// IAM's DeleteUser refuses a user with keys or policies: remove those first.
+async fn remove_online(
+    client: &crate::admin_client::AdminClient,
+    name: &str,
+) -> anyhow::Result<()> {
+    use crate::admin_client::xml_values;
+    let keys = client.iam("ListAccessKeys", &[("UserName", name)]).await?;
+    for key in xml_values(&keys, "AccessKeyId") {
+        client
+            .iam(
+                "DeleteAccessKey",
+                &[("UserName", name), ("AccessKeyId", &key)],
+            )
+            .await?;
+    }
+    let policies = client
+        .iam("ListUserPolicies", &[("UserName", name)])
+        .await?;
+    for policy in xml_values(&policies, "member") {
+        client
+            .iam(
+                "DeleteUserPolicy",
+                &[("UserName", name), ("PolicyName", &policy)],
+            )
+            .await?;
+    }
+    client.iam("DeleteUser", &[("UserName", name)]).await?;
+    Ok(())
+}
+
+fn time_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 pub fn audit(cmd: AuditCommand) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use common::{ACCESS_KEY, SECRET_KEY, TestServer, run_coffer};
+use common::{ACCESS_KEY, TestServer, run_coffer};
 
 #[tokio::test]
 async fn coffer_bench_quick_runs_against_coffer_and_cleans_up() {
@@ -20,8 +20,6 @@ async fn coffer_bench_quick_runs_against_coffer_and_cleans_up() {
         &endpoint,
         "--access-key",
         ACCESS_KEY,
-        "--secret-key",
-        SECRET_KEY,
         "--bucket",
         "bench-smoke",
         "--server-pid",
@@ -70,8 +68,6 @@ async fn coffer_bench_kms_runs_against_coffer() {
         &endpoint,
         "--access-key",
         ACCESS_KEY,
-        "--secret-key",
-        SECRET_KEY,
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

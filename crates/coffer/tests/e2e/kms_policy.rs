@@ -246,7 +246,8 @@ async fn a_deny_for_bob_stops_his_encrypt_but_not_root() {
     let bob = server.kms_client_as(&bob_key, &bob_secret);
     let id = create_key(&kms, "shared").await.key_id().to_string();
 
-    // Under the default policy every principal of the account may use the key.
+    // Under the default policy every principal of the account whose identity policy allows it
+    // (bob's allows everything) may use the key.
     let bobs_blob = encrypt(&bob, &id, b"bob was here", &[]).await;
     assert_eq!(decrypt(&kms, &bobs_blob, &[]).await, b"bob was here");
 

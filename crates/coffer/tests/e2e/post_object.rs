@@ -492,6 +492,57 @@ async fn an_unknown_access_key_is_invalid_access_key_id() {
 }
 
 #[tokio::test]
+async fn the_signer_needs_put_object_on_the_key_as_for_a_put() {
+    let (server, s3) = setup().await;
+    // May upload under uploads/, and only with SSE-S3 asked for explicitly.
+    let policy = r#"{
+      "Version": "2012-10-17",
+      "Statement": [{
+        "Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::forms/uploads/*",
+        "Condition": {"StringEquals": {"s3:x-amz-server-side-encryption": "AES256"}}
+      }]
+    }"#;
+    let (key, secret) = server.add_user_online("uploader", Some(policy));
+    let as_uploader = |object_key: &str, sse: bool| {
+        let mut signed = Signed::new(object_key);
+        signed.access_key = key.clone();
+        signed.secret_key = secret.clone();
+        let fields: &[(&str, &str)] = if sse {
+            signed = signed.condition(json!({ "x-amz-server-side-encryption": "AES256" }));
+            &[("x-amz-server-side-encryption", "AES256")]
+        } else {
+            &[]
+        };
+        post(
+            &server,
+            BUCKET,
+            &signed.form(object_key, fields),
+            b"from the uploader",
+        )
+    };
+
+    assert_eq!(as_uploader("uploads/a.txt", true).status, 204);
+    assert_eq!(
+        get(&s3, BUCKET, "uploads/a.txt").await,
+        b"from the uploader"
+    );
+
+    let elsewhere = as_uploader("other/a.txt", true);
+    assert_error(&elsewhere, 403, "AccessDenied");
+    let message = elsewhere.xml_element("Message").unwrap_or_default();
+    assert!(
+        message.contains("user/uploader")
+            && message.contains("s3:PutObject")
+            && message.contains("arn:aws:s3:::forms/other/a.txt"),
+        "{message}"
+    );
+    assert!(absent(&s3, "other/a.txt").await);
+    // The form's encryption field is the condition key the policy tests.
+    assert_error(&as_uploader("uploads/b.txt", false), 403, "AccessDenied");
+    assert!(absent(&s3, "uploads/b.txt").await);
+}
+
+#[tokio::test]
 async fn an_anonymous_form_is_access_denied_and_writes_nothing() {
     let (server, s3) = setup().await;
     let form = Form::new()
@@ -524,6 +575,44 @@ async fn a_sigv2_form_is_refused_while_sigv2_is_off() {
     let resp = post(&server, BUCKET, &form, b"x");
     assert_error(&resp, 400, "InvalidRequest");
     assert!(absent(&s3, "v2.txt").await);
+}
+
+#[tokio::test]
+async fn with_allow_sigv2_a_sigv2_form_uploads_and_its_signature_is_checked() {
+    let server = TestServer::builder().arg("--allow-sigv2").start();
+    let s3 = server.client();
+    create_bucket(&s3, BUCKET).await;
+    let policy = BASE64.encode(
+        serde_json::to_vec(&json!({
+            "expiration": iso8601(SystemTime::now() + Duration::from_secs(600)),
+            "conditions": [{ "bucket": BUCKET }, ["starts-with", "$key", "v2/"]],
+        }))
+        .unwrap(),
+    );
+    let form = |key: &str, signature: &str| {
+        Form::new()
+            .field("key", key)
+            .field("AWSAccessKeyId", ACCESS_KEY)
+            .field("policy", &policy)
+            .field("signature", signature)
+    };
+    let good = crate::sigv2::sign(common::SECRET_KEY, &policy);
+    assert_eq!(
+        post(&server, BUCKET, &form("v2/a.txt", &good), b"v2 form").status,
+        204
+    );
+    assert_eq!(get(&s3, BUCKET, "v2/a.txt").await, b"v2 form");
+
+    let wrong = crate::sigv2::sign("WrongSecretKey00000000000000000000000000", &policy);
+    let resp = post(&server, BUCKET, &form("v2/b.txt", &wrong), b"x");
+    assert_error(&resp, 403, "SignatureDoesNotMatch");
+    // The policy still binds the form.
+    assert_error(
+        &post(&server, BUCKET, &form("v1/c.txt", &good), b"x"),
+        403,
+        "AccessDenied",
+    );
+    assert!(absent(&s3, "v2/b.txt").await && absent(&s3, "v1/c.txt").await);
 }
 
 // ---------------------------------------------------------------------------------------------

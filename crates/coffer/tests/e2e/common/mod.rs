@@ -246,34 +246,47 @@ impl TestServer {
         self.stderr = running.stderr;
     }
 
-    /// Adds a user with `coffer user add` (which needs the server stopped: it holds the
-    /// database lock), starts the server again and returns the user's access key pair.
+    /// Adds a user allowed everything by its identity policy with `coffer user add` on the
+    /// stopped server's data dir, starts the server again and returns the user's key pair.
     pub fn add_user(&mut self, name: &str) -> (String, String) {
+        self.add_user_with_policy(name, ALLOW_ALL_POLICY)
+    }
+
+    /// Adds a user with this identity policy (JSON) offline, as [`TestServer::add_user`].
+    pub fn add_user_with_policy(&mut self, name: &str, policy: &str) -> (String, String) {
         self.stop();
         let dir = self
             .data_dir
             .to_str()
             .expect("data dir is UTF-8")
             .to_owned();
-        let out = run_coffer(&["user", "add", "--data-dir", &dir, name]);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "coffer user add {name} failed ({}):\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let value = |prefix: &str| {
-            stdout
-                .lines()
-                .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
-                .unwrap_or_else(|| {
-                    panic!("no {prefix}… line in `coffer user add` output:\n{stdout}")
-                })
-        };
-        let pair = (value("AWS_ACCESS_KEY_ID="), value("AWS_SECRET_ACCESS_KEY="));
+        let policy_file = tempfile::NamedTempFile::new().expect("temp policy file");
+        std::fs::write(policy_file.path(), policy).expect("write policy");
+        let out = run_coffer(&[
+            "user",
+            "add",
+            "--data-dir",
+            &dir,
+            name,
+            "--policy-file",
+            policy_file.path().to_str().expect("UTF-8 temp path"),
+        ]);
+        let pair = new_user_keys(&out, name);
         self.restart();
         pair
+    }
+
+    /// Adds a user with this identity policy to the *running* server (`coffer user add
+    /// --endpoint`, through its IAM endpoint) and returns the user's key pair.
+    pub fn add_user_online(&self, name: &str, policy: Option<&str>) -> (String, String) {
+        let endpoint = self.endpoint();
+        let policy_file = tempfile::NamedTempFile::new().expect("temp policy file");
+        let mut args = vec!["user", "add", "--endpoint", &endpoint, name];
+        if let Some(policy) = policy {
+            std::fs::write(policy_file.path(), policy).expect("write policy");
+            args.extend(["--policy-file", policy_file.path().to_str().expect("UTF-8")]);
+        }
+        new_user_keys(&run_coffer(&args), name)
     }
 
     /// The socket address the server listens on, for raw HTTP requests.
@@ -311,6 +324,15 @@ impl TestServer {
     /// A client authenticated as the root user.
     pub fn client(&self) -> Client {
         Client::from_conf(self.config_builder().build())
+    }
+
+    /// An S3 client with other credentials (a user's, or wrong ones).
+    pub fn client_as(&self, access_key: &str, secret_key: &str) -> Client {
+        Client::from_conf(
+            self.config_builder()
+                .credentials_provider(Credentials::new(access_key, secret_key, None, None, "test"))
+                .build(),
+        )
     }
 
     /// An aws-sdk-kms config builder with the endpoint, root credentials and no retries (so
@@ -549,12 +571,37 @@ fn output_report(stdout: &Mutex<Vec<String>>, stderr: &Mutex<Vec<String>>) -> St
     )
 }
 
-/// Runs `coffer <args>` to completion (for admin commands run while no server is up).
+/// An identity policy that allows everything.
+pub const ALLOW_ALL_POLICY: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+
+/// The key pair `coffer user add` printed.
+fn new_user_keys(out: &std::process::Output, name: &str) -> (String, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "coffer user add {name} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {prefix}… line in `coffer user add` output:\n{stdout}"))
+    };
+    (value("AWS_ACCESS_KEY_ID="), value("AWS_SECRET_ACCESS_KEY="))
+}
+
+/// Runs `coffer <args>` to completion (admin commands, load generators) with the root
+/// credentials in the environment, where coffer takes secrets from.
 pub fn run_coffer(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_coffer"))
         .args(args)
         .env("COFFER_ROOT_ACCESS_KEY", ACCESS_KEY)
         .env("COFFER_ROOT_SECRET_KEY", SECRET_KEY)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .output()

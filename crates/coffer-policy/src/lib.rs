@@ -1,19 +1,22 @@
-//! The AWS JSON policy grammar, parsed once and evaluated per request: KMS key policies now, S3
-//! bucket policies later, so nothing here knows about KMS.
+//! The AWS JSON policy grammar, parsed once and evaluated per request: KMS key policies, IAM
+//! identity policies and S3 bucket policies, so nothing here knows about KMS or S3.
 //!
 //! A document is a list of statements; [`evaluate`] finds the statements whose principal, action,
 //! resource and conditions all match the request. An explicit `Deny` wins over any `Allow`; with
-//! no matching statement the request is implicitly denied. Both KMS key policies and S3 bucket
-//! policies are *resource* policies, so every statement must name a `Principal` (or
-//! `NotPrincipal`), an `Action` (or `NotAction`) and a `Resource` (or `NotResource`).
+//! no matching statement the request is implicitly denied. *Resource* policies (key policies,
+//! bucket policies; [`PolicyDocument::parse`]) must name a `Principal` (or `NotPrincipal`) in
+//! every statement; *identity* policies ([`PolicyDocument::parse_identity`]) are attached to a
+//! user and must not. Every statement names an `Action` (or `NotAction`) and a `Resource` (or
+//! `NotResource`). [`authorize`] combines a caller's identity policies with a resource policy the
+//! way AWS does within one account.
 //!
-//! **Principals — Coffer has no IAM.** A principal entry `"*"` matches every caller. An account
-//! principal — `"arn:aws:iam::<account>:root"` or the bare 12-digit account id — matches *every*
-//! principal of that account, as if each of the account's access keys had full IAM permissions:
-//! in AWS such an entry delegates to the account's IAM policies, and Coffer has none to consult.
-//! Any other ARN matches the caller's ARN exactly (no wildcards; use `ArnLike` on
-//! `aws:PrincipalArn` in a condition for patterns). `Service`, `Federated` and `CanonicalUser`
-//! principals are accepted but never match a Coffer caller.
+//! **Principals.** A principal entry `"*"` matches every caller. An account principal —
+//! `"arn:aws:iam::<account>:root"` or the bare 12-digit account id — matches the account's root
+//! user, and *delegates* for every other principal of the account: as in AWS, it applies to a user
+//! only as far as that user's identity policies allow the request ([`EvalContext::account_delegation`],
+//! which [`authorize`] works out). Any other ARN matches the caller's ARN exactly (no wildcards; use
+//! `ArnLike` on `aws:PrincipalArn` in a condition for patterns). `Service`, `Federated` and
+//! `CanonicalUser` principals are accepted but never match a Coffer caller.
 //!
 //! **Actions** match case-insensitively, **resources** case-sensitively; both take the wildcards
 //! `*` (any run of characters) and `?` (one character). Policy variables (`${aws:username}`) are
@@ -65,6 +68,16 @@ pub struct PolicyDocument {
     statements: Vec<Statement>,
 }
 
+/// Which side of an authorization a document is on: it decides whether statements name a
+/// principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Attached to a resource (key policy, bucket policy): every statement names its principals.
+    Resource,
+    /// Attached to a user: statements apply to that user and name no principal.
+    Identity,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Effect {
     Allow,
@@ -88,7 +101,8 @@ impl<T> Element<T> {
 #[derive(Debug, Clone)]
 struct Statement {
     effect: Effect,
-    principal: Element<Principal>,
+    /// `None` in identity policies, whose statements apply to the user they are attached to.
+    principal: Option<Element<Principal>>,
     /// Lower-cased patterns.
     action: Element<String>,
     resource: Element<String>,
@@ -113,6 +127,16 @@ impl PolicyDocument {
     /// fields, an `Effect` other than `Allow`/`Deny`, and statements missing their principal,
     /// action or resource.
     pub fn parse(json: &str) -> Result<PolicyDocument, PolicyError> {
+        Self::parse_as(json, Kind::Resource)
+    }
+
+    /// Parses an identity policy (attached to a user): as [`PolicyDocument::parse`], except that
+    /// a statement must not name a `Principal` or `NotPrincipal`.
+    pub fn parse_identity(json: &str) -> Result<PolicyDocument, PolicyError> {
+        Self::parse_as(json, Kind::Identity)
+    }
+
+    fn parse_as(json: &str, kind: Kind) -> Result<PolicyDocument, PolicyError> {
         if json.len() > MAX_POLICY_BYTES {
             return Err(malformed(format!(
                 "the policy is {} bytes; at most {MAX_POLICY_BYTES} are allowed",
@@ -164,14 +188,14 @@ impl PolicyDocument {
         let statements = statements
             .into_iter()
             .enumerate()
-            .map(|(i, s)| Statement::parse(i + 1, s))
+            .map(|(i, s)| Statement::parse(i + 1, s, kind))
             .collect::<Result<_, _>>()?;
         Ok(PolicyDocument { statements })
     }
 }
 
 impl Statement {
-    fn parse(number: usize, value: &Value) -> Result<Statement, PolicyError> {
+    fn parse(number: usize, value: &Value, kind: Kind) -> Result<Statement, PolicyError> {
         let Value::Object(fields) = value else {
             return Err(malformed(format!(
                 "statement {number} is not a JSON object"
@@ -205,6 +229,12 @@ impl Statement {
                             )));
                         }
                     });
+                }
+                "Principal" | "NotPrincipal" if kind == Kind::Identity => {
+                    return Err(malformed(format!(
+                        "{name} has a {field}: an identity policy applies to the user it is \
+                         attached to and must not name principals"
+                    )));
                 }
                 "Principal" | "NotPrincipal" => {
                     if principal.is_some() {
@@ -260,7 +290,12 @@ impl Statement {
         let missing = |what: &str| malformed(format!("{name} has no {what}"));
         Ok(Statement {
             effect: effect.ok_or_else(|| missing("Effect"))?,
-            principal: principal.ok_or_else(|| missing("Principal or NotPrincipal"))?,
+            principal: match kind {
+                Kind::Resource => {
+                    Some(principal.ok_or_else(|| missing("Principal or NotPrincipal"))?)
+                }
+                Kind::Identity => None,
+            },
             action: action.ok_or_else(|| missing("Action or NotAction"))?,
             resource: resource.ok_or_else(|| missing("Resource or NotResource"))?,
             conditions,
@@ -270,7 +305,10 @@ impl Statement {
     fn applies(&self, ctx: &EvalContext<'_>, action: &str) -> bool {
         self.action.matches(|p| wildcard_match(p, action))
             && self.resource.matches(|p| wildcard_match(p, ctx.resource))
-            && self.principal.matches(|p| p.matches(ctx))
+            && self
+                .principal
+                .as_ref()
+                .is_none_or(|principal| principal.matches(|p| p.matches(ctx)))
             && self.conditions.iter().all(|c| c.holds(ctx))
     }
 }
@@ -390,7 +428,11 @@ impl Principal {
     fn matches(&self, ctx: &EvalContext<'_>) -> bool {
         match self {
             Principal::Everyone => true,
-            Principal::Account(account) => caller_account(ctx) == Some(account.as_str()),
+            Principal::Account(account) => {
+                caller_account(ctx) == Some(account.as_str())
+                    && (ctx.account_delegation
+                        || ctx.principal_arn == format!("arn:aws:iam::{account}:root"))
+            }
             Principal::Arn(arn) => ctx.principal_arn == arn,
             Principal::Never => false,
         }
@@ -812,6 +854,7 @@ fn wildcard_match(pattern: &str, text: &str) -> bool {
 }
 
 /// What a request looks like to a policy.
+#[derive(Clone, Copy)]
 pub struct EvalContext<'a> {
     /// The caller, e.g. `"arn:aws:iam::111122223333:root"` or
     /// `"arn:aws:iam::111122223333:user/alice"`.
@@ -822,6 +865,10 @@ pub struct EvalContext<'a> {
     pub action: &'a str,
     /// The resource acted on, e.g. the key ARN.
     pub resource: &'a str,
+    /// Whether a statement naming the caller's account (rather than the caller) applies to a
+    /// caller other than the account's root user: true when that caller's identity policies allow
+    /// the request. [`authorize`] sets it; a caller of [`evaluate`] decides it.
+    pub account_delegation: bool,
     /// Condition keys of the request (names compare case-insensitively), e.g.
     /// `"kms:EncryptionContext:<k>"`, `"kms:CallerAccount"`, `"aws:SourceIp"`,
     /// `"aws:SecureTransport"` (`"true"`/`"false"`), `"s3:x-amz-server-side-encryption"`.
@@ -859,25 +906,93 @@ pub fn evaluate(doc: &PolicyDocument, ctx: &EvalContext<'_>) -> Decision {
     }
 }
 
-/// AWS's default key policy, byte for byte as AWS returns it: the account's root principal may do
-/// everything with the key, which in Coffer means every access key of the account may.
-pub fn default_key_policy(account_id: &str) -> String {
-    let principal = Value::String(format!("arn:aws:iam::{account_id}:root"));
-    format!(
-        r#"{{
-  "Version" : "2012-10-17",
-  "Id" : "key-default-1",
-  "Statement" : [ {{
-    "Sid" : "Enable IAM User Permissions",
-    "Effect" : "Allow",
-    "Principal" : {{
-      "AWS" : {principal}
-    }},
-    "Action" : "kms:*",
-    "Resource" : "*"
-  }} ]
-}}"#
-    )
+/// Who a caller is on the identity side of an authorization.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// The account's root user: no identity policy limits it.
+    Root,
+    /// A user, limited to what its identity policies allow (none: nothing).
+    User(std::sync::Arc<[PolicyDocument]>),
+}
+
+/// How a resource policy takes part in [`authorize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceRule {
+    /// The resource policy must allow (KMS key policies): a statement naming the account lets the
+    /// identity policies decide for the account's users.
+    MustAllow,
+    /// Within the account, an allow from either side is enough (S3 bucket policies).
+    EitherAllows,
+}
+
+/// The outcome of [`authorize`], with enough to say why in an error message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Allowed.
+    Allow,
+    /// An identity policy denies explicitly.
+    IdentityDeny,
+    /// The resource policy denies explicitly.
+    ResourceDeny,
+    /// No identity policy allows the request (and the resource policy does not name the caller).
+    NoIdentityAllow,
+    /// The resource policy (which must allow) does not allow the request for this caller.
+    NoResourceAllow,
+}
+
+/// Authorizes one request the way AWS does within one account: an explicit `Deny` in any
+/// identity policy or in the resource policy wins; otherwise the identity policies (the root
+/// user's allow everything) and the resource policy combine by `rule`. `ctx.account_delegation`
+/// is ignored: it is derived here from the identity policies.
+pub fn authorize(
+    identity: &Identity,
+    resource_policy: Option<&PolicyDocument>,
+    rule: ResourceRule,
+    ctx: &EvalContext<'_>,
+) -> Verdict {
+    let identity_decision = match identity {
+        Identity::Root => Decision::Allow,
+        Identity::User(policies) => {
+            let mut decision = Decision::ImplicitDeny;
+            for doc in policies.iter() {
+                match evaluate(doc, ctx) {
+                    Decision::ExplicitDeny => return Verdict::IdentityDeny,
+                    Decision::Allow => decision = Decision::Allow,
+                    Decision::ImplicitDeny => {}
+                }
+            }
+            decision
+        }
+    };
+    let identity_allows = identity_decision == Decision::Allow;
+    let resource_decision = |delegation: bool| {
+        resource_policy.map(|doc| {
+            evaluate(
+                doc,
+                &EvalContext {
+                    account_delegation: delegation,
+                    ..*ctx
+                },
+            )
+        })
+    };
+    let resource = resource_decision(identity_allows);
+    if resource == Some(Decision::ExplicitDeny) {
+        return Verdict::ResourceDeny;
+    }
+    let resource_allows = resource == Some(Decision::Allow);
+    match rule {
+        ResourceRule::EitherAllows if identity_allows || resource_allows => Verdict::Allow,
+        ResourceRule::EitherAllows => Verdict::NoIdentityAllow,
+        ResourceRule::MustAllow if resource_allows => Verdict::Allow,
+        // The resource policy would allow through the account: the identity policies did not.
+        ResourceRule::MustAllow
+            if !identity_allows && resource_decision(true) == Some(Decision::Allow) =>
+        {
+            Verdict::NoIdentityAllow
+        }
+        ResourceRule::MustAllow => Verdict::NoResourceAllow,
+    }
 }
 
 /// A `serde_json::Value` that refuses duplicate object keys: `{"Effect": "Deny", "Effect":
@@ -953,6 +1068,8 @@ mod tests {
     use super::*;
 
     const ALICE: &str = "arn:aws:iam::111122223333:user/alice";
+    /// AWS's default key policy: the account's root may do everything (delegating to IAM).
+    const ACCOUNT_POLICY: &str = r#"{"Version":"2012-10-17","Id":"key-default-1","Statement":[{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
     const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 
     fn ctx_map(pairs: &[(&str, &[&str])]) -> HashMap<String, Vec<String>> {
@@ -973,6 +1090,7 @@ mod tests {
                 action,
                 resource,
                 conditions: &conditions,
+                account_delegation: true,
             },
         )
     }
@@ -993,6 +1111,7 @@ mod tests {
             action: "kms:Encrypt",
             resource: KEY,
             conditions: &conditions,
+            account_delegation: true,
         };
         evaluate(&doc, &ctx) == Decision::Allow
     }
@@ -1021,19 +1140,238 @@ mod tests {
         format!(r#"{{"Version":"2012-10-17","Statement":[{body}]}}"#)
     }
 
+    fn verdict(
+        identity: &Identity,
+        resource: Option<&str>,
+        rule: ResourceRule,
+        principal: &str,
+        action: &str,
+        on: &str,
+    ) -> Verdict {
+        let doc = resource.map(|r| PolicyDocument::parse(r).unwrap());
+        let conditions = HashMap::new();
+        authorize(
+            identity,
+            doc.as_ref(),
+            rule,
+            &EvalContext {
+                principal_arn: principal,
+                account_id: "111122223333",
+                action,
+                resource: on,
+                conditions: &conditions,
+                account_delegation: false,
+            },
+        )
+    }
+
+    fn user(policies: &[&str]) -> Identity {
+        Identity::User(
+            policies
+                .iter()
+                .map(|p| PolicyDocument::parse_identity(p).unwrap())
+                .collect(),
+        )
+    }
+
     #[test]
-    fn default_policy_is_byte_for_byte_what_aws_returns() {
-        let expected = "{\n  \"Version\" : \"2012-10-17\",\n  \"Id\" : \"key-default-1\",\n  \
-            \"Statement\" : [ {\n    \"Sid\" : \"Enable IAM User Permissions\",\n    \
-            \"Effect\" : \"Allow\",\n    \"Principal\" : {\n      \
-            \"AWS\" : \"arn:aws:iam::111122223333:root\"\n    },\n    \
-            \"Action\" : \"kms:*\",\n    \"Resource\" : \"*\"\n  } ]\n}";
-        assert_eq!(default_key_policy("111122223333"), expected);
+    fn identity_policies_name_no_principal() {
+        let with_principal = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*"}]}"#;
+        match PolicyDocument::parse_identity(with_principal) {
+            Err(PolicyError::Malformed(m)) => {
+                assert!(m.contains("must not name principals"), "{m}")
+            }
+            Ok(_) => panic!("accepted a Principal in an identity policy"),
+        }
+        let without = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}"#;
+        assert!(PolicyDocument::parse_identity(without).is_ok());
+        assert!(
+            PolicyDocument::parse(without).is_err(),
+            "a resource policy needs a Principal"
+        );
+    }
+
+    /// The account principal of a key policy delegates to IAM: a user gets what both allow.
+    #[test]
+    fn account_principal_delegates_to_identity_policies() {
+        let read_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Decrypt","kms:DescribeKey"],"Resource":"*"}]}"#;
+        let must = ResourceRule::MustAllow;
+        let alice = user(&[read_only]);
+        assert_eq!(
+            verdict(
+                &alice,
+                Some(ACCOUNT_POLICY),
+                must,
+                ALICE,
+                "kms:Decrypt",
+                KEY
+            ),
+            Verdict::Allow
+        );
+        assert_eq!(
+            verdict(
+                &alice,
+                Some(ACCOUNT_POLICY),
+                must,
+                ALICE,
+                "kms:Encrypt",
+                KEY
+            ),
+            Verdict::NoIdentityAllow
+        );
+        assert_eq!(
+            verdict(
+                &user(&[]),
+                Some(ACCOUNT_POLICY),
+                must,
+                ALICE,
+                "kms:Decrypt",
+                KEY
+            ),
+            Verdict::NoIdentityAllow
+        );
+        // The root user needs no identity policy; nobody gets past a key policy that does not allow.
+        let root = "arn:aws:iam::111122223333:root";
+        assert_eq!(
+            verdict(
+                &Identity::Root,
+                Some(ACCOUNT_POLICY),
+                must,
+                root,
+                "kms:Encrypt",
+                KEY
+            ),
+            Verdict::Allow
+        );
+        let only_bob = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/bob"},"Action":"kms:*","Resource":"*"}]}"#;
+        assert_eq!(
+            verdict(
+                &Identity::Root,
+                Some(only_bob),
+                must,
+                root,
+                "kms:Encrypt",
+                KEY
+            ),
+            Verdict::NoResourceAllow
+        );
+        assert_eq!(
+            verdict(&alice, Some(only_bob), must, ALICE, "kms:Decrypt", KEY),
+            Verdict::NoResourceAllow
+        );
+        // A key policy naming the user directly needs no identity policy.
+        let names_alice = only_bob.replace("user/bob", "user/alice");
+        assert_eq!(
+            verdict(
+                &user(&[]),
+                Some(&names_alice),
+                must,
+                ALICE,
+                "kms:Encrypt",
+                KEY
+            ),
+            Verdict::Allow
+        );
+    }
+
+    #[test]
+    fn explicit_deny_on_either_side_wins() {
+        let allow_all = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+        let deny_decrypt = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"kms:Decrypt","Resource":"*"}]}"#;
+        let both = user(&[allow_all, deny_decrypt]);
+        assert_eq!(
+            verdict(
+                &both,
+                Some(ACCOUNT_POLICY),
+                ResourceRule::MustAllow,
+                ALICE,
+                "kms:Decrypt",
+                KEY
+            ),
+            Verdict::IdentityDeny
+        );
+        let resource_deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*"}]}"#;
+        assert_eq!(
+            verdict(
+                &Identity::Root,
+                Some(resource_deny),
+                ResourceRule::EitherAllows,
+                "arn:aws:iam::111122223333:root",
+                "s3:GetObject",
+                "arn:aws:s3:::b/k"
+            ),
+            Verdict::ResourceDeny
+        );
+    }
+
+    #[test]
+    fn within_the_account_either_side_may_allow_s3() {
+        let either = ResourceRule::EitherAllows;
+        let read_b = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#;
+        let alice = user(&[read_b]);
+        assert_eq!(
+            verdict(
+                &alice,
+                None,
+                either,
+                ALICE,
+                "s3:GetObject",
+                "arn:aws:s3:::b/k"
+            ),
+            Verdict::Allow
+        );
+        assert_eq!(
+            verdict(
+                &alice,
+                None,
+                either,
+                ALICE,
+                "s3:GetObject",
+                "arn:aws:s3:::c/k"
+            ),
+            Verdict::NoIdentityAllow
+        );
+        assert_eq!(
+            verdict(
+                &alice,
+                None,
+                either,
+                ALICE,
+                "s3:PutObject",
+                "arn:aws:s3:::b/k"
+            ),
+            Verdict::NoIdentityAllow
+        );
+        let bucket_names_alice = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/alice"},"Action":"s3:PutObject","Resource":"arn:aws:s3:::b/*"}]}"#;
+        assert_eq!(
+            verdict(
+                &alice,
+                Some(bucket_names_alice),
+                either,
+                ALICE,
+                "s3:PutObject",
+                "arn:aws:s3:::b/k"
+            ),
+            Verdict::Allow
+        );
+        // An account principal in a bucket policy still leaves the decision to IAM.
+        let bucket_names_account = bucket_names_alice.replace("user/alice", "root");
+        assert_eq!(
+            verdict(
+                &user(&[]),
+                Some(&bucket_names_account),
+                either,
+                ALICE,
+                "s3:PutObject",
+                "arn:aws:s3:::b/k"
+            ),
+            Verdict::NoIdentityAllow
+        );
     }
 
     #[test]
     fn default_policy_allows_every_principal_of_the_account_and_no_other() {
-        let policy = default_key_policy("111122223333");
+        let policy = ACCOUNT_POLICY.to_owned();
         for principal in [ALICE, "arn:aws:iam::111122223333:root"] {
             for action in [
                 "kms:Encrypt",
@@ -1820,6 +2158,7 @@ mod tests {
                     action,
                     resource: KEY,
                     conditions: &conditions,
+                    account_delegation: true,
                 },
             )
         };
@@ -2009,7 +2348,7 @@ mod tests {
             r#"{{"Sid":"{sid}","Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}}"#
         ));
         assert!(malformed_message(&policy).contains("at most 32768"));
-        let padded = format!("{}{}", default_key_policy("111122223333"), " ".repeat(1000));
+        let padded = format!("{}{}", ACCOUNT_POLICY.to_owned(), " ".repeat(1000));
         assert!(PolicyDocument::parse(&padded).is_ok());
     }
 

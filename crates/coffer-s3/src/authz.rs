@@ -1,0 +1,342 @@
+//! Who may do what on S3: each request's IAM action (`s3:GetObject`, …) and resource ARN, checked
+//! against the caller's identity policies with the policy engine that also serves the KMS (the
+//! root user may do everything). Plugged into `s3s` as its access check, so it runs after the
+//! signature is verified and before any handler; CopyObject and UploadPartCopy also need
+//! `s3:GetObject` on their source, and DeleteObjects is checked per key (as S3 does) by its
+//! handler through the [`Authorizer`] left in the request's extensions.
+//!
+//! Anonymous requests are refused: Coffer has no bucket policies that could allow them yet.
+//! This module decides; it never reads object data or keys.
+
+use std::collections::HashMap;
+
+use coffer_policy::{EvalContext, Identity, ResourceRule, Verdict};
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::dto::{CopyObjectInput, CopySource, DeleteObjectsInput, UploadPartCopyInput};
+use s3s::path::S3Path;
+use s3s::{S3Request, S3Result, s3_error};
+
+use crate::auth::{Credentials, Principal};
+use crate::kms_api::Connection;
+
+/// The access check `s3s` runs for every S3 request.
+pub struct S3AccessControl {
+    credentials: Credentials,
+    account_id: String,
+}
+
+impl S3AccessControl {
+    pub fn new(credentials: Credentials, account_id: String) -> S3AccessControl {
+        S3AccessControl {
+            credentials,
+            account_id,
+        }
+    }
+}
+
+/// An authenticated caller and the facts of its request that conditions may test: what the
+/// handlers use to check more than the request's own action (DeleteObjects' keys), and what
+/// paths outside `s3s` (POST uploads) build to check theirs.
+#[derive(Clone)]
+pub struct Authorizer {
+    principal_arn: String,
+    account_id: String,
+    identity: Identity,
+    /// Condition keys every check of this request sees.
+    conditions: HashMap<String, Vec<String>>,
+}
+
+impl Authorizer {
+    /// The caller behind `access_key` (as `credentials` knows it now), with the conditions of a
+    /// request that came over `conn`. `None` for an unknown access key.
+    pub fn for_access_key(
+        credentials: &Credentials,
+        account_id: &str,
+        access_key: &str,
+        conn: Option<&Connection>,
+        headers: &http::HeaderMap,
+    ) -> Option<Authorizer> {
+        let account = credentials.lookup(access_key)?;
+        let principal_arn = account.principal.arn(account_id);
+        let mut conditions = HashMap::new();
+        let mut put = |k: &str, v: String| {
+            conditions.insert(k.to_owned(), vec![v]);
+        };
+        if let Some(conn) = conn {
+            put("aws:SecureTransport", conn.secure.to_string());
+            put("aws:SourceIp", conn.peer.ip().to_string());
+        }
+        put("aws:PrincipalArn", principal_arn.clone());
+        put("aws:PrincipalAccount", account_id.to_owned());
+        if let Principal::User(name) = &account.principal {
+            put("aws:username", name.clone());
+        }
+        let now = time::OffsetDateTime::now_utc();
+        if let Ok(t) = now.format(&time::format_description::well_known::Rfc3339) {
+            put("aws:CurrentTime", t);
+        }
+        put("aws:EpochTime", now.unix_timestamp().to_string());
+        if let Some(agent) = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+        {
+            put("aws:UserAgent", agent.to_owned());
+        }
+        for (key, header) in [
+            (
+                "s3:x-amz-server-side-encryption",
+                "x-amz-server-side-encryption",
+            ),
+            (
+                "s3:x-amz-server-side-encryption-aws-kms-key-id",
+                "x-amz-server-side-encryption-aws-kms-key-id",
+            ),
+            (
+                "s3:x-amz-server-side-encryption-customer-algorithm",
+                "x-amz-server-side-encryption-customer-algorithm",
+            ),
+            ("s3:x-amz-acl", "x-amz-acl"),
+            ("s3:x-amz-storage-class", "x-amz-storage-class"),
+            ("s3:x-amz-copy-source", "x-amz-copy-source"),
+            ("s3:x-amz-metadata-directive", "x-amz-metadata-directive"),
+            ("s3:x-amz-content-sha256", "x-amz-content-sha256"),
+        ] {
+            if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
+                put(key, v.to_owned());
+            }
+        }
+        Some(Authorizer {
+            principal_arn,
+            account_id: account_id.to_owned(),
+            identity: account.identity,
+            conditions,
+        })
+    }
+
+    /// Adds a condition key of this request (e.g. `s3:prefix`).
+    pub fn with_condition(mut self, key: &str, value: &str) -> Authorizer {
+        self.conditions
+            .insert(key.to_owned(), vec![value.to_owned()]);
+        self
+    }
+
+    /// Refuses with S3's `AccessDenied` unless the caller may do `action` on `resource`.
+    pub fn check(&self, action: &str, resource: &str) -> S3Result<()> {
+        let ctx = EvalContext {
+            principal_arn: &self.principal_arn,
+            account_id: &self.account_id,
+            action,
+            resource,
+            conditions: &self.conditions,
+            account_delegation: false,
+        };
+        let why = match coffer_policy::authorize(
+            &self.identity,
+            None,
+            ResourceRule::EitherAllows,
+            &ctx,
+        ) {
+            Verdict::Allow => return Ok(()),
+            Verdict::IdentityDeny => "with an explicit deny in an identity-based policy".to_owned(),
+            Verdict::ResourceDeny => "with an explicit deny in a resource-based policy".to_owned(),
+            Verdict::NoIdentityAllow | Verdict::NoResourceAllow => {
+                format!("because no identity-based policy allows the {action} action")
+            }
+        };
+        Err(s3_error!(
+            AccessDenied,
+            "User: {} is not authorized to perform: {action} on resource: \"{resource}\" {why}",
+            self.principal_arn
+        ))
+    }
+}
+
+/// The ARN of a bucket, or of an object in it.
+pub fn resource_arn(bucket: &str, key: Option<&str>) -> String {
+    match key {
+        Some(key) => format!("arn:aws:s3:::{bucket}/{key}"),
+        None => format!("arn:aws:s3:::{bucket}"),
+    }
+}
+
+/// The IAM action of an S3 operation (as `s3s` names operations, which are AWS's names);
+/// `None` for DeleteObjects, which is checked per key. `versioned`: the request names a
+/// `versionId`, which S3 authorizes with the `…Version` actions.
+fn action_of(operation: &str, versioned: bool) -> Option<String> {
+    let action = match operation {
+        "DeleteObjects" => return None,
+        "ListBuckets" => "ListAllMyBuckets",
+        "HeadBucket" | "ListObjects" | "ListObjectsV2" => "ListBucket",
+        "ListObjectVersions" => "ListBucketVersions",
+        "ListMultipartUploads" => "ListBucketMultipartUploads",
+        "GetBucketEncryption" => "GetEncryptionConfiguration",
+        "PutBucketEncryption" | "DeleteBucketEncryption" => "PutEncryptionConfiguration",
+        "GetBucketCors" => "GetBucketCORS",
+        "PutBucketCors" | "DeleteBucketCors" => "PutBucketCORS",
+        "DeleteBucketTagging" => "PutBucketTagging",
+        "GetObject" | "HeadObject" | "SelectObjectContent" if versioned => "GetObjectVersion",
+        "GetObject" | "HeadObject" | "SelectObjectContent" => "GetObject",
+        "DeleteObject" if versioned => "DeleteObjectVersion",
+        "PutObject"
+        | "PostObject"
+        | "CopyObject"
+        | "CreateMultipartUpload"
+        | "UploadPart"
+        | "UploadPartCopy"
+        | "CompleteMultipartUpload" => "PutObject",
+        "ListParts" => "ListMultipartUploadParts",
+        other => other,
+    };
+    Some(format!("s3:{action}"))
+}
+
+/// Whether the query string names a `versionId`.
+fn names_version(uri: &http::Uri) -> bool {
+    uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == "versionId" || p.starts_with("versionId="))
+    })
+}
+
+/// The value of query parameter `name`, percent-decoded (`+` stays: S3 clients encode spaces
+/// as `%20` in query strings).
+fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| crate::sigv4::percent_decode(v))
+    })
+}
+
+#[async_trait::async_trait]
+impl S3Access for S3AccessControl {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let Some(access_key) = cx.credentials().map(|c| c.access_key.clone()) else {
+            return Err(s3_error!(AccessDenied, "Access Denied"));
+        };
+        let conn = cx.extensions_mut().get::<Connection>().cloned();
+        let mut authz = Authorizer::for_access_key(
+            &self.credentials,
+            &self.account_id,
+            &access_key,
+            conn.as_ref(),
+            cx.headers(),
+        )
+        .ok_or_else(|| {
+            // The key was removed between the signature check and now.
+            s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            )
+        })?;
+        let operation = cx.s3_op().name();
+        if let Some(action) = action_of(operation, names_version(cx.uri())) {
+            let resource = match cx.s3_path() {
+                S3Path::Root => "arn:aws:s3:::*".to_owned(),
+                S3Path::Bucket { bucket } => {
+                    if action == "s3:ListBucket" || action == "s3:ListBucketVersions" {
+                        for (param, key) in [
+                            ("prefix", "s3:prefix"),
+                            ("delimiter", "s3:delimiter"),
+                            ("max-keys", "s3:max-keys"),
+                        ] {
+                            if let Some(v) = query_param(cx.uri(), param) {
+                                authz = authz.with_condition(key, &v);
+                            }
+                        }
+                    }
+                    resource_arn(bucket, None)
+                }
+                S3Path::Object { bucket, key } => resource_arn(bucket, Some(key)),
+            };
+            if let Some(version) = query_param(cx.uri(), "versionId") {
+                authz = authz.with_condition("s3:VersionId", &version);
+            }
+            authz.check(&action, &resource)?;
+        }
+        cx.extensions_mut().insert(authz);
+        Ok(())
+    }
+
+    async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {
+        check_copy_source(req.extensions.get::<Authorizer>(), &req.input.copy_source)
+    }
+
+    async fn upload_part_copy(&self, req: &mut S3Request<UploadPartCopyInput>) -> S3Result<()> {
+        check_copy_source(req.extensions.get::<Authorizer>(), &req.input.copy_source)
+    }
+
+    async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
+        // Checked per key by the handler; it must find the caller.
+        req.extensions
+            .get::<Authorizer>()
+            .map(|_| ())
+            .ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))
+    }
+}
+
+/// A copy reads its source: `s3:GetObject` (or `s3:GetObjectVersion`) on it.
+fn check_copy_source(authz: Option<&Authorizer>, source: &CopySource) -> S3Result<()> {
+    let authz = authz.ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))?;
+    match source {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => {
+            let action = if version_id.is_some() {
+                "s3:GetObjectVersion"
+            } else {
+                "s3:GetObject"
+            };
+            authz.check(action, &resource_arn(bucket, Some(key)))
+        }
+        _ => Err(s3_error!(
+            NotImplemented,
+            "Coffer has no access points or outposts: copy from bucket/key"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_map_to_the_actions_aws_documents() {
+        for (op, versioned, action) in [
+            ("GetObject", false, Some("s3:GetObject")),
+            ("HeadObject", true, Some("s3:GetObjectVersion")),
+            ("ListObjectsV2", false, Some("s3:ListBucket")),
+            ("HeadBucket", false, Some("s3:ListBucket")),
+            ("ListBuckets", false, Some("s3:ListAllMyBuckets")),
+            ("UploadPart", false, Some("s3:PutObject")),
+            ("CompleteMultipartUpload", false, Some("s3:PutObject")),
+            (
+                "AbortMultipartUpload",
+                false,
+                Some("s3:AbortMultipartUpload"),
+            ),
+            ("ListParts", false, Some("s3:ListMultipartUploadParts")),
+            (
+                "GetBucketEncryption",
+                false,
+                Some("s3:GetEncryptionConfiguration"),
+            ),
+            ("DeleteObject", true, Some("s3:DeleteObjectVersion")),
+            ("DeleteObjects", false, None),
+            ("CreateBucket", false, Some("s3:CreateBucket")),
+        ] {
+            assert_eq!(action_of(op, versioned).as_deref(), action, "{op}");
+        }
+    }
+
+    #[test]
+    fn version_ids_are_noticed_in_the_query() {
+        let uri: http::Uri = "/b/k?versionId=abc".parse().unwrap();
+        assert!(names_version(&uri));
+        assert_eq!(query_param(&uri, "versionId").as_deref(), Some("abc"));
+        let uri: http::Uri = "/b/k?versionIdx=1&prefix=a%2Fb".parse().unwrap();
+        assert!(!names_version(&uri));
+        assert_eq!(query_param(&uri, "prefix").as_deref(), Some("a/b"));
+    }
+}
