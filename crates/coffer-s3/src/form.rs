@@ -312,7 +312,7 @@ impl FormReader {
 
 /// What the headers of one part say.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct PartHeaders {
+pub(crate) struct PartHeaders {
     /// The Content-Disposition type is `form-data`.
     form_data: bool,
     name: Option<String>,
@@ -332,7 +332,7 @@ impl PartHeaders {
 }
 
 /// Parses a part's header block (the lines before the blank line).
-fn parse_part_headers(block: &[u8]) -> Result<PartHeaders, FormError> {
+pub(crate) fn parse_part_headers(block: &[u8]) -> Result<PartHeaders, FormError> {
     let text = std::str::from_utf8(block)
         .map_err(|_| FormError::Malformed("part headers are not UTF-8"))?;
     let mut out = PartHeaders::default();
@@ -350,7 +350,7 @@ fn parse_part_headers(block: &[u8]) -> Result<PartHeaders, FormError> {
 /// Parses `form-data; name="…"; filename="…"` (RFC 2183, RFC 7578 §4.2). Quoted values take
 /// `\"` and `\\` as escapes and keep any other backslash, since browsers send Windows paths
 /// unescaped.
-fn parse_disposition(value: &str) -> Result<PartHeaders, FormError> {
+pub(crate) fn parse_disposition(value: &str) -> Result<PartHeaders, FormError> {
     let (kind, mut rest) = value.split_once(';').unwrap_or((value, ""));
     let mut out = PartHeaders {
         form_data: kind.trim().eq_ignore_ascii_case("form-data"),

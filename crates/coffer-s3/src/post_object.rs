@@ -278,7 +278,7 @@ fn closing(mut resp: Response<Body>) -> Response<Body> {
 
 /// The form's fields before the file: names as sent, values with `${filename}` filled in;
 /// repeated names joined with commas (as S3 documents). No `Debug`: values can be secrets.
-struct Fields {
+pub(crate) struct Fields {
     list: Vec<(String, String)>,
 }
 
@@ -294,7 +294,7 @@ const SIGNATURE_FIELDS: &[&str] = &[
 ];
 
 impl Fields {
-    fn new(raw: Vec<form::Field>, filename: Option<&str>) -> Fields {
+    pub(crate) fn new(raw: Vec<form::Field>, filename: Option<&str>) -> Fields {
         // "If the browser or client provides a full or partial path to the file, only the text
         // following the last slash (/) or backslash (\) is used." Without a filename parameter
         // S3 leaves `${filename}` as it is.
@@ -318,7 +318,7 @@ impl Fields {
     }
 
     /// A field's value, its name matched without regard to case.
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.list
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -361,7 +361,7 @@ impl Fields {
 
 /// How a form was signed.
 #[derive(Debug, PartialEq, Eq)]
-enum Scheme {
+pub(crate) enum Scheme {
     V4,
     V2,
 }
@@ -385,7 +385,7 @@ impl Scheme {
 /// form with SigV4 fields is SigV4; one with SigV2 fields, SigV2; one with neither is
 /// anonymous, which no bucket allows yet (Coffer has no bucket policies). `secret` looks up
 /// the secret of an access key.
-fn authenticate(
+pub(crate) fn authenticate(
     fields: &Fields,
     region: &str,
     allow_sigv2: bool,
@@ -535,7 +535,7 @@ fn signing_key(secret: &str, date: &str, region: &str) -> [u8; 32] {
 // The upload
 
 /// What an authorized form asks for.
-struct Plan {
+pub(crate) struct Plan {
     object: NewObject,
     algorithm: Option<ChecksumAlgorithm>,
     size: SizeRange,
@@ -553,7 +553,7 @@ enum Answer {
 
 /// Maps the fields to the object's settings, applying PutObject's rules (encryption, storage
 /// class, Object Lock) to them.
-fn plan_upload(
+pub(crate) fn plan_upload(
     bucket: &str,
     key: String,
     fields: &Fields,
@@ -767,7 +767,7 @@ fn percent_encode(s: &str, form: bool) -> String {
 /// The redirect URL with S3's `bucket`, `key` and `etag` query parameters added (before any
 /// fragment), if `url` is an absolute http(s) URL that can be a `Location` header; S3 ignores
 /// any other `success_action_redirect`.
-fn redirect_target(url: &str) -> Option<String> {
+pub(crate) fn redirect_target(url: &str) -> Option<String> {
     redirect_with(url, "", "", "")
 }
 
@@ -877,7 +877,7 @@ fn success(
 // Errors
 
 /// Why a form upload was refused; [`PostError::response`] is its one mapping to the wire.
-enum PostError {
+pub(crate) enum PostError {
     /// A bucket POST whose body is not `multipart/form-data`.
     NotFormData,
     /// A form POST to the service or an object rather than a bucket.
