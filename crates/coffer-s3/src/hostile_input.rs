@@ -367,10 +367,11 @@ fn reader_of(body: &[u8], chunk: usize) -> FormReader {
     FormReader::new(Box::pin(futures::stream::iter(chunks)), BOUNDARY)
 }
 
+/// A form as read: its fields, the file's `filename`, the file.
+type ReadForm = (Vec<(String, String)>, Option<String>, Vec<u8>);
+
 /// Reads a whole form: its fields, its file, what follows.
-fn read_form(
-    mut reader: FormReader,
-) -> Result<(Vec<(String, String)>, Option<String>, Vec<u8>), form::FormError> {
+fn read_form(mut reader: FormReader) -> Result<ReadForm, form::FormError> {
     let (fields, part) = ready(reader.read_fields())?;
     let mut file = Vec::new();
     while let Some(chunk) = ready(futures::future::poll_fn(|cx| reader.poll_file_chunk(cx))) {
