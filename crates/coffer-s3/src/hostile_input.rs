@@ -18,7 +18,9 @@ use proptest::sample::select;
 use proptest::string::string_regex;
 
 use crate::checksum::{self, Claimed};
-use crate::{bucket, copy, document, kms_api, list, object, server, sigv2, sigv4};
+use crate::form::{self, FormReader};
+use crate::post_policy::{self, FormView};
+use crate::{bucket, copy, document, kms_api, list, object, post_object, server, sigv2, sigv4};
 
 const SECRET: &str = "TestRootSecretKey0000000000000000000000A";
 
@@ -311,5 +313,225 @@ proptest! {
             prop_assert!(key.starts_with(common) && common.starts_with(&prefix));
             prop_assert!(common.ends_with(&delimiter));
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST Object: the form reader, part headers, policies, fields
+
+const BOUNDARY: &str = "b0uNd4ry";
+
+/// Pieces a form is made of, and what breaks form parsers: delimiters whole and cut, CRLFs,
+/// header lines, the file part's name, hostile text and bytes.
+fn form_piece() -> impl Strategy<Value = Vec<u8>> {
+    let fixed = select(
+        &[
+            "--b0uNd4ry\r\n",
+            "\r\n--b0uNd4ry\r\n",
+            "\r\n--b0uNd4ry--\r\n",
+            "\r\n--b0uNd",
+            "--b0uNd4ry  \t\r\n",
+            "\r\n",
+            "\r\n\r\n",
+            "Content-Disposition: form-data; name=\"file\"; filename=\"a\\\\b.png\"\r\n\r\n",
+            "Content-Disposition: form-data; name=\"key\"\r\n\r\n",
+            "Content-Disposition: form-data; name=\"unterminated\r\n\r\n",
+            "Content-Disposition: attachment; name=file\r\n\r\n",
+            "Content-Type: text/plain\r\n",
+        ][..],
+    )
+    .prop_map(|s| s.as_bytes().to_vec());
+    prop_oneof![
+        3 => fixed,
+        1 => hostile_text().prop_map(String::into_bytes),
+        1 => vec(any::<u8>(), 0..32),
+    ]
+}
+
+/// Runs a future that never waits (its body is in memory) to completion.
+fn ready<F: std::future::Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
+fn reader_of(body: &[u8], chunk: usize) -> FormReader {
+    let chunks: Vec<Result<bytes::Bytes, form::BodyError>> = body
+        .chunks(chunk.max(1))
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    FormReader::new(Box::pin(futures::stream::iter(chunks)), BOUNDARY)
+}
+
+/// A form as read: its fields, the file's `filename`, the file.
+type ReadForm = (Vec<(String, String)>, Option<String>, Vec<u8>);
+
+/// Reads a whole form: its fields, its file, what follows.
+fn read_form(mut reader: FormReader) -> Result<ReadForm, form::FormError> {
+    let (fields, part) = ready(reader.read_fields())?;
+    let mut file = Vec::new();
+    while let Some(chunk) = ready(futures::future::poll_fn(|cx| reader.poll_file_chunk(cx))) {
+        file.extend_from_slice(&chunk?);
+    }
+    let mut budget = 1 << 20;
+    let _ = ready(futures::future::poll_fn(|cx| {
+        reader.poll_drain(cx, &mut budget)
+    }));
+    let fields = fields.into_iter().map(|f| (f.name, f.value)).collect();
+    Ok((fields, part.filename, file))
+}
+
+/// A POST policy document of hostile conditions (JSON values of every type, the operators and
+/// field names the checker looks for).
+fn policy_json() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::{Value, json};
+    let scalar = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| json!(f)),
+        hostile_text().prop_map(Value::from),
+        select(
+            &[
+                "eq",
+                "starts-with",
+                "content-length-range",
+                "$key",
+                "$Content-Type",
+                "$bucket",
+                "5",
+                "-1"
+            ][..]
+        )
+        .prop_map(Value::from),
+    ];
+    let condition = prop_oneof![
+        vec(scalar.clone(), 0..5).prop_map(Value::Array),
+        vec((hostile_text(), scalar.clone()), 0..3)
+            .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        scalar.clone(),
+    ];
+    (
+        prop_oneof![
+            Just(json!("2099-01-01T00:00:00Z")),
+            Just(json!("2000-01-01T00:00:00.000Z")),
+            scalar,
+        ],
+        vec(condition, 0..6),
+        any::<bool>(),
+    )
+        .prop_map(|(expiration, conditions, extra)| {
+            let mut doc = json!({ "expiration": expiration, "conditions": conditions });
+            if extra {
+                doc["Statement"] = json!([]);
+            }
+            doc
+        })
+}
+
+fn form_fields() -> impl Strategy<Value = Vec<(String, String)>> {
+    let names = select(
+        &[
+            "key",
+            "policy",
+            "x-amz-signature",
+            "X-Amz-Credential",
+            "x-amz-algorithm",
+            "x-amz-date",
+            "AWSAccessKeyId",
+            "signature",
+            "Content-Type",
+            "Expires",
+            "success_action_redirect",
+            "success_action_status",
+            "x-amz-meta-é",
+            "x-amz-meta-a",
+            "x-amz-storage-class",
+            "x-amz-server-side-encryption",
+            "x-amz-object-lock-mode",
+            "x-ignore-x",
+            "acl",
+        ][..],
+    );
+    vec((names.prop_map(str::to_owned), hostile_text()), 0..10)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn form_text_decoders_never_panic(s in hostile_text(), bytes in vec(any::<u8>(), 0..48)) {
+        let _ = form::boundary(&s);
+        let _ = form::is_form_data(&bytes);
+        let _ = form::is_form_data(s.as_bytes());
+        let _ = form::parse_disposition(&s);
+        let _ = form::parse_part_headers(&bytes);
+        let _ = form::parse_part_headers(s.as_bytes());
+        let _ = post_policy::parse(&s);
+        let _ = post_object::redirect_target(&s);
+    }
+
+    #[test]
+    fn the_form_reader_never_panics(pieces in vec(form_piece(), 0..24), chunk in 1usize..40) {
+        let body = pieces.concat();
+        let _ = read_form(reader_of(&body, chunk));
+    }
+
+    #[test]
+    fn forms_round_trip_through_the_reader(
+        fields in vec(("[a-zA-Z0-9_-]{1,12}", hostile_text()), 0..6),
+        file in vec(any::<u8>(), 0..300),
+        filename in "[a-zA-Z0-9 ._-]{0,16}",
+        chunk in 1usize..64,
+    ) {
+        let mut body = Vec::new();
+        for (name, value) in &fields {
+            body.extend_from_slice(
+                format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        }
+        body.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(&file);
+        body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+        let delimiter = format!("\r\n--{BOUNDARY}");
+        let contains_delimiter = |v: &[u8]| v.windows(delimiter.len()).any(|w| w == delimiter.as_bytes());
+        prop_assume!(!contains_delimiter(&file) && fields.iter().all(|(_, v)| !contains_delimiter(v.as_bytes())));
+        prop_assume!(body.len() < form::MAX_PRE_DATA);
+        let (got_fields, got_name, got_file) = read_form(reader_of(&body, chunk)).expect("a well-formed form");
+        prop_assert_eq!(got_fields, fields);
+        prop_assert_eq!(got_name, Some(filename));
+        prop_assert_eq!(got_file, file);
+    }
+
+    #[test]
+    fn post_policies_never_panic(doc in policy_json(), fields in form_fields(), bucket in hostile_text()) {
+        let b64 = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            serde_json::to_vec(&doc).expect("JSON"),
+        );
+        if let Ok(policy) = post_policy::parse(&b64) {
+            let view = FormView { bucket: &bucket, fields: &fields };
+            let _ = policy.check(&view, time::OffsetDateTime::now_utc(), |n| n == "policy");
+        }
+    }
+
+    #[test]
+    fn form_fields_never_panic(fields in form_fields(), filename in proptest::option::of(hostile_text()), sigv2 in any::<bool>()) {
+        let raw = fields
+            .into_iter()
+            .map(|(name, value)| form::Field { name, value })
+            .collect();
+        let fields = post_object::Fields::new(raw, filename.as_deref());
+        let _ = post_object::authenticate(&fields, "us-east-1", sigv2, |_| Some(SECRET.to_owned()));
+        let key = fields.get("key").unwrap_or("k").to_owned();
+        let _ = post_object::plan_upload("bucket", key, &fields, post_policy::SizeRange::default());
     }
 }

@@ -14,6 +14,7 @@ mod conditional;
 mod copy;
 mod document;
 mod error;
+mod form;
 #[cfg(test)]
 mod hostile_input;
 mod iam_api;
@@ -24,6 +25,8 @@ mod metadata;
 mod multipart;
 mod object;
 mod pipeline;
+mod post_object;
+mod post_policy;
 mod server;
 mod service;
 mod sigv2;

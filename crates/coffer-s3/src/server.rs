@@ -1,8 +1,8 @@
 //! The HTTP front layer: one hyper service in front of `s3s` that owns what every response
 //! shares — the admin surface (`/-/health`, `/-/ready`, `/-/metrics`), request ids, and S3
 //! error bodies with `Resource` and `RequestId` (which `s3s` leaves out) — and routes KMS
-//! calls (`X-Amz-Target: TrentService.*`) to `kms_api` and IAM calls (SigV4 scope `iam`) to
-//! `iam_api` before `s3s` sees them.
+//! calls (`X-Amz-Target: TrentService.*`) to `kms_api`, IAM calls (SigV4 scope `iam`) to
+//! `iam_api` and browser form uploads (POST Object) to `post_object` before `s3s` sees them.
 //!
 //! It never logs request headers or bodies: they can carry signatures and keys.
 
@@ -24,6 +24,7 @@ use crate::authz::S3AccessControl;
 use crate::document;
 use crate::iam_api::{self, IamFront};
 use crate::kms_api::{self, Connection, KmsFront};
+use crate::post_object::{self, PostObject};
 use crate::service::Coffer;
 use crate::sigv2;
 use crate::sigv4::percent_decode;
@@ -56,6 +57,7 @@ pub struct Frontend {
     kms: Option<Arc<KmsFront>>,
     iam: Option<Arc<IamFront>>,
     allow_sigv2: bool,
+    post: Arc<PostObject>,
     stats: Arc<Stats>,
 }
 
@@ -76,6 +78,13 @@ struct Stats {
 impl Frontend {
     /// Builds the handler over a `Coffer` service.
     pub fn new(coffer: Coffer, cfg: FrontendConfig) -> Frontend {
+        let post = PostObject::new(
+            coffer.clone(),
+            cfg.credentials.clone(),
+            &cfg.region,
+            &cfg.account_id,
+            cfg.allow_sigv2,
+        );
         let mut builder = S3ServiceBuilder::new(coffer);
         builder.set_auth(cfg.credentials.clone());
         builder.set_access(S3AccessControl::new(
@@ -89,6 +98,7 @@ impl Frontend {
             kms: cfg.kms.map(Arc::new),
             iam: cfg.iam.map(Arc::new),
             allow_sigv2: cfg.allow_sigv2,
+            post: Arc::new(post),
             stats: Arc::new(Stats::default()),
         }
     }
@@ -152,9 +162,11 @@ impl Frontend {
                     .map(|(code, msg)| error_response(StatusCode::BAD_REQUEST, code, &msg))
             })
             .or_else(|| misplaced_sse_header(&req));
-        let mut resp = match early {
-            Some(r) => r,
-            None => {
+        let mut resp = match (early, post_object::route(&req)) {
+            (Some(r), _) => r,
+            // Form uploads never reach `s3s`, which would buffer the file before any check.
+            (None, Some(route)) => self.post.handle(route, req, conn).await,
+            (None, None) => {
                 let mut req = req;
                 // For the access check's `aws:SecureTransport` and `aws:SourceIp`.
                 req.extensions_mut().insert(conn.clone());

@@ -17,7 +17,8 @@ pub const MODE_SSE_S3: &str = "AES256";
 /// AAD of a data key wrapped by a service key. Frozen format v1.
 const DEK_WRAP_AAD: &[u8] = b"coffer sse-s3 dek v1";
 
-/// The S3 service: metadata, blobs, and the SSE-S3 key ring.
+/// The S3 service: metadata, blobs, and the SSE-S3 key ring. Cheap to clone (shared state).
+#[derive(Clone)]
 pub struct Coffer {
     pub(crate) meta: Arc<MetaStore>,
     pub(crate) blobs: Arc<BlobStore>,

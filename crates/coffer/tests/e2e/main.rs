@@ -29,6 +29,7 @@ mod kms_transport;
 mod list;
 mod multipart;
 mod objects;
+mod post_object;
 mod ranges;
 mod sigv2;
 mod startup;

@@ -32,8 +32,8 @@ fn hmac_sha1(key: &[u8], message: &[u8]) -> Vec<u8> {
     Sha1::digest(&outer).to_vec()
 }
 
-/// `base64(HMAC-SHA1(secret, string_to_sign))`.
-fn sign(secret: &str, string_to_sign: &str) -> String {
+/// `base64(HMAC-SHA1(secret, string_to_sign))` (also signs SigV2 POST policies in `post_object`).
+pub(crate) fn sign(secret: &str, string_to_sign: &str) -> String {
     aws_smithy_types::base64::encode(hmac_sha1(secret.as_bytes(), string_to_sign.as_bytes()))
 }
 
