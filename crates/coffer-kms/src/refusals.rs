@@ -126,8 +126,11 @@ impl Refusals {
 impl Window {
     fn end_if_due(&mut self, now: OffsetDateTime) -> Vec<Summary> {
         match self.start {
-            // A clock that went back also ends the window.
-            Some(start) if now >= start + WINDOW || now < start => self.end(now),
+            // A clock that went back by a window also ends it. A refusal stamped a moment
+            // before the window's start is not that: callers take the time before the lock, so
+            // concurrent refusals arrive slightly out of order (ending the window on each of
+            // those let a flood write a line per reordering).
+            Some(start) if now >= start + WINDOW || now + WINDOW < start => self.end(now),
             _ => Vec::new(),
         }
     }
@@ -201,6 +204,36 @@ fn bounded(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    /// Regression: refusals that took the time before the lock arrived out of order, and each
+    /// such arrival ended the window (a summary line plus a new first line), under load.
+    #[test]
+    fn refusals_arriving_slightly_out_of_order_stay_in_one_window() {
+        let r = Refusals::default();
+        let t = OffsetDateTime::from_unix_timestamp(1_750_000_000).unwrap();
+        assert!(r.admit(t, "192.0.2.1", "E", "Op").0);
+        for back in 1..50 {
+            let (log_it, ended) = r.admit(
+                t - time::Duration::milliseconds(back),
+                "192.0.2.1",
+                "E",
+                "Op",
+            );
+            assert!(!log_it && ended.is_empty(), "{back} ms back");
+        }
+        let (_, ended) = r.admit(
+            t - WINDOW - time::Duration::seconds(1),
+            "192.0.2.1",
+            "E",
+            "Op",
+        );
+        assert_eq!(
+            ended.len(),
+            1,
+            "a clock that went back a whole window ends it"
+        );
+    }
+
     use super::*;
 
     fn at(secs: i64) -> OffsetDateTime {
