@@ -517,6 +517,7 @@ mod tests {
                 ..Default::default()
             },
             inline: false,
+            mac: None,
         }
     }
 

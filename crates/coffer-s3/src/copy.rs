@@ -43,14 +43,14 @@ async fn load_source(
 ) -> S3Result<(String, String, object::Loaded)> {
     let (bucket, key, version_id) = source_of(src)?;
     object::check_version_id(version_id.as_deref())?;
-    let object::Loaded { rec, inline } = object::load(c, &bucket, &key).await?;
+    let loaded = object::load(c, &bucket, &key).await?;
     conditional::evaluate(
         cond,
-        &rec.etag,
-        rec.last_modified_unix_ms,
+        &loaded.rec.etag,
+        loaded.rec.last_modified_unix_ms,
         OnNotModified::PreconditionFailed,
     )?;
-    Ok((bucket, key, object::Loaded { rec, inline }))
+    Ok((bucket, key, loaded))
 }
 
 /// The plaintext of `range` of a source object, as a write-pipeline source.
@@ -58,10 +58,10 @@ async fn source_stream(
     c: &Coffer,
     bucket: String,
     key: String,
-    src: object::Loaded,
+    mut src: object::Loaded,
     range: std::ops::Range<u64>,
 ) -> S3Result<ByteSource> {
-    let parts = object::read_parts(c, &src.rec, src.inline)?;
+    let parts = object::read_parts(c, &mut src)?;
     let body = pipeline::read_range(&c.blobs, parts, range, ObjectName { bucket, key }).await?;
     Ok(Box::pin(body.map(|r| {
         r.map_err(|_| {
@@ -150,7 +150,7 @@ pub async fn copy_object(
                 cache_control: src.cache_control.clone(),
                 expires: src.expires.clone(),
             },
-            metadata::open(&c.ring, src.sealed_user_metadata.as_deref())?,
+            metadata::open(&c.ring, src.sealed_user_metadata.as_deref(), &loaded.id())?,
         )
     };
     let size = src.size;

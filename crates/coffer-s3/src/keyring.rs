@@ -53,6 +53,15 @@ struct RingRecord {
     v: u32,
     current: u32,
     keys: Vec<KeyEntry>,
+    /// The object record format the database has been upgraded to (absent: 1). Kept in this
+    /// sealed record so that nobody without the root key can make the server take records of
+    /// the old, unauthenticated format again.
+    #[serde(default = "first_record_format")]
+    records: u32,
+}
+
+fn first_record_format() -> u32 {
+    coffer_store::LEGACY_RECORD_VERSION
 }
 
 #[derive(Serialize, Deserialize)]
@@ -68,6 +77,8 @@ pub struct ServiceKeyRing {
     /// Every version with its key and creation time (unix ms).
     keys: RwLock<BTreeMap<u32, (Key256, i64)>>,
     current: RwLock<u32>,
+    /// See [`RingRecord::records`].
+    records: RwLock<u32>,
 }
 
 impl std::fmt::Debug for ServiceKeyRing {
@@ -92,6 +103,8 @@ impl ServiceKeyRing {
         let ring = ServiceKeyRing {
             keys: RwLock::new(BTreeMap::new()),
             current: RwLock::new(0),
+            // A new database holds no record of an older format.
+            records: RwLock::new(coffer_store::RECORD_VERSION),
         };
         ring.add_version()?;
         ring.save(meta, root)?;
@@ -106,6 +119,22 @@ impl ServiceKeyRing {
         let version = ring.add_version()?;
         ring.save(meta, root)?;
         Ok(version)
+    }
+
+    /// The record format the database has been upgraded to.
+    pub fn records_format(&self) -> u32 {
+        *self.records.read().expect("key ring lock poisoned")
+    }
+
+    /// Records (durably, in the sealed ring) that every record is now of format `version`.
+    pub fn set_records_format(
+        &self,
+        meta: &MetaStore,
+        root: &Key256,
+        version: u32,
+    ) -> Result<(), KeyringError> {
+        *self.records.write().expect("key ring lock poisoned") = version;
+        self.save(meta, root)
     }
 
     /// The version that wraps new data keys.
@@ -177,6 +206,7 @@ impl ServiceKeyRing {
         Ok(ServiceKeyRing {
             keys: RwLock::new(keys),
             current: RwLock::new(record.current),
+            records: RwLock::new(record.records),
         })
     }
 
@@ -185,6 +215,7 @@ impl ServiceKeyRing {
         let record = RingRecord {
             v: 1,
             current: self.current_version(),
+            records: self.records_format(),
             keys: keys
                 .iter()
                 .map(|(v, (k, created))| KeyEntry {
@@ -245,7 +276,7 @@ mod tests {
     fn a_missing_ring_is_not_regenerated_over_existing_data() {
         let (_dir, meta) = store();
         meta.create_bucket(&BucketRecord {
-            v: coffer_store::RECORD_VERSION,
+            v: coffer_store::BUCKET_RECORD_VERSION,
             name: "photos".into(),
             region: "us-east-1".into(),
             created_unix_ms: 0,

@@ -8,6 +8,7 @@
 
 mod auth;
 mod authz;
+mod binding;
 mod bucket;
 mod checksum;
 mod conditional;
@@ -32,14 +33,17 @@ mod service;
 mod sigv2;
 mod sigv4;
 mod sse;
+mod upgrade;
 mod users;
 
 pub use auth::{Account, Credentials, Principal};
+pub use binding::RecordMac;
 pub use iam_api::IamFront;
 pub use keyring::{KeyringError, ServiceKeyRing};
 pub use kms_api::{Connection, KmsFront};
 pub use server::{ConnectionService, Frontend, FrontendConfig};
 pub use service::Coffer;
+pub use upgrade::{UpgradeError, upgrade_records};
 pub use users::{
     AccessKey, FULL_ACCESS_POLICY, MIGRATED_POLICY_NAME, UserError, UserRecord, Users,
     generate_key_pair,

@@ -99,6 +99,7 @@ async fn page(
                 jumped = true;
                 break;
             }
+            c.records.check_object(bucket, &key, &rec)?;
             cursor = Some(key.clone());
             out.last = Some(key.clone());
             out.objects.push((key, rec));

@@ -2,12 +2,15 @@
 //!
 //! S3 stores user metadata in the clear; Coffer seals it (DESIGN §4) under a key derived from
 //! the current SSE-S3 service key and a random per-object salt, so HEAD never needs a KMS call.
-//! Sealed form, format v1 (frozen): service key version (u32 BE) ‖ salt (16) ‖ nonce ‖ ct ‖ tag.
+//! Sealed form (frozen): service key version (u32 BE) ‖ salt (16) ‖ nonce ‖ ct ‖ tag. Records of
+//! format v2 bind it to its object version ([`binding::metadata_aad`]); v1 records used a
+//! constant AAD, read only to upgrade them ([`open_legacy`]).
 
 use coffer_crypto::Key256;
 use s3s::dto::Metadata;
 use s3s::{S3Error, S3Result, s3_error};
 
+use crate::binding::{self, ObjectId};
 use crate::error::crypto_error;
 use crate::keyring::ServiceKeyRing;
 
@@ -15,7 +18,8 @@ use crate::keyring::ServiceKeyRing;
 pub const MAX_USER_METADATA: usize = 2 * 1024;
 const SALT_LEN: usize = 16;
 const INFO: &[u8] = b"coffer metadata v1";
-const AAD: &[u8] = b"coffer user metadata v1";
+/// AAD of metadata sealed in record format v1. Frozen; read only by the upgrade.
+const LEGACY_AAD: &[u8] = b"coffer user metadata v1";
 
 /// Rejects metadata over S3's 2 KiB limit with `MetadataTooLarge`.
 pub fn check_size(meta: Option<&Metadata>) -> S3Result<()> {
@@ -29,8 +33,12 @@ pub fn check_size(meta: Option<&Metadata>) -> S3Result<()> {
     Ok(())
 }
 
-/// Seals the metadata map; `None` when there is none.
-pub fn seal(ring: &ServiceKeyRing, meta: Option<&Metadata>) -> S3Result<Option<Vec<u8>>> {
+/// Seals the metadata map of object version `id`; `None` when there is none.
+pub fn seal(
+    ring: &ServiceKeyRing,
+    meta: Option<&Metadata>,
+    id: &ObjectId<'_>,
+) -> S3Result<Option<Vec<u8>>> {
     let Some(meta) = meta.filter(|m| !m.is_empty()) else {
         return Ok(None);
     };
@@ -43,7 +51,8 @@ pub fn seal(ring: &ServiceKeyRing, meta: Option<&Metadata>) -> S3Result<Option<V
     let json = zeroize::Zeroizing::new(
         serde_json::to_vec(meta).map_err(|e| crate::error::internal("metadata encode", e))?,
     );
-    let sealed = coffer_crypto::seal_bytes(&key, &json, AAD).map_err(crypto_error)?;
+    let sealed =
+        coffer_crypto::seal_bytes(&key, &json, &binding::metadata_aad(id)).map_err(crypto_error)?;
     let mut out = Vec::with_capacity(4 + SALT_LEN + sealed.len());
     out.extend_from_slice(&version.to_be_bytes());
     out.extend_from_slice(&salt);
@@ -51,8 +60,26 @@ pub fn seal(ring: &ServiceKeyRing, meta: Option<&Metadata>) -> S3Result<Option<V
     Ok(Some(out))
 }
 
-/// Opens sealed metadata. A record that does not open is a server fault (`InternalError`).
-pub fn open(ring: &ServiceKeyRing, sealed: Option<&[u8]>) -> S3Result<Option<Metadata>> {
+/// Opens the sealed metadata of object version `id`. Metadata that does not open (altered, or
+/// sealed for another object) is a server fault (`InternalError`).
+pub fn open(
+    ring: &ServiceKeyRing,
+    sealed: Option<&[u8]>,
+    id: &ObjectId<'_>,
+) -> S3Result<Option<Metadata>> {
+    open_with(ring, sealed, &binding::metadata_aad(id))
+}
+
+/// Opens metadata sealed in record format v1 (for the upgrade only).
+pub fn open_legacy(ring: &ServiceKeyRing, sealed: Option<&[u8]>) -> S3Result<Option<Metadata>> {
+    open_with(ring, sealed, LEGACY_AAD)
+}
+
+fn open_with(
+    ring: &ServiceKeyRing,
+    sealed: Option<&[u8]>,
+    aad: &[u8],
+) -> S3Result<Option<Metadata>> {
     let Some(sealed) = sealed else {
         return Ok(None);
     };
@@ -63,7 +90,7 @@ pub fn open(ring: &ServiceKeyRing, sealed: Option<&[u8]>) -> S3Result<Option<Met
     let service_key: Key256 = ring.get(version).ok_or_else(corrupt)?;
     let key = coffer_crypto::derive_key(&service_key, &sealed[4..4 + SALT_LEN], INFO);
     let json =
-        coffer_crypto::open_bytes(&key, &sealed[4 + SALT_LEN..], AAD).map_err(|_| corrupt())?;
+        coffer_crypto::open_bytes(&key, &sealed[4 + SALT_LEN..], aad).map_err(|_| corrupt())?;
     let meta: Metadata = serde_json::from_slice(&json).map_err(|_| corrupt())?;
     Ok(Some(meta))
 }

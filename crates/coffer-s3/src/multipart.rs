@@ -9,8 +9,9 @@ use coffer_crypto::Md5;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use coffer_store::{ObjectRecord, PartLayout, UploadRecord};
+use coffer_store::{ObjectRecord, PartLayout, RECORD_VERSION, UploadRecord};
 
+use crate::binding::{self, ObjectId};
 use crate::checksum::{self, Claimed};
 use crate::conditional::timestamp_from_ms;
 use crate::metadata;
@@ -44,14 +45,21 @@ pub async fn create_multipart_upload(
         input.checksum_algorithm.as_ref(),
         input.checksum_type.as_ref(),
     )?;
-    let (_dek, envelope) = c.new_data_key()?;
+    let version_id = binding::new_version_id();
+    let id = ObjectId {
+        bucket: &input.bucket,
+        key: &input.key,
+        version_id: &version_id,
+    };
+    let (_dek, envelope) = c.new_data_key(&id)?;
+    let sealed_user_metadata = metadata::seal(&c.ring, input.metadata.as_ref(), &id)?;
     // Upload ids start with the creation time (12 hex digits of milliseconds), so that within a
     // key, id order is listing order (oldest first) even for a marker upload since removed.
     let initiated = now_ms();
     let random = uuid::Uuid::new_v4().simple().to_string();
     let upload_id = format!("{initiated:012x}{}", &random[..20]);
-    let rec = UploadRecord {
-        v: 1,
+    let mut rec = UploadRecord {
+        v: RECORD_VERSION,
         upload_id: upload_id.clone(),
         bucket: input.bucket.clone(),
         key: input.key.clone(),
@@ -62,14 +70,17 @@ pub async fn create_multipart_upload(
         content_language: input.content_language,
         cache_control: input.cache_control,
         expires: format_expires(input.expires.as_ref()),
-        sealed_user_metadata: metadata::seal(&c.ring, input.metadata.as_ref())?,
+        sealed_user_metadata,
         checksum_algorithm: input
             .checksum_algorithm
             .as_ref()
             .map(|a| a.as_str().to_owned()),
         checksum_type: checksum_type.clone(),
         envelope,
+        version_id: Some(version_id),
+        mac: None,
     };
+    c.records.sign_upload(&mut rec);
     c.meta(move |m| m.create_upload(&rec)).await?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
@@ -90,7 +101,26 @@ pub struct PartDigests {
     pub algorithm: Option<ChecksumAlgorithm>,
 }
 
-/// Loads an upload and checks it belongs to `key`.
+/// The object version an upload will complete as (its data key and metadata are bound to it).
+fn upload_object_id(upload: &UploadRecord) -> ObjectId<'_> {
+    ObjectId {
+        bucket: &upload.bucket,
+        key: &upload.key,
+        version_id: upload.version_id.as_deref().unwrap_or_default(),
+    }
+}
+
+/// The parts stored so far for an upload, each checked against its MAC.
+async fn checked_parts(c: &Coffer, bucket: &str, upload_id: &str) -> S3Result<Vec<PartLayout>> {
+    let (b, u) = (bucket.to_owned(), upload_id.to_owned());
+    let parts = c.meta(move |m| m.list_parts(&b, &u)).await?;
+    for part in &parts {
+        c.records.check_part(bucket, upload_id, part)?;
+    }
+    Ok(parts)
+}
+
+/// Loads an upload, checks its integrity and that it belongs to `key`.
 async fn load_upload(
     c: &Coffer,
     bucket: &str,
@@ -100,6 +130,9 @@ async fn load_upload(
     crate::bucket::require_bucket(c, bucket).await?;
     let (b, u) = (bucket.to_owned(), upload_id.to_owned());
     let up = c.meta(move |m| m.get_upload(&b, &u)).await?;
+    if let Some(up) = &up {
+        c.records.check_upload(up)?;
+    }
     match up {
         Some(up) if up.key == key => Ok(up),
         _ => Err(s3_error!(
@@ -142,7 +175,7 @@ pub async fn store_part(
         .algorithm
         .clone()
         .or_else(|| upload_algorithm.map(|a| ChecksumAlgorithm::from(a.to_owned())));
-    let dek = c.open_data_key(&upload.envelope)?;
+    let dek = c.open_data_key(&upload.envelope, &upload_object_id(&upload))?;
     let salt: [u8; coffer_crypto::PART_SALT_LEN] =
         coffer_crypto::random_array().map_err(crate::error::crypto_error)?;
     let part_key = coffer_crypto::derive_part_key(&dek, &salt);
@@ -178,8 +211,11 @@ pub async fn store_part(
         etag: hex::encode(written.md5),
         checksums: checksum::to_store(&written.checksums),
         inline: false,
+        mac: None,
     };
-    let (b, u, l) = (bucket.to_owned(), upload_id.to_owned(), layout.clone());
+    let mut signed = layout.clone();
+    c.records.sign_part(bucket, upload_id, &mut signed);
+    let (b, u, l) = (bucket.to_owned(), upload_id.to_owned(), signed);
     match c.meta(move |m| m.put_part(&b, &u, &l)).await {
         Ok(old) => {
             pipeline::free_blobs(&c.blobs, old.into_iter().map(|p| p.blob_id).collect());
@@ -310,8 +346,7 @@ pub async fn complete_multipart_upload(
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
     let input = req.input;
     let upload = load_upload(c, &input.bucket, &input.key, &input.upload_id).await?;
-    let (b, u) = (input.bucket.clone(), input.upload_id.clone());
-    let stored = c.meta(move |m| m.list_parts(&b, &u)).await?;
+    let stored = checked_parts(c, &input.bucket, &input.upload_id).await?;
     let requested = input
         .multipart_upload
         .and_then(|m| m.parts)
@@ -335,8 +370,8 @@ pub async fn complete_multipart_upload(
     )?;
     let etag = multipart_etag(&parts)?;
     let size = parts.iter().map(|p| p.size).sum();
-    let record = ObjectRecord {
-        v: 1,
+    let mut record = ObjectRecord {
+        v: RECORD_VERSION,
         size,
         etag: etag.clone(),
         last_modified_unix_ms: now_ms(),
@@ -349,8 +384,16 @@ pub async fn complete_multipart_upload(
         sealed_user_metadata: upload.sealed_user_metadata,
         checksums: checksums.clone(),
         envelope: upload.envelope,
-        parts,
+        // The object's MAC covers its parts.
+        parts: parts
+            .into_iter()
+            .map(|p| PartLayout { mac: None, ..p })
+            .collect(),
+        version_id: upload.version_id,
+        mac: None,
     };
+    c.records
+        .sign_object(&input.bucket, &input.key, &mut record);
     let (b, u, k) = (
         input.bucket.clone(),
         input.upload_id.clone(),
@@ -409,8 +452,7 @@ pub async fn list_parts(
 ) -> S3Result<S3Response<ListPartsOutput>> {
     let input = req.input;
     let upload = load_upload(c, &input.bucket, &input.key, &input.upload_id).await?;
-    let (b, u) = (input.bucket.clone(), input.upload_id.clone());
-    let stored = c.meta(move |m| m.list_parts(&b, &u)).await?;
+    let stored = checked_parts(c, &input.bucket, &input.upload_id).await?;
     let marker = input.part_number_marker.unwrap_or(0);
     let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
     let after: Vec<&PartLayout> = stored
@@ -531,6 +573,7 @@ mod tests {
             etag: etag.to_owned(),
             checksums: Default::default(),
             inline: false,
+            mac: None,
         }
     }
 

@@ -7,10 +7,11 @@
 
 use std::ops::Range as ByteRange;
 
-use coffer_store::{ObjectRecord, PartLayout, StoreError};
+use coffer_store::{ObjectRecord, PartLayout, RECORD_VERSION, StoreError};
 use s3s::dto::*;
 use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
 
+use crate::binding::{self, ObjectId};
 use crate::checksum::{self, Claimed};
 use crate::conditional::{self, Conditions, OnNotModified, timestamp_from_ms};
 use crate::metadata;
@@ -85,7 +86,14 @@ pub async fn store_object(
         .map_err(crate::error::store_error)?;
     }
 
-    let (dek, envelope) = c.new_data_key()?;
+    let version_id = binding::new_version_id();
+    let id = ObjectId {
+        bucket: &obj.bucket,
+        key: &obj.key,
+        version_id: &version_id,
+    };
+    let (dek, envelope) = c.new_data_key(&id)?;
+    let sealed_user_metadata = metadata::seal(&c.ring, obj.metadata.as_ref(), &id)?;
     let blob_id = coffer_store::BlobStore::new_blob_id();
     let nonce_prefix = coffer_crypto::random_array().map_err(crate::error::crypto_error)?;
     let hasher = checksum::hasher_for(&obj.claimed, algorithm, headers)?;
@@ -116,8 +124,8 @@ pub async fn store_object(
 
     let etag = hex::encode(written.md5);
     let store_checksums = checksum::to_store(&written.checksums);
-    let record = ObjectRecord {
-        v: 1,
+    let mut record = ObjectRecord {
+        v: RECORD_VERSION,
         size: written.size,
         etag: etag.clone(),
         last_modified_unix_ms: now_ms(),
@@ -127,7 +135,7 @@ pub async fn store_object(
         content_language: obj.headers.content_language,
         cache_control: obj.headers.cache_control,
         expires: obj.headers.expires,
-        sealed_user_metadata: metadata::seal(&c.ring, obj.metadata.as_ref())?,
+        sealed_user_metadata,
         checksums: store_checksums.clone(),
         envelope,
         parts: vec![PartLayout {
@@ -139,8 +147,12 @@ pub async fn store_object(
             etag,
             checksums: store_checksums,
             inline,
+            mac: None,
         }],
+        version_id: Some(version_id),
+        mac: None,
     };
+    c.records.sign_object(&obj.bucket, &obj.key, &mut record);
     let (inm, im) = (obj.if_none_match, obj.if_match);
     // Queued for the store's group committer; this task waits without holding a thread.
     let (reply, answer) = tokio::sync::oneshot::channel();
@@ -354,38 +366,70 @@ pub async fn put_object(
     }))
 }
 
-/// An object's record and, for a small object stored inline, its sealed bytes.
+/// An object's record (its integrity checked) and, for a small object stored inline, its sealed
+/// bytes.
 pub struct Loaded {
+    pub bucket: String,
+    pub key: String,
     pub rec: ObjectRecord,
     pub inline: Option<Vec<u8>>,
 }
 
+impl Loaded {
+    /// The object version its data key and metadata are bound to.
+    pub fn id(&self) -> ObjectId<'_> {
+        object_id(&self.bucket, &self.key, &self.rec)
+    }
+}
+
+/// The object version a checked record names.
+pub fn object_id<'a>(bucket: &'a str, key: &'a str, rec: &'a ObjectRecord) -> ObjectId<'a> {
+    ObjectId {
+        bucket,
+        key,
+        version_id: rec.version_id.as_deref().unwrap_or_default(),
+    }
+}
+
 /// Loads an object's record, with its inline data if it has some: `NoSuchBucket` / `NoSuchKey`
-/// when absent.
+/// when absent, `InternalError` when the record fails its integrity check.
 pub async fn load(c: &Coffer, bucket: &str, key: &str) -> S3Result<Loaded> {
     let (b, k) = (bucket.to_owned(), key.to_owned());
-    c.meta_read(move |m| m.get_object_with_inline(&b, &k))
+    let (rec, inline) = c
+        .meta_read(move |m| m.get_object_with_inline(&b, &k))
         .await?
-        .map(|(rec, inline)| Loaded { rec, inline })
-        .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))
+        .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))?;
+    c.records.check_object(bucket, key, &rec)?;
+    Ok(Loaded {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        rec,
+        inline,
+    })
 }
 
 /// [`load`] without the inline bytes, for requests that answer with headers only.
 async fn load_record(c: &Coffer, bucket: &str, key: &str) -> S3Result<Loaded> {
-    c.meta_read(|m| m.get_object(bucket, key))
+    let rec = c
+        .meta_read(|m| m.get_object(bucket, key))
         .await?
-        .map(|rec| Loaded { rec, inline: None })
-        .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))
+        .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))?;
+    c.records.check_object(bucket, key, &rec)?;
+    Ok(Loaded {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        rec,
+        inline: None,
+    })
 }
 
-/// The parts of `rec` with the keys that open them (and its inline data, if any).
-pub fn read_parts(
-    c: &Coffer,
-    rec: &ObjectRecord,
-    mut inline: Option<Vec<u8>>,
-) -> S3Result<Vec<ReadPart>> {
-    let dek = c.open_data_key(&rec.envelope)?;
-    rec.parts
+/// The parts of a loaded object with the keys that open them (and its inline data, if any).
+pub fn read_parts(c: &Coffer, loaded: &mut Loaded) -> S3Result<Vec<ReadPart>> {
+    let dek = c.open_data_key(&loaded.rec.envelope, &loaded.id())?;
+    let mut inline = loaded.inline.take();
+    loaded
+        .rec
+        .parts
         .iter()
         .map(|p| {
             Ok(ReadPart {
@@ -494,9 +538,8 @@ fn want_checksums(mode: Option<&ChecksumMode>, partial: bool) -> bool {
 /// What GetObject and HeadObject share once the request is checked: the record, the byte range
 /// to serve and the headers that describe it.
 struct ReadView {
-    rec: ObjectRecord,
-    /// The sealed bytes of a small object stored inline.
-    inline: Option<Vec<u8>>,
+    /// The record, with the sealed bytes of a small object stored inline.
+    loaded: Loaded,
     range: ByteRange<u64>,
     partial: bool,
     user_metadata: Option<Metadata>,
@@ -514,9 +557,15 @@ macro_rules! read_view {
             input.sse_customer_key.is_some(),
         )?;
         check_version_id(input.version_id.as_deref())?;
-        let Loaded { rec, inline } = $load($c, &input.bucket, &input.key).await?;
+        let loaded = $load($c, &input.bucket, &input.key).await?;
+        let user_metadata = metadata::open(
+            &$c.ring,
+            loaded.rec.sealed_user_metadata.as_deref(),
+            &loaded.id(),
+        )?;
+        let rec = &loaded.rec;
         check_conditions(
-            &rec,
+            rec,
             &Conditions {
                 if_match: input.if_match.as_ref(),
                 if_none_match: input.if_none_match.as_ref(),
@@ -524,16 +573,14 @@ macro_rules! read_view {
                 if_unmodified_since: input.if_unmodified_since.as_ref(),
             },
         )?;
-        let (range, partial) = select_range(&rec, input.range.as_ref(), input.part_number)?;
-        let user_metadata = metadata::open(&$c.ring, rec.sealed_user_metadata.as_deref())?;
+        let (range, partial) = select_range(rec, input.range.as_ref(), input.part_number)?;
         let checksums = if want_checksums(input.checksum_mode.as_ref(), partial) {
             rec.checksums.clone()
         } else {
             Default::default()
         };
         ReadView {
-            rec,
-            inline,
+            loaded,
             range,
             partial,
             user_metadata,
@@ -546,7 +593,7 @@ macro_rules! read_view {
 macro_rules! read_output {
     ($out:ident { $($field:ident: $value:expr),* }, $input:expr, $view:expr) => {{
         let (input, v) = ($input, $view);
-        let rec = &v.rec;
+        let rec = &v.loaded.rec;
         $out {
             $($field: $value,)*
             accept_ranges: Some("bytes".to_owned()),
@@ -582,7 +629,7 @@ pub async fn get_object(
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
     let mut view = read_view!(c, input, load);
-    let parts = read_parts(c, &view.rec, view.inline.take())?;
+    let parts = read_parts(c, &mut view.loaded)?;
     let name = ObjectName {
         bucket: input.bucket.clone(),
         key: input.key.clone(),

@@ -594,6 +594,7 @@ mod tests {
             etag: String::new(),
             checksums: Default::default(),
             inline: inline.is_some(),
+            mac: None,
         };
         let name = ObjectName {
             bucket: "b".into(),
@@ -677,6 +678,7 @@ mod tests {
             etag: String::new(),
             checksums: Default::default(),
             inline: true,
+            mac: None,
         };
         let name = ObjectName {
             bucket: "b".into(),

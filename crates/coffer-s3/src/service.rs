@@ -9,13 +9,12 @@ use coffer_store::{BlobStore, Envelope, MetaStore, PartLayout, StoreError};
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
+use crate::binding::{self, ObjectId, RecordMac};
 use crate::error::{crypto_error, internal, store_error};
 use crate::keyring::ServiceKeyRing;
 
 /// Envelope mode of SSE-S3 objects (the `x-amz-server-side-encryption` value).
 pub const MODE_SSE_S3: &str = "AES256";
-/// AAD of a data key wrapped by a service key. Frozen format v1.
-const DEK_WRAP_AAD: &[u8] = b"coffer sse-s3 dek v1";
 
 /// The S3 service: metadata, blobs, and the SSE-S3 key ring. Cheap to clone (shared state).
 #[derive(Clone)]
@@ -23,6 +22,8 @@ pub struct Coffer {
     pub(crate) meta: Arc<MetaStore>,
     pub(crate) blobs: Arc<BlobStore>,
     pub(crate) ring: Arc<ServiceKeyRing>,
+    /// Authenticates object, upload and part records (see [`binding`]).
+    pub(crate) records: Arc<RecordMac>,
     pub(crate) region: String,
 }
 
@@ -32,12 +33,14 @@ impl Coffer {
         meta: Arc<MetaStore>,
         blobs: Arc<BlobStore>,
         ring: Arc<ServiceKeyRing>,
+        records: Arc<RecordMac>,
         region: String,
     ) -> Coffer {
         Coffer {
             meta,
             blobs,
             ring,
+            records,
             region,
         }
     }
@@ -66,11 +69,12 @@ impl Coffer {
         f(&self.meta).map_err(store_error)
     }
 
-    /// A fresh data key wrapped by the current service key, with its envelope.
-    pub(crate) fn new_data_key(&self) -> S3Result<(Key256, Envelope)> {
+    /// A fresh data key for object version `id`, wrapped by the current service key with `id`
+    /// in the associated data, and its envelope.
+    pub(crate) fn new_data_key(&self, id: &ObjectId<'_>) -> S3Result<(Key256, Envelope)> {
         let dek = Key256::generate().map_err(crypto_error)?;
         let (key_id, service_key) = self.ring.current();
-        let wrapped = coffer_crypto::wrap_key(&service_key, &dek, &wrap_aad(&key_id))
+        let wrapped = coffer_crypto::wrap_key(&service_key, &dek, &binding::dek_aad(id, &key_id))
             .map_err(crypto_error)?;
         let envelope = Envelope {
             mode: MODE_SSE_S3.to_owned(),
@@ -82,8 +86,20 @@ impl Coffer {
         Ok((dek, envelope))
     }
 
-    /// Unwraps an object's data key.
-    pub(crate) fn open_data_key(&self, envelope: &Envelope) -> S3Result<Key256> {
+    /// Unwraps the data key of object version `id` (a key wrapped for another object fails).
+    pub(crate) fn open_data_key(&self, envelope: &Envelope, id: &ObjectId<'_>) -> S3Result<Key256> {
+        let service_key = self.service_key_of(envelope)?;
+        coffer_crypto::unwrap_key(
+            &service_key,
+            &envelope.wrapped_dek,
+            &binding::dek_aad(id, &envelope.key_id),
+        )
+        .map_err(crypto_error)
+    }
+
+    /// The service key that wrapped an envelope's data key, once the envelope is one this build
+    /// opens.
+    pub(crate) fn service_key_of(&self, envelope: &Envelope) -> S3Result<Key256> {
         if envelope.mode != MODE_SSE_S3 {
             return Err(internal(
                 "envelope",
@@ -95,18 +111,12 @@ impl Coffer {
         {
             return Err(internal("envelope", "unsupported object format version"));
         }
-        let service_key = self.ring.by_key_id(&envelope.key_id).ok_or_else(|| {
+        self.ring.by_key_id(&envelope.key_id).ok_or_else(|| {
             internal(
                 "envelope",
                 format!("service key {} is not in the key ring", envelope.key_id),
             )
-        })?;
-        coffer_crypto::unwrap_key(
-            &service_key,
-            &envelope.wrapped_dek,
-            &wrap_aad(&envelope.key_id),
-        )
-        .map_err(crypto_error)
+        })
     }
 
     /// The key that opens one part: the data key itself, or its HKDF part key.
@@ -122,13 +132,6 @@ impl Coffer {
             }
         }
     }
-}
-
-fn wrap_aad(key_id: &str) -> Vec<u8> {
-    let mut aad = DEK_WRAP_AAD.to_vec();
-    aad.push(0);
-    aad.extend_from_slice(key_id.as_bytes());
-    aad
 }
 
 /// Milliseconds since the epoch, now.

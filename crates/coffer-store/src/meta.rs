@@ -39,8 +39,8 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, Writ
 
 use crate::error::StoreError;
 use crate::records::{
-    BucketRecord, ObjectRecord, PartLayout, RECORD_VERSION, StoredPart, UploadRecord, decode,
-    encode,
+    BucketRecord, LEGACY_RECORD_VERSION, ObjectRecord, PartLayout, RECORD_VERSION, StoredPart,
+    UploadRecord, decode, encode,
 };
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -709,6 +709,117 @@ impl MetaStore {
         })
     }
 
+    // ---- format upgrade ----
+
+    /// Object records of [`LEGACY_RECORD_VERSION`] after `(bucket, key)` (exclusive), in table
+    /// order, at most `limit`: the S3 layer upgrades them batch by batch at startup.
+    pub fn legacy_objects(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, ObjectRecord)>> {
+        let txn = self.db.begin_read()?;
+        let objects = txn.open_table(OBJECTS)?;
+        let start = match after {
+            Some(after) => Bound::Excluded(after),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for entry in objects.range::<(&str, &str)>((start, Bound::Unbounded))? {
+            let (k, v) = entry?;
+            let rec: ObjectRecord = decode(v.value())?;
+            if rec.v == LEGACY_RECORD_VERSION {
+                let (bucket, key) = k.value();
+                out.push((bucket.to_owned(), key.to_owned(), rec));
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every upload record of [`LEGACY_RECORD_VERSION`] (uploads are few: unfinished work).
+    pub fn legacy_uploads(&self) -> Result<Vec<UploadRecord>> {
+        let txn = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for entry in txn.open_table(UPLOADS)?.iter()? {
+            let rec: UploadRecord = decode(entry?.1.value())?;
+            if rec.v == LEGACY_RECORD_VERSION {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every part record of [`LEGACY_RECORD_VERSION`]: (bucket, upload id, part).
+    pub fn legacy_parts(&self) -> Result<Vec<(String, String, PartLayout)>> {
+        let txn = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for entry in txn.open_table(PARTS)?.iter()? {
+            let (k, v) = entry?;
+            let stored: StoredPart = decode(v.value())?;
+            if stored.v == LEGACY_RECORD_VERSION {
+                let (bucket, upload_id, _) = k.value();
+                out.push((bucket.to_owned(), upload_id.to_owned(), stored.part));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces records with their upgraded form in one transaction. Only records that are still
+    /// there and still of [`LEGACY_RECORD_VERSION`] are replaced (the upgrade runs before the
+    /// server serves, but a record must never come back from the dead).
+    pub fn replace_legacy_records(
+        &self,
+        objects: &[(String, String, ObjectRecord)],
+        uploads: &[UploadRecord],
+        parts: &[(String, String, PartLayout)],
+    ) -> Result<()> {
+        self.write(|txn| {
+            let mut table = txn.open_table(OBJECTS)?;
+            for (bucket, key, rec) in objects {
+                let current = table.get((bucket.as_str(), key.as_str()))?;
+                let legacy = current
+                    .map(|v| decode::<ObjectRecord>(v.value()))
+                    .transpose()?
+                    .is_some_and(|c| c.v == LEGACY_RECORD_VERSION);
+                if legacy {
+                    table.insert((bucket.as_str(), key.as_str()), encode(rec)?.as_slice())?;
+                }
+            }
+            let mut table = txn.open_table(UPLOADS)?;
+            for rec in uploads {
+                let id = (rec.bucket.as_str(), rec.upload_id.as_str());
+                let current = table.get(id)?;
+                let legacy = current
+                    .map(|v| decode::<UploadRecord>(v.value()))
+                    .transpose()?
+                    .is_some_and(|c| c.v == LEGACY_RECORD_VERSION);
+                if legacy {
+                    table.insert(id, encode(rec)?.as_slice())?;
+                }
+            }
+            let mut table = txn.open_table(PARTS)?;
+            for (bucket, upload_id, part) in parts {
+                let id = (bucket.as_str(), upload_id.as_str(), part.part_number);
+                let current = table.get(id)?;
+                let legacy = current
+                    .map(|v| decode::<StoredPart>(v.value()))
+                    .transpose()?
+                    .is_some_and(|c| c.v == LEGACY_RECORD_VERSION);
+                if legacy {
+                    let stored = StoredPart {
+                        v: RECORD_VERSION,
+                        part: part.clone(),
+                    };
+                    table.insert(id, encode(&stored)?.as_slice())?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Every blob id referenced by an object or an upload part (for the orphan sweep). A full
     /// scan, in one read transaction so it is a consistent snapshot.
     pub fn referenced_blobs(&self) -> Result<HashSet<String>> {
@@ -919,7 +1030,7 @@ mod tests {
 
     fn bucket(name: &str) -> BucketRecord {
         BucketRecord {
-            v: RECORD_VERSION,
+            v: crate::records::BUCKET_RECORD_VERSION,
             name: name.into(),
             region: "us-east-1".into(),
             created_unix_ms: 1_700_000_000_000,

@@ -11,16 +11,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
 
-/// Format version of every record this build writes and reads.
+/// Format version of the object, upload and part records this build writes.
 ///
-/// DO NOT CHANGE without adding a new version: databases written by earlier builds hold version 1
-/// records, and a build that does not know a record's version refuses it as corrupt.
-pub const RECORD_VERSION: u32 = 1;
+/// DO NOT CHANGE without adding a new version. Version 2 adds, to objects and uploads, the
+/// `version_id` that the data key's wrapping, the sealed metadata and the record's MAC are bound
+/// to, and to objects, uploads and parts the `mac` itself (computed by the S3 layer). Version 1
+/// records (written before) are still decoded, so that the S3 layer can upgrade them once; a
+/// build that does not know a record's version refuses it as corrupt.
+///
+/// Rule for additive changes inside a version: a new field must be `#[serde(default)]` and
+/// skipped when it has its default value, so that records written before it re-encode to the
+/// same bytes (the MAC covers the record's JSON encoding).
+pub const RECORD_VERSION: u32 = 2;
+/// The version of records written before [`RECORD_VERSION`] 2: read (to be upgraded), never
+/// written.
+pub const LEGACY_RECORD_VERSION: u32 = 1;
+/// Format version of bucket records (unchanged since the first format).
+pub const BUCKET_RECORD_VERSION: u32 = 1;
 
-/// A bucket. Changing the shape needs a new [`RECORD_VERSION`].
+/// A bucket. Changing the shape needs a new [`BUCKET_RECORD_VERSION`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct BucketRecord {
-    /// Record format version, [`RECORD_VERSION`].
+    /// Record format version, [`BUCKET_RECORD_VERSION`].
     pub v: u32,
     /// The bucket name (S3 naming rules are checked by the S3 layer).
     pub name: String,
@@ -93,6 +105,14 @@ pub struct PartLayout {
     /// before the field existed keep their meaning.
     #[serde(default, skip_serializing_if = "is_false")]
     pub inline: bool,
+    /// The MAC of an upload's part record (v2), binding it to its upload and part number; absent
+    /// in the parts of an object record, which the object's own MAC covers (base64 in JSON).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "base64_opt_bytes"
+    )]
+    pub mac: Option<Vec<u8>>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -132,6 +152,18 @@ pub struct ObjectRecord {
     pub envelope: Envelope,
     /// The object's streams in order; one entry for single-part objects.
     pub parts: Vec<PartLayout>,
+    /// The id of this version of the object (v2; absent in v1): every write makes a new one.
+    /// The data key's wrapping, the sealed user metadata and the MAC are bound to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// The record's MAC (v2; absent in v1), computed by the S3 layer over this record, its
+    /// bucket and its key under a key derived from the root key (base64 in JSON).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "base64_opt_bytes"
+    )]
+    pub mac: Option<Vec<u8>>,
 }
 
 /// An in-progress multipart upload. Its parts are stored separately, one record each.
@@ -171,6 +203,17 @@ pub struct UploadRecord {
     pub checksum_type: Option<String>,
     /// The upload's DEK, wrapped; every part key derives from it.
     pub envelope: Envelope,
+    /// The version id the completed object will have (v2; absent in v1); the DEK's wrapping
+    /// and the sealed metadata are bound to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// The record's MAC (v2; absent in v1), as [`ObjectRecord::mac`] (base64 in JSON).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "base64_opt_bytes"
+    )]
+    pub mac: Option<Vec<u8>>,
 }
 
 /// A multipart part as persisted on its own in the parts table: the [`PartLayout`] plus a version.
@@ -185,13 +228,19 @@ pub(crate) struct StoredPart {
 pub(crate) trait Record: Serialize + DeserializeOwned {
     /// The record's name in error messages.
     const KIND: &'static str;
+    /// The version this build writes.
+    const WRITES: u32;
+    /// The versions this build reads.
+    const READS: &'static [u32];
     fn version(&self) -> u32;
 }
 
 macro_rules! record {
-    ($($ty:ident),+) => {$(
+    ($writes:expr, $reads:expr; $($ty:ident),+) => {$(
         impl Record for $ty {
             const KIND: &'static str = stringify!($ty);
+            const WRITES: u32 = $writes;
+            const READS: &'static [u32] = $reads;
             fn version(&self) -> u32 {
                 self.v
             }
@@ -199,11 +248,19 @@ macro_rules! record {
     )+};
 }
 
-record!(BucketRecord, ObjectRecord, UploadRecord, StoredPart);
+record!(BUCKET_RECORD_VERSION, &[BUCKET_RECORD_VERSION]; BucketRecord);
+record!(RECORD_VERSION, &[LEGACY_RECORD_VERSION, RECORD_VERSION]; ObjectRecord, UploadRecord, StoredPart);
 
-/// Serializes a record for storage; refuses a version this build would not read back.
+/// Serializes a record for storage; refuses a version this build does not write.
 pub(crate) fn encode<R: Record>(rec: &R) -> Result<Vec<u8>, StoreError> {
-    check_version(rec)?;
+    if rec.version() != R::WRITES {
+        return Err(StoreError::Corrupt(format!(
+            "{} of format version {} is not written by this build (it writes version {})",
+            R::KIND,
+            rec.version(),
+            R::WRITES
+        )));
+    }
     Ok(serde_json::to_vec(rec)
         .expect("records serialize to JSON: their fields are strings, numbers, options and lists"))
 }
@@ -212,20 +269,15 @@ pub(crate) fn encode<R: Record>(rec: &R) -> Result<Vec<u8>, StoreError> {
 pub(crate) fn decode<R: Record>(bytes: &[u8]) -> Result<R, StoreError> {
     let rec: R = serde_json::from_slice(bytes)
         .map_err(|e| StoreError::Corrupt(format!("{} does not decode: {e}", R::KIND)))?;
-    check_version(&rec)?;
-    Ok(rec)
-}
-
-fn check_version<R: Record>(rec: &R) -> Result<(), StoreError> {
-    if rec.version() == RECORD_VERSION {
-        Ok(())
-    } else {
-        Err(StoreError::Corrupt(format!(
-            "{} has format version {}; this build reads and writes version {RECORD_VERSION}",
+    if !R::READS.contains(&rec.version()) {
+        return Err(StoreError::Corrupt(format!(
+            "{} has format version {}; this build reads versions {:?}",
             R::KIND,
-            rec.version()
-        )))
+            rec.version(),
+            R::READS
+        )));
     }
+    Ok(rec)
 }
 
 /// `Vec<u8>` as a standard base64 string.
@@ -292,6 +344,7 @@ pub(crate) mod tests {
                 ..Checksums::default()
             },
             inline: false,
+            mac: None,
         }
     }
 
@@ -315,6 +368,8 @@ pub(crate) mod tests {
                 .zip(1..)
                 .map(|(id, n)| part(n, id))
                 .collect(),
+            version_id: Some("v1".into()),
+            mac: Some(vec![7; 32]),
         }
     }
 
@@ -335,6 +390,8 @@ pub(crate) mod tests {
             checksum_algorithm: Some("CRC32".into()),
             checksum_type: None,
             envelope: envelope(),
+            version_id: Some("v1".into()),
+            mac: None,
         }
     }
 
@@ -359,7 +416,7 @@ pub(crate) mod tests {
     #[test]
     fn unknown_record_version_is_corrupt() {
         let mut rec = object("e", &["b1"]);
-        rec.v = 2;
+        rec.v = 3;
         assert!(matches!(encode(&rec), Err(StoreError::Corrupt(_))));
         let bytes = serde_json::to_vec(&rec).unwrap();
         assert!(matches!(

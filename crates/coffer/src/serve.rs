@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use coffer_kms::throttle::QuotaConfig;
 use coffer_kms::{Clock, Kms, KmsConfig, OffsetClock, SystemClock};
 use coffer_s3::{
-    Coffer, Credentials, Frontend, FrontendConfig, IamFront, KmsFront, ServiceKeyRing,
+    Coffer, Credentials, Frontend, FrontendConfig, IamFront, KmsFront, RecordMac, ServiceKeyRing,
 };
 use coffer_store::{BlobStore, MetaStore};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -135,6 +135,14 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         service_key_version = ring.current_version(),
         "SSE-S3 key ring loaded"
     );
+    let records = RecordMac::derive(&root_key);
+    let upgraded = coffer_s3::upgrade_records(&meta, &ring, &root_key, &records)?;
+    if upgraded > 0 {
+        tracing::info!(
+            records = upgraded,
+            "upgraded object, upload and part records to format v2 (bound to their object, authenticated)"
+        );
+    }
     let referenced = meta.referenced_blobs()?;
     let removed = blobs.sweep(&referenced, Duration::ZERO)?;
     if removed > 0 {
@@ -225,7 +233,13 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     )?);
 
     let sweeper = (Arc::clone(&meta), Arc::clone(&blobs));
-    let coffer = Coffer::new(meta, blobs, Arc::new(ring), settings.region.clone());
+    let coffer = Coffer::new(
+        meta,
+        blobs,
+        Arc::new(ring),
+        Arc::new(records),
+        settings.region.clone(),
+    );
     let frontend = Frontend::new(
         coffer,
         FrontendConfig {

@@ -31,6 +31,7 @@ mod multipart;
 mod objects;
 mod post_object;
 mod ranges;
+mod record_binding;
 mod sigv2;
 mod startup;
 mod tidy;

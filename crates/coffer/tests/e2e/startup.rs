@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{ACCESS_KEY, SECRET_KEY, TestServer, get, pattern, put, run_coffer};
 
 /// Runs `coffer serve` on `dir` and expects it to exit (refusing) within 30 s.
-fn serve_expecting_refusal(dir: &Path, extra: &[&str]) -> Output {
+pub(crate) fn serve_expecting_refusal(dir: &Path, extra: &[&str]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
         .args(["serve", "--listen", "127.0.0.1:0", "--allow-insecure-http"])
         .arg("--data-dir")
