@@ -9,6 +9,7 @@ unexpected exception) prints a traceback and exits 1.
 """
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -343,6 +344,59 @@ def run(endpoint, work):
         code = e.response["ResponseMetadata"]["HTTPStatusCode"]
         assert code == 404, f"head_object on deleted key: HTTP {code}, want 404"
     ok("head_object on a deleted key gives 404")
+
+    # ------------------------------------------------------------------
+    step("iam: a user limited by its identity policy, changed on the running server")
+    iam = boto3.client(
+        "iam",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+        config=Config(retries={"max_attempts": 1}),
+    )
+    s3.put_object(Bucket=bucket, Key="iam/readable.txt", Body=b"for the reader")
+    user = f"reader-{os.getpid()}"
+    iam.create_user(UserName=user)
+    read_only = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject",
+             "Resource": f"arn:aws:s3:::{bucket}/iam/*"},
+        ],
+    }
+    iam.put_user_policy(UserName=user, PolicyName="read", PolicyDocument=json.dumps(read_only))
+    got = iam.get_user_policy(UserName=user, PolicyName="read")["PolicyDocument"]
+    assert got == read_only, f"get_user_policy returned {got!r}"
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    reader = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                      retries={"max_attempts": 1}),
+    )
+    body = reader.get_object(Bucket=bucket, Key="iam/readable.txt")["Body"].read()
+    assert body == b"for the reader", body
+    for call in (lambda: reader.put_object(Bucket=bucket, Key="iam/new", Body=b"x"),
+                 lambda: reader.list_buckets()):
+        try:
+            call()
+            raise AssertionError("a read-only user was allowed to write or list buckets")
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "AccessDenied", e.response["Error"]
+    ok("the user reads what its policy allows and nothing else")
+    names = [u["UserName"] for u in iam.list_users()["Users"]]
+    assert user in names, names
+    iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
+    iam.delete_user_policy(UserName=user, PolicyName="read")
+    iam.delete_user(UserName=user)
+    try:
+        reader.get_object(Bucket=bucket, Key="iam/readable.txt")
+        raise AssertionError("a deleted access key still works")
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "InvalidAccessKeyId", e.response["Error"]
+    s3.delete_object(Bucket=bucket, Key="iam/readable.txt")
+    ok("deleting the user's key, policy and user takes effect at once")
 
     # ------------------------------------------------------------------
     step("delete_bucket")
