@@ -26,6 +26,7 @@ use s3s::Body;
 
 use crate::auth::{Credentials, Principal};
 use crate::kms_api::Connection;
+use crate::server::xml_escape;
 use crate::sigv4::{self, SigError, SignedRequest};
 use crate::users::{AccessKey, UserError, UserRecord, Users};
 
@@ -624,14 +625,6 @@ fn lower_first(s: &str) -> String {
     c.next()
         .map(|f| f.to_ascii_lowercase().to_string() + c.as_str())
         .unwrap_or_default()
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
 }
 
 fn xml_response(status: StatusCode, xml: String, request_id: &str) -> Response<Body> {

@@ -797,12 +797,6 @@ fn redirect_with(url: &str, bucket: &str, key: &str, etag: &str) -> Option<Strin
     HeaderValue::from_str(&target).ok().map(|_| target)
 }
 
-fn xml_text(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// The answer to a stored upload.
 fn success(
     answer: &Answer,
@@ -828,10 +822,10 @@ fn success(
             let mut r = if *status == StatusCode::CREATED {
                 let xml = format!(
                     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<PostResponse><Location>{}</Location><Bucket>{}</Bucket><Key>{}</Key><ETag>{}</ETag></PostResponse>",
-                    xml_text(&location),
-                    xml_text(bucket),
-                    xml_text(key),
-                    xml_text(&etag)
+                    crate::server::xml_escape(&location),
+                    crate::server::xml_escape(bucket),
+                    crate::server::xml_escape(key),
+                    crate::server::xml_escape(&etag)
                 );
                 let mut r = Response::new(Body::from(Bytes::from(xml)));
                 r.headers_mut().insert(
@@ -1063,24 +1057,7 @@ impl PostError {
                 e.message().map(str::to_owned),
             ),
         };
-        let mut xml = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{}</Code>",
-            xml_text(&code)
-        );
-        if let Some(m) = message {
-            let _ = write!(xml, "<Message>{}</Message>", xml_text(&m));
-        }
-        for (name, value) in extra {
-            let _ = write!(xml, "<{name}>{}</{name}>", xml_text(&value));
-        }
-        xml.push_str("</Error>");
-        let mut resp = Response::new(Body::from(Bytes::from(xml)));
-        *resp.status_mut() = status;
-        resp.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/xml"),
-        );
-        resp
+        crate::server::error_response_with(status, &code, message.as_deref(), &extra)
     }
 }
 

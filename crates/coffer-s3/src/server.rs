@@ -426,21 +426,39 @@ pub(crate) fn scope_error(credential: &str, region: &str) -> Option<String> {
     None
 }
 
+/// Escapes text for an XML element's content (Coffer writes no attribute values, so quotes stay
+/// as they are, as in S3's `<ETag>"…"</ETag>`).
 pub(crate) fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
 }
 
 /// An S3 XML error response built here (for failures outside `s3s`).
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let xml = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{}</Code><Message>{}</Message></Error>",
-        xml_escape(code),
-        xml_escape(message)
+    error_response_with(status, code, Some(message), &[])
+}
+
+/// The one place an S3 XML error body is built outside `s3s`: code, message (a missing one is
+/// filled in by [`complete_error_body`]) and any extra elements S3 sends with this error
+/// (`StringToSign`, `MaxSizeAllowed`, …).
+pub(crate) fn error_response_with(
+    status: StatusCode,
+    code: &str,
+    message: Option<&str>,
+    extra: &[(&str, String)],
+) -> Response<Body> {
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{}</Code>",
+        xml_escape(code)
     );
+    if let Some(m) = message {
+        xml.push_str(&format!("<Message>{}</Message>", xml_escape(m)));
+    }
+    for (name, value) in extra {
+        xml.push_str(&format!("<{name}>{}</{name}>", xml_escape(value)));
+    }
+    xml.push_str("</Error>");
     let mut resp = Response::new(Body::from(Bytes::from(xml)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(

@@ -20,8 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use s3s::Body;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
@@ -206,22 +205,7 @@ impl Sigv2Error {
     /// The S3 XML error response (the front layer adds `Resource` and `RequestId`).
     pub fn reply(&self) -> Response<Body> {
         let (status, code, message, extra) = self.wire();
-        let esc = crate::server::xml_escape;
-        let mut xml = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{}</Message>",
-            esc(&message)
-        );
-        for (name, value) in extra {
-            xml.push_str(&format!("<{name}>{}</{name}>", esc(&value)));
-        }
-        xml.push_str("</Error>");
-        let mut resp = Response::new(Body::from(Bytes::from(xml)));
-        *resp.status_mut() = status;
-        resp.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/xml"),
-        );
-        resp
+        crate::server::error_response_with(status, code, Some(&message), &extra)
     }
 }
 
@@ -759,7 +743,7 @@ mod tests {
         let mut wrong = signed("GET", "/bkt/k", &[date]);
         wrong.headers_mut().insert(
             http::header::AUTHORIZATION,
-            HeaderValue::from_static("AWS AKIAIOSFODNN7EXAMPLE:qgk2+6Sv9/oM7G3qLEjTH1a1l1g="),
+            http::HeaderValue::from_static("AWS AKIAIOSFODNN7EXAMPLE:qgk2+6Sv9/oM7G3qLEjTH1a1l1g="),
         );
         assert!(matches!(
             check(&wrong, true, now, lookup),

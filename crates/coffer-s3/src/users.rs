@@ -381,25 +381,17 @@ fn no_such_user(name: &str) -> UserError {
 
 /// IAM's user-name rule: 1–64 of letters, digits and `+=,.@_-`.
 pub fn check_name(name: &str) -> Result<(), UserError> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
-    if valid {
-        Ok(())
-    } else {
-        Err(UserError::Invalid(format!(
-            "user name {:?} is not valid: 1–64 characters of letters, digits and +=,.@_-",
-            name.chars().take(80).collect::<String>()
-        )))
-    }
+    check_iam_name("user name", name, 64)
 }
 
 /// IAM's policy-name rule: 1–128 of letters, digits and `+=,.@_-`.
 fn check_policy_name(name: &str) -> Result<(), UserError> {
+    check_iam_name("policy name", name, 128)
+}
+
+fn check_iam_name(what: &str, name: &str, max: usize) -> Result<(), UserError> {
     let valid = !name.is_empty()
-        && name.len() <= 128
+        && name.len() <= max
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
@@ -407,8 +399,8 @@ fn check_policy_name(name: &str) -> Result<(), UserError> {
         Ok(())
     } else {
         Err(UserError::Invalid(format!(
-            "policy name {:?} is not valid: 1–128 characters of letters, digits and +=,.@_-",
-            name.chars().take(140).collect::<String>()
+            "{what} {:?} is not valid: 1–{max} characters of letters, digits and +=,.@_-",
+            name.chars().take(max + 16).collect::<String>()
         )))
     }
 }

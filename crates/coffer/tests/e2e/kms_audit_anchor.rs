@@ -9,13 +9,11 @@
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::sigv4::{Signer, hmac_sha256, sha256, sha256_hex};
 use common::{
-    ACCESS_KEY, REGION, SECRET_KEY, TestServer, create_key, decrypt, encrypt, kms_server,
-    kms_signed_headers, ok, raw_http,
+    REGION, TestServer, create_key, decrypt, encrypt, kms_server, kms_signed_headers, ok, raw_http,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -67,37 +65,11 @@ async fn session(server: &TestServer, tag: &str) {
         .expect("the session's last request is audited");
 }
 
-/// Runs `coffer serve` on `dir` (harness flags plus `extra`), expecting it to refuse to start:
-/// returns its output. Panics if it starts listening or runs longer than 30 s.
+/// Runs `coffer serve` on `dir` (harness flags, quotas off, plus `extra`), expecting it to refuse
+/// to start: returns its output.
 fn serve_refused(dir: &Path, extra: &[&str]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--allow-insecure-http"])
-        .args(["--kms-quotas", "off", "--data-dir"])
-        .arg(dir)
-        .args(extra)
-        .env("COFFER_ROOT_ACCESS_KEY", ACCESS_KEY)
-        .env("COFFER_ROOT_SECRET_KEY", SECRET_KEY)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn coffer serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().expect("poll coffer serve").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("coffer serve did not exit: it should have refused to start");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("coffer serve output");
-    let output = text(&out);
-    assert!(
-        !out.status.success() && !output.contains("listening on"),
-        "coffer serve should have refused to start: {output}"
-    );
-    output
+    let args = [&["--kms-quotas", "off"], extra].concat();
+    text(&common::serve_expecting_refusal(dir, &args))
 }
 
 /// A server on `dir` started once with `--audit-log-recover`.

@@ -257,7 +257,7 @@ async fn old_records_are_upgraded_once_and_refused_afterwards() {
     assert!(upgraded["mac"].is_string() && upgraded["version_id"].is_string());
 
     put_raw_object(&data, "fixture", "small.txt", &legacy);
-    let out = crate::startup::serve_expecting_refusal(&data, &[]);
+    let out = common::serve_expecting_refusal(&data, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("old, unauthenticated format"), "{err}");
 }

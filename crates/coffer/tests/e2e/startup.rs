@@ -4,42 +4,9 @@
 
 use crate::common;
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
-use common::{ACCESS_KEY, SECRET_KEY, TestServer, get, pattern, put, run_coffer};
-
-/// Runs `coffer serve` on `dir` and expects it to exit (refusing) within 30 s.
-pub(crate) fn serve_expecting_refusal(dir: &Path, extra: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--allow-insecure-http"])
-        .arg("--data-dir")
-        .arg(dir)
-        .args(extra)
-        .env("COFFER_ROOT_ACCESS_KEY", ACCESS_KEY)
-        .env("COFFER_ROOT_SECRET_KEY", SECRET_KEY)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn coffer");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while child.try_wait().expect("poll coffer").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("coffer serve kept running on {}", dir.display());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("collect output");
-    assert!(
-        !out.status.success(),
-        "coffer serve should have refused to start"
-    );
-    out
-}
+use common::{TestServer, get, pattern, put, run_coffer, serve_expecting_refusal};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

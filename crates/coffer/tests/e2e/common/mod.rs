@@ -571,6 +571,37 @@ fn output_report(stdout: &Mutex<Vec<String>>, stderr: &Mutex<Vec<String>>) -> St
     )
 }
 
+/// Runs `coffer serve` on `dir` and expects it to exit (refusing) within 30 s.
+pub fn serve_expecting_refusal(dir: &Path, extra: &[&str]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coffer"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--allow-insecure-http"])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(extra)
+        .env("COFFER_ROOT_ACCESS_KEY", ACCESS_KEY)
+        .env("COFFER_ROOT_SECRET_KEY", SECRET_KEY)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn coffer");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("poll coffer").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("coffer serve kept running on {}", dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("collect output");
+    assert!(
+        !out.status.success(),
+        "coffer serve should have refused to start"
+    );
+    out
+}
+
 /// An identity policy that allows everything.
 pub const ALLOW_ALL_POLICY: &str =
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
