@@ -49,6 +49,8 @@ impl Kms {
         let writing = self.begin_write().await;
         let key = self.target_key(&target)?;
         req.touch(&key);
+        // As AWS: the alias needs the caller's IAM permission, the key its key policy's.
+        self.authorize_identity(req, Op::CreateAlias.action(), &self.arns.alias(&name))?;
         self.authorize(req, &key, Op::CreateAlias.action(), Conditions::new())?;
         key.check_not_pending_deletion()?;
         self.check_alias_room(&key)?;
@@ -88,6 +90,7 @@ impl Kms {
         req.touch(&old_key);
         req.touch(&new_key);
         let action = Op::UpdateAlias.action();
+        self.authorize_identity(req, action, &self.arns.alias(&name))?;
         self.authorize(req, &old_key, action, Conditions::new())?;
         self.authorize(req, &new_key, action, Conditions::new())?;
         new_key.check_not_pending_deletion()?;
@@ -114,6 +117,7 @@ impl Kms {
         let writing = self.begin_write().await;
         let (_, key) = self.existing_alias(&name)?;
         req.touch(&key);
+        self.authorize_identity(req, Op::DeleteAlias.action(), &self.arns.alias(&name))?;
         self.authorize(req, &key, Op::DeleteAlias.action(), Conditions::new())?;
         let op = self.records.delete_alias(&name);
         self.commit(&writing, vec![op], |state| {
@@ -404,6 +408,33 @@ mod tests {
         assert_eq!(second["Truncated"], false);
         let by_b = h.ok(ROOT, "ListAliases", json!({ "KeyId": b })).await;
         assert_eq!(names(&by_b), ["alias/b1"]);
+    }
+
+    /// Issue 14 review: the alias itself is authorized against the caller's identity policies,
+    /// as AWS does, so a Deny on `alias/prod-*` holds.
+    #[tokio::test]
+    async fn alias_changes_need_the_identity_policy_on_the_alias() {
+        let h = Harness::new().await;
+        let id = h.create_key().await;
+        let policy = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"kms:*","Resource":"*"},
+            {"Effect":"Deny","Action":"kms:*Alias","Resource":"arn:aws:kms:us-east-1:111122223333:alias/prod-*"}]}"#;
+        let alice = h.caller_with_policies(ALICE, &[policy]);
+        let create = |name: &str| json!({"AliasName": name, "TargetKeyId": id}).to_string();
+        h.kms
+            .handle(&alice, "CreateAlias", create("alias/dev-app").as_bytes())
+            .await
+            .unwrap();
+        let err = h
+            .kms
+            .handle(&alice, "CreateAlias", create("alias/prod-app").as_bytes())
+            .await
+            .unwrap_err();
+        assert!(
+            err.message().contains("alias/prod-app") && err.message().contains("explicit deny"),
+            "{}",
+            err.message()
+        );
     }
 
     #[tokio::test]

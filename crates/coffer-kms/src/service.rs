@@ -417,11 +417,22 @@ impl Kms {
         req: &Request<'_>,
         action: &str,
     ) -> Result<(), KmsError> {
+        self.authorize_identity(req, action, "*")
+    }
+
+    /// Refuses unless the caller's identity policies allow `action` on `resource` (a resource
+    /// with no resource policy of its own, such as an alias ARN).
+    pub(crate) fn authorize_identity(
+        &self,
+        req: &Request<'_>,
+        action: &str,
+        resource: &str,
+    ) -> Result<(), KmsError> {
         if matches!(req.caller.identity, policy::Identity::Root) {
             return Ok(());
         }
-        let verdict = self.verdict(req, None, "*", action, Conditions::new());
-        refuse_unless_allowed(req, verdict, action, "*")
+        let verdict = self.verdict(req, None, resource, action, Conditions::new());
+        refuse_unless_allowed(req, verdict, action, resource)
     }
 
     /// Evaluates the caller's identity policies and `key_policy` (if the action is on a key) for
@@ -484,28 +495,20 @@ impl Kms {
     }
 }
 
-/// AWS's `AccessDeniedException` message for a verdict other than [`Verdict::Allow`].
+/// AWS's `AccessDeniedException` for a verdict other than [`Verdict::Allow`].
 fn refuse_unless_allowed(
     req: &Request<'_>,
     verdict: Verdict,
     action: &str,
     resource: &str,
 ) -> Result<(), KmsError> {
-    let why = match verdict {
-        Verdict::Allow => return Ok(()),
-        Verdict::IdentityDeny => "with an explicit deny in an identity-based policy".to_owned(),
-        Verdict::ResourceDeny => "with an explicit deny in a resource-based policy".to_owned(),
-        Verdict::NoIdentityAllow => {
-            format!("because no identity-based policy allows the {action} action")
-        }
-        Verdict::NoResourceAllow => {
-            format!("because no resource-based policy allows the {action} action")
-        }
-    };
-    Err(KmsError::AccessDenied(format!(
-        "User: {} is not authorized to perform: {action} on resource: {resource} {why}",
-        req.caller.principal_arn
-    )))
+    match verdict.explanation(action) {
+        None => Ok(()),
+        Some(why) => Err(KmsError::AccessDenied(format!(
+            "User: {} is not authorized to perform: {action} on resource: {resource} {why}",
+            req.caller.principal_arn
+        ))),
+    }
 }
 
 /// One condition key with one value.

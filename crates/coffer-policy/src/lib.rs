@@ -940,6 +940,24 @@ pub enum Verdict {
     NoResourceAllow,
 }
 
+impl Verdict {
+    /// How AWS ends an `AccessDenied` message for this verdict (after "User: … is not authorized
+    /// to perform: <action> on resource: <resource> "); `None` for [`Verdict::Allow`].
+    pub fn explanation(self, action: &str) -> Option<String> {
+        Some(match self {
+            Verdict::Allow => return None,
+            Verdict::IdentityDeny => "with an explicit deny in an identity-based policy".to_owned(),
+            Verdict::ResourceDeny => "with an explicit deny in a resource-based policy".to_owned(),
+            Verdict::NoIdentityAllow => {
+                format!("because no identity-based policy allows the {action} action")
+            }
+            Verdict::NoResourceAllow => {
+                format!("because no resource-based policy allows the {action} action")
+            }
+        })
+    }
+}
+
 /// Authorizes one request the way AWS does within one account: an explicit `Deny` in any
 /// identity policy or in the resource policy wins; otherwise the identity policies (the root
 /// user's allow everything) and the resource policy combine by `rule`. `ctx.account_delegation`

@@ -120,8 +120,13 @@ impl Authorizer {
         self
     }
 
-    /// Refuses with S3's `AccessDenied` unless the caller may do `action` on `resource`.
-    pub fn check(&self, action: &str, resource: &str) -> S3Result<()> {
+    /// The caller's principal ARN.
+    pub fn principal_arn(&self) -> &str {
+        &self.principal_arn
+    }
+
+    /// Whether the caller may do `action` on `resource` (identity policies only, for now).
+    pub fn verdict(&self, action: &str, resource: &str) -> Verdict {
         let ctx = EvalContext {
             principal_arn: &self.principal_arn,
             account_id: &self.account_id,
@@ -130,24 +135,19 @@ impl Authorizer {
             conditions: &self.conditions,
             account_delegation: false,
         };
-        let why = match coffer_policy::authorize(
-            &self.identity,
-            None,
-            ResourceRule::EitherAllows,
-            &ctx,
-        ) {
-            Verdict::Allow => return Ok(()),
-            Verdict::IdentityDeny => "with an explicit deny in an identity-based policy".to_owned(),
-            Verdict::ResourceDeny => "with an explicit deny in a resource-based policy".to_owned(),
-            Verdict::NoIdentityAllow | Verdict::NoResourceAllow => {
-                format!("because no identity-based policy allows the {action} action")
-            }
-        };
-        Err(s3_error!(
-            AccessDenied,
-            "User: {} is not authorized to perform: {action} on resource: \"{resource}\" {why}",
-            self.principal_arn
-        ))
+        coffer_policy::authorize(&self.identity, None, ResourceRule::EitherAllows, &ctx)
+    }
+
+    /// Refuses with S3's `AccessDenied` unless the caller may do `action` on `resource`.
+    pub fn check(&self, action: &str, resource: &str) -> S3Result<()> {
+        match self.verdict(action, resource).explanation(action) {
+            None => Ok(()),
+            Some(why) => Err(s3_error!(
+                AccessDenied,
+                "User: {} is not authorized to perform: {action} on resource: \"{resource}\" {why}",
+                self.principal_arn
+            )),
+        }
     }
 }
 
@@ -192,19 +192,16 @@ fn action_of(operation: &str, versioned: bool) -> Option<String> {
 
 /// Whether the query string names a `versionId`.
 fn names_version(uri: &http::Uri) -> bool {
-    uri.query().is_some_and(|q| {
-        q.split('&')
-            .any(|p| p == "versionId" || p.starts_with("versionId="))
-    })
+    query_param(uri, "versionId").is_some()
 }
 
-/// The value of query parameter `name`, percent-decoded (`+` stays: S3 clients encode spaces
-/// as `%20` in query strings).
+/// The value of query parameter `name`, decoded exactly as `s3s` decodes the query it serves the
+/// request from (`application/x-www-form-urlencoded`: names and values percent-decoded, `+` a
+/// space), so that a condition sees what the operation will use.
 fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
-    uri.query()?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| crate::sigv4::percent_decode(v))
-    })
+    form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 #[async_trait::async_trait]
@@ -338,5 +335,14 @@ mod tests {
         let uri: http::Uri = "/b/k?versionIdx=1&prefix=a%2Fb".parse().unwrap();
         assert!(!names_version(&uri));
         assert_eq!(query_param(&uri, "prefix").as_deref(), Some("a/b"));
+        // Regression: an encoded name or a `+` was read differently here than by s3s, so a
+        // condition on s3:prefix could be dodged with `pre%66ix=`.
+        let uri: http::Uri = "/b?list-type=2&pre%66ix=secret/&delimiter=a+b"
+            .parse()
+            .unwrap();
+        assert_eq!(query_param(&uri, "prefix").as_deref(), Some("secret/"));
+        assert_eq!(query_param(&uri, "delimiter").as_deref(), Some("a b"));
+        let uri: http::Uri = "/b/k?version%49d=x".parse().unwrap();
+        assert!(names_version(&uri));
     }
 }

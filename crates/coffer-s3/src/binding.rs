@@ -142,23 +142,22 @@ impl RecordMac {
         rec.mac = Some(mac);
     }
 
-    /// Refuses an upload record that is not v2 with a valid MAC.
-    pub fn check_upload(&self, rec: &UploadRecord) -> Result<(), S3Error> {
+    /// Refuses an upload record that is not v2 with a valid MAC for the (`bucket`, `upload_id`)
+    /// it was stored under (a record copied under another id fails).
+    pub fn check_upload(
+        &self,
+        bucket: &str,
+        upload_id: &str,
+        rec: &UploadRecord,
+    ) -> Result<(), S3Error> {
         let mut unsigned = rec.clone();
         let given = unsigned.mac.take();
         let expected = self.mac(
             UPLOAD_LABEL,
-            &[rec.bucket.as_bytes(), rec.upload_id.as_bytes()],
+            &[bucket.as_bytes(), upload_id.as_bytes()],
             &to_json(&unsigned),
         );
-        verdict(
-            rec.v,
-            given,
-            &expected,
-            "upload",
-            &rec.bucket,
-            &rec.upload_id,
-        )
+        verdict(rec.v, given, &expected, "upload", bucket, upload_id)
     }
 
     /// Sets `part.mac` for a part of `upload_id` (the part number is inside the layout).

@@ -457,7 +457,40 @@ fn form_fields() -> impl Strategy<Value = Vec<(String, String)>> {
             "acl",
         ][..],
     );
-    vec((names.prop_map(str::to_owned), hostile_text()), 0..10)
+    // Known names, and known prefixes followed by hostile text (a multi-byte character right
+    // where a prefix ends once panicked a worker: `x-amz-metaé1`).
+    let prefixed = (
+        select(
+            &[
+                "x-amz-meta",
+                "x-amz-meta-",
+                "x-amz-object-lock",
+                "x-amz-object-lock-",
+            ][..],
+        ),
+        hostile_text(),
+    )
+        .prop_map(|(prefix, rest)| format!("{prefix}{rest}"));
+    let name = prop_oneof![names.prop_map(str::to_owned), prefixed];
+    vec((name, hostile_text()), 0..10)
+}
+
+/// Issue 14 review: field names with a multi-byte character where a prefix ends.
+#[test]
+fn multibyte_field_names_do_not_panic_the_form_planner() {
+    for name in ["x-amz-metaé1", "x-amz-object-locké1", "x-amz-meta-é"] {
+        let raw = vec![form::Field {
+            name: name.to_owned(),
+            value: "v".to_owned(),
+        }];
+        let fields = post_object::Fields::new(raw, None);
+        let _ = post_object::plan_upload(
+            "bucket",
+            "k".to_owned(),
+            &fields,
+            post_policy::SizeRange::default(),
+        );
+    }
 }
 
 proptest! {

@@ -17,7 +17,6 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use coffer_crypto::Key256;
-use coffer_policy::{EvalContext, Identity, ResourceRule, Verdict};
 use coffer_store::MetaStore;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -25,6 +24,7 @@ use hyper::body::Incoming;
 use s3s::Body;
 
 use crate::auth::{Credentials, Principal};
+use crate::authz::Authorizer;
 use crate::kms_api::Connection;
 use crate::server::xml_escape;
 use crate::sigv4::{self, SigError, SignedRequest};
@@ -105,11 +105,11 @@ impl From<UserError> for IamError {
     }
 }
 
-/// Who is calling, once authenticated.
+/// Who is calling, once authenticated: the principal and what its policies allow, with the
+/// same condition keys an S3 request of the caller would have.
 struct Caller {
     principal: Principal,
-    identity: Identity,
-    conditions: HashMap<String, Vec<String>>,
+    authz: Authorizer,
 }
 
 impl IamFront {
@@ -223,61 +223,42 @@ impl IamFront {
                 "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
             ),
         })?;
-        let account = self.credentials.lookup(&access_key).ok_or_else(|| {
+        let invalid = || {
             iam_error(
                 StatusCode::FORBIDDEN,
                 "InvalidClientTokenId",
                 "The security token included in the request is invalid.",
             )
-        })?;
-        let mut conditions = HashMap::new();
-        conditions.insert(
-            "aws:SecureTransport".to_owned(),
-            vec![conn.secure.to_string()],
-        );
-        conditions.insert("aws:SourceIp".to_owned(), vec![conn.peer.ip().to_string()]);
-        conditions.insert(
-            "aws:PrincipalArn".to_owned(),
-            vec![account.principal.arn(&self.account_id)],
-        );
+        };
+        let account = self.credentials.lookup(&access_key).ok_or_else(invalid)?;
+        let authz = Authorizer::for_access_key(
+            &self.credentials,
+            &self.account_id,
+            &access_key,
+            Some(conn),
+            &parts.headers,
+        )
+        .ok_or_else(invalid)?;
         Ok(Caller {
             principal: account.principal,
-            identity: account.identity,
-            conditions,
+            authz,
         })
     }
 
     /// Refuses unless the caller may do `iam:<action>` on `resource`.
     fn authorize(&self, caller: &Caller, action: &str, resource: &str) -> Result<(), IamError> {
-        let principal_arn = caller.principal.arn(&self.account_id);
         let action = format!("iam:{action}");
-        let ctx = EvalContext {
-            principal_arn: &principal_arn,
-            account_id: &self.account_id,
-            action: &action,
-            resource,
-            conditions: &caller.conditions,
-            account_delegation: false,
-        };
-        let why = match coffer_policy::authorize(
-            &caller.identity,
-            None,
-            ResourceRule::EitherAllows,
-            &ctx,
-        ) {
-            Verdict::Allow => return Ok(()),
-            Verdict::IdentityDeny | Verdict::ResourceDeny => "with an explicit deny".to_owned(),
-            Verdict::NoIdentityAllow | Verdict::NoResourceAllow => {
-                format!("because no identity-based policy allows the {action} action")
-            }
-        };
-        Err(iam_error(
-            StatusCode::FORBIDDEN,
-            "AccessDenied",
-            format!(
-                "User: {principal_arn} is not authorized to perform: {action} on resource: {resource} {why}"
-            ),
-        ))
+        match caller.authz.verdict(&action, resource).explanation(&action) {
+            None => Ok(()),
+            Some(why) => Err(iam_error(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                format!(
+                    "User: {} is not authorized to perform: {action} on resource: {resource} {why}",
+                    caller.authz.principal_arn()
+                ),
+            )),
+        }
     }
 
     fn user_arn(&self, name: &str) -> String {

@@ -58,6 +58,14 @@ struct RingRecord {
     /// the old, unauthenticated format again.
     #[serde(default = "first_record_format")]
     records: u32,
+    /// Set while the upgrade to the next record format runs (a crash then leaves both formats,
+    /// legitimately); otherwise records newer than `records` mean the ring was put back.
+    #[serde(default)]
+    upgrading: bool,
+    /// Whether the KMS audit log has been anchored in the metadata database: from then on a
+    /// missing anchor was removed, and the log is not adopted as one from an earlier release.
+    #[serde(default)]
+    audit_anchored: bool,
 }
 
 fn first_record_format() -> u32 {
@@ -77,8 +85,10 @@ pub struct ServiceKeyRing {
     /// Every version with its key and creation time (unix ms).
     keys: RwLock<BTreeMap<u32, (Key256, i64)>>,
     current: RwLock<u32>,
-    /// See [`RingRecord::records`].
-    records: RwLock<u32>,
+    /// See [`RingRecord::records`] and [`RingRecord::upgrading`].
+    records: RwLock<(u32, bool)>,
+    /// See [`RingRecord::audit_anchored`].
+    audit_anchored: RwLock<bool>,
 }
 
 impl std::fmt::Debug for ServiceKeyRing {
@@ -104,7 +114,8 @@ impl ServiceKeyRing {
             keys: RwLock::new(BTreeMap::new()),
             current: RwLock::new(0),
             // A new database holds no record of an older format.
-            records: RwLock::new(coffer_store::RECORD_VERSION),
+            records: RwLock::new((coffer_store::RECORD_VERSION, false)),
+            audit_anchored: RwLock::new(false),
         };
         ring.add_version()?;
         ring.save(meta, root)?;
@@ -123,17 +134,35 @@ impl ServiceKeyRing {
 
     /// The record format the database has been upgraded to.
     pub fn records_format(&self) -> u32 {
-        *self.records.read().expect("key ring lock poisoned")
+        self.records.read().expect("key ring lock poisoned").0
     }
 
-    /// Records (durably, in the sealed ring) that every record is now of format `version`.
+    /// Whether an upgrade of the records to the next format has started and not finished.
+    pub fn records_upgrading(&self) -> bool {
+        self.records.read().expect("key ring lock poisoned").1
+    }
+
+    /// Records (durably, in the sealed ring) the record format and whether an upgrade to the
+    /// next one is under way.
     pub fn set_records_format(
         &self,
         meta: &MetaStore,
         root: &Key256,
         version: u32,
+        upgrading: bool,
     ) -> Result<(), KeyringError> {
-        *self.records.write().expect("key ring lock poisoned") = version;
+        *self.records.write().expect("key ring lock poisoned") = (version, upgrading);
+        self.save(meta, root)
+    }
+
+    /// Whether the KMS audit log has been anchored before (see [`RingRecord::audit_anchored`]).
+    pub fn audit_anchored(&self) -> bool {
+        *self.audit_anchored.read().expect("key ring lock poisoned")
+    }
+
+    /// Records (durably, in the sealed ring) that the audit log is anchored.
+    pub fn set_audit_anchored(&self, meta: &MetaStore, root: &Key256) -> Result<(), KeyringError> {
+        *self.audit_anchored.write().expect("key ring lock poisoned") = true;
         self.save(meta, root)
     }
 
@@ -206,7 +235,8 @@ impl ServiceKeyRing {
         Ok(ServiceKeyRing {
             keys: RwLock::new(keys),
             current: RwLock::new(record.current),
-            records: RwLock::new(record.records),
+            records: RwLock::new((record.records, record.upgrading)),
+            audit_anchored: RwLock::new(record.audit_anchored),
         })
     }
 
@@ -216,6 +246,8 @@ impl ServiceKeyRing {
             v: 1,
             current: self.current_version(),
             records: self.records_format(),
+            upgrading: self.records_upgrading(),
+            audit_anchored: self.audit_anchored(),
             keys: keys
                 .iter()
                 .map(|(v, (k, created))| KeyEntry {
@@ -268,6 +300,17 @@ mod tests {
             ServiceKeyRing::load_or_create(&meta, &Key256::generate().unwrap()),
             Err(KeyringError::WrongRootKey)
         ));
+    }
+
+    /// Users added before the first start (kv records) are not data a new ring would orphan.
+    #[test]
+    fn a_ring_is_created_over_a_database_that_holds_only_users() {
+        let (_dir, meta) = store();
+        let root = Key256::generate().unwrap();
+        crate::users::Users::new(&meta, &root)
+            .create("early", 0)
+            .unwrap();
+        ServiceKeyRing::load_or_create(&meta, &root).unwrap();
     }
 
     /// Regression: a ring missing from a database with buckets was silently recreated, and

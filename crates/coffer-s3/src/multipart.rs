@@ -131,7 +131,7 @@ async fn load_upload(
     let (b, u) = (bucket.to_owned(), upload_id.to_owned());
     let up = c.meta(move |m| m.get_upload(&b, &u)).await?;
     if let Some(up) = &up {
-        c.records.check_upload(up)?;
+        c.records.check_upload(bucket, upload_id, up)?;
     }
     match up {
         Some(up) if up.key == key => Ok(up),
@@ -500,6 +500,9 @@ pub async fn list_multipart_uploads(
     let prefix = input.prefix.clone().unwrap_or_default();
     let (b, p) = (input.bucket.clone(), prefix.clone());
     let uploads = c.meta(move |m| m.list_uploads(&b, &p)).await?;
+    for up in &uploads {
+        c.records.check_upload(&input.bucket, &up.upload_id, up)?;
+    }
     let key_marker = input.key_marker.clone().unwrap_or_default();
     let id_marker = input.upload_id_marker.clone();
     let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;

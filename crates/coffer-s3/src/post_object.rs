@@ -426,7 +426,7 @@ pub(crate) fn authenticate(
         }
         let secret = secret(scope.access_key)
             .ok_or_else(|| PostError::UnknownAccessKey(scope.access_key.to_owned()))?;
-        let key = signing_key(&secret, scope.date, region);
+        let key = crate::sigv4::signing_key(&secret, scope.date, region, "s3");
         let expected = hex::encode(coffer_crypto::hmac_sha256(&key, policy.as_bytes()));
         if !coffer_crypto::ct_eq(expected.as_bytes(), signature.as_bytes()) {
             return Err(PostError::SignatureMismatch {
@@ -523,12 +523,16 @@ fn valid_amz_date(s: &str) -> bool {
     time::PrimitiveDateTime::parse(s, &fmt).is_ok()
 }
 
-/// The SigV4 signing key for service `s3`.
-fn signing_key(secret: &str, date: &str, region: &str) -> [u8; 32] {
-    let k = coffer_crypto::hmac_sha256(format!("AWS4{secret}").as_bytes(), date.as_bytes());
-    let k = coffer_crypto::hmac_sha256(&k, region.as_bytes());
-    let k = coffer_crypto::hmac_sha256(&k, b"s3");
-    coffer_crypto::hmac_sha256(&k, b"aws4_request")
+/// `name` without an ASCII `prefix` matched case-insensitively. Compares bytes, so a name
+/// holding a multi-byte character where the prefix ends is simply not a match (slicing the
+/// `str` there panicked a worker).
+fn strip_prefix_ignore_case<'n>(name: &'n str, prefix: &str) -> Option<&'n str> {
+    let head = name.as_bytes().get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix.as_bytes()) {
+        name.get(prefix.len()..)
+    } else {
+        None
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -590,8 +594,7 @@ pub(crate) fn plan_upload(
     .map_err(PostError::S3)?;
     let storage_class = field("x-amz-storage-class").map(StorageClass::from);
     let object_lock = fields.list.iter().any(|(n, _)| {
-        n.len() > "x-amz-object-lock-".len()
-            && n[.."x-amz-object-lock-".len()].eq_ignore_ascii_case("x-amz-object-lock-")
+        strip_prefix_ignore_case(n, "x-amz-object-lock-").is_some_and(|rest| !rest.is_empty())
     });
     object::check_write_options(storage_class.as_ref(), object_lock).map_err(PostError::S3)?;
 
@@ -618,8 +621,11 @@ pub(crate) fn plan_upload(
     let metadata: Metadata = fields
         .list
         .iter()
-        .filter(|(n, _)| n.len() > META.len() && n[..META.len()].eq_ignore_ascii_case(META))
-        .map(|(n, v)| (n[META.len()..].to_ascii_lowercase(), v.clone()))
+        .filter_map(|(n, v)| {
+            strip_prefix_ignore_case(n, META)
+                .filter(|rest| !rest.is_empty())
+                .map(|rest| (rest.to_ascii_lowercase(), v.clone()))
+        })
         .collect();
     if let Some(bad) = metadata
         .keys()

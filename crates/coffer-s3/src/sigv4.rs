@@ -167,7 +167,8 @@ pub(crate) fn parse_amz_date(s: &str) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.unix_timestamp()).ok()?))
 }
 
-fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+/// The SigV4 signing key of `secret` for one day, region and service.
+pub(crate) fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
     let k = coffer_crypto::hmac_sha256(format!("AWS4{secret}").as_bytes(), date.as_bytes());
     let k = coffer_crypto::hmac_sha256(&k, region.as_bytes());
     let k = coffer_crypto::hmac_sha256(&k, service.as_bytes());

@@ -6,8 +6,10 @@
 //! data key and service key version — only the wrapping, the metadata's sealing and the MAC are
 //! new. When it is done the sealed key ring records that the database holds v2 only; from then on
 //! a v1 record found at startup was put there by someone else, and the server refuses to start.
-//! Each batch is one transaction, so a crash mid-upgrade leaves every record either v1 or v2, and
-//! the next start finishes the job.
+//! The ring also says when an upgrade is under way: each batch is one transaction, so a crash
+//! mid-upgrade leaves every record either v1 or v2 and the next start finishes the job, while v2
+//! records in a database whose ring says no upgrade ever started mean the ring was put back from
+//! an older copy (to make v1 records acceptable again), and the server refuses to start.
 
 use coffer_crypto::Key256;
 use coffer_store::{
@@ -40,6 +42,12 @@ pub enum UpgradeError {
         name: String,
         why: String,
     },
+    /// The key ring says no upgrade ever ran, yet records of the new format exist: the ring was
+    /// replaced by a copy from before the upgrade.
+    #[error(
+        "the SSE-S3 key ring says this database was never upgraded to record format v2, yet it holds v2 records: the key ring record was put back from an older copy. Restore meta.redb from a backup; coffer does not serve a database in this state"
+    )]
+    RingRolledBack,
     /// Records of the old format appeared after the database was upgraded.
     #[error(
         "{0} record(s) of the old, unauthenticated format (v1) are in a database that was upgraded to v2: someone wrote them into meta.redb. Restore meta.redb from a backup; coffer does not serve a database in this state"
@@ -62,6 +70,14 @@ pub fn upgrade_records(
             return Err(UpgradeError::Injected(found));
         }
         return Ok(0);
+    }
+    if !ring.records_upgrading() {
+        // A database of the old format holds no record of the new one, unless the ring was put
+        // back from before an upgrade (to make v1 records acceptable again).
+        if meta.holds_current_records()? {
+            return Err(UpgradeError::RingRolledBack);
+        }
+        ring.set_records_format(meta, root, ring.records_format(), true)?;
     }
     let mut done = 0;
     let mut after: Option<(String, String)> = None;
@@ -98,7 +114,7 @@ pub fn upgrade_records(
         .collect();
     done += uploads.len() + parts.len();
     meta.replace_legacy_records(&[], &uploads, &parts)?;
-    ring.set_records_format(meta, root, RECORD_VERSION)?;
+    ring.set_records_format(meta, root, RECORD_VERSION, false)?;
     Ok(done)
 }
 

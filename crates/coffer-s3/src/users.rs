@@ -117,23 +117,29 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
-    /// The parsed identity policies (each was checked when it was put; one that no longer parses
-    /// is left out — it then allows nothing — and logged).
+    /// The parsed identity policies. Each was checked when it was put; if one no longer parses
+    /// (a stricter build), the user is denied everything — leaving it out would drop its
+    /// `Deny` statements too — and the failure is logged.
     pub fn identity(&self) -> coffer_policy::Identity {
-        let docs: Vec<PolicyDocument> = self
-            .policies
-            .iter()
-            .filter_map(|(name, text)| match PolicyDocument::parse_identity(text) {
-                Ok(doc) => Some(doc),
+        let mut docs = Vec::with_capacity(self.policies.len());
+        for (name, text) in &self.policies {
+            match PolicyDocument::parse_identity(text) {
+                Ok(doc) => docs.push(doc),
                 Err(e) => {
-                    tracing::error!(user = %self.name, policy = %name, error = %e, "an inline policy of a user does not parse; it grants nothing");
-                    None
+                    tracing::error!(user = %self.name, policy = %name, error = %e, "an inline policy of a user does not parse: the user is denied everything until it is fixed");
+                    let deny_all = PolicyDocument::parse_identity(DENY_ALL_POLICY)
+                        .expect("the deny-all policy parses");
+                    return coffer_policy::Identity::User([deny_all].into());
                 }
-            })
-            .collect();
+            }
+        }
         coffer_policy::Identity::User(docs.into())
     }
 }
+
+/// The identity of a user one of whose policies no longer parses.
+const DENY_ALL_POLICY: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}"#;
 
 /// v1 record shape (inside the sealed bytes).
 #[derive(Deserialize, Zeroize, ZeroizeOnDrop)]

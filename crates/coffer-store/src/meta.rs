@@ -635,17 +635,15 @@ impl MetaStore {
         Ok(out)
     }
 
-    /// Whether the database holds any record at all (buckets, objects, uploads, system or
-    /// namespaced records). A new database holds none; startup refuses to regenerate a missing
-    /// key ring or root key over a database that does.
+    /// Whether the database holds buckets or objects (records, uploads, parts or inline data):
+    /// what a lost key ring or root key would make unreadable. Users and KMS records (kv) do not
+    /// count — an operator may add users before the first start.
     pub fn holds_data(&self) -> Result<bool> {
         let txn = self.db.begin_read()?;
         Ok(!txn.open_table(BUCKETS)?.is_empty()?
             || !txn.open_table(OBJECTS)?.is_empty()?
             || !txn.open_table(UPLOADS)?.is_empty()?
             || !txn.open_table(PARTS)?.is_empty()?
-            || !txn.open_table(SYSTEM)?.is_empty()?
-            || !txn.open_table(KV)?.is_empty()?
             || !txn.open_table(INLINE)?.is_empty()?)
     }
 
@@ -737,6 +735,28 @@ impl MetaStore {
             }
         }
         Ok(out)
+    }
+
+    /// Whether any object, upload or part record is of the current [`RECORD_VERSION`] (stops at
+    /// the first one).
+    pub fn holds_current_records(&self) -> Result<bool> {
+        let txn = self.db.begin_read()?;
+        for entry in txn.open_table(OBJECTS)?.iter()? {
+            if decode::<ObjectRecord>(entry?.1.value())?.v == RECORD_VERSION {
+                return Ok(true);
+            }
+        }
+        for entry in txn.open_table(UPLOADS)?.iter()? {
+            if decode::<UploadRecord>(entry?.1.value())?.v == RECORD_VERSION {
+                return Ok(true);
+            }
+        }
+        for entry in txn.open_table(PARTS)?.iter()? {
+            if decode::<StoredPart>(entry?.1.value())?.v == RECORD_VERSION {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Every upload record of [`LEGACY_RECORD_VERSION`] (uploads are few: unfinished work).

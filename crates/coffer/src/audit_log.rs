@@ -17,11 +17,34 @@ use coffer_store::{MetaStore, StoreError};
 
 use crate::serve::{audit_log_path, load_root_key};
 
+/// The anchor in the metadata database, with the sealed key ring's word on whether there must be
+/// one.
+struct RingCheckedAnchors {
+    meta: Arc<MetaStore>,
+    anchored_before: bool,
+}
+
+impl AnchorStore for RingCheckedAnchors {
+    fn load(&self) -> Result<Option<Vec<u8>>, AuditError> {
+        AnchorStore::load(self.meta.as_ref())
+    }
+
+    fn save(&self, record: &[u8]) -> Result<(), AuditError> {
+        AnchorStore::save(self.meta.as_ref(), record)
+    }
+
+    fn was_anchored(&self) -> bool {
+        self.anchored_before
+    }
+}
+
 /// Exit code of `coffer audit verify` when it could not check (the server holds the database).
 const EXIT_NOT_CHECKED: i32 = 2;
 
 /// Opens the audit log of `data_dir` for the server. A log that disagrees with its anchor stops
 /// the start (an error that says what was found and how to recover), unless `recover`.
+/// `anchored_before` is the sealed key ring's word that this deployment anchored its log: a
+/// missing anchor is then a removed one, not a log of an earlier release to adopt.
 pub fn open(
     data_dir: &Path,
     root_key: &coffer_crypto::Key256,
@@ -29,6 +52,7 @@ pub fn open(
     kms_config: &KmsConfig,
     clock: Arc<dyn Clock>,
     recover: bool,
+    anchored_before: bool,
 ) -> anyhow::Result<Arc<AuditLog>> {
     let path = audit_log_path(data_dir);
     let on_mismatch = if recover {
@@ -39,7 +63,10 @@ pub fn open(
     } else {
         OnMismatch::Refuse
     };
-    let anchors = Arc::clone(meta) as Arc<dyn AnchorStore>;
+    let anchors = Arc::new(RingCheckedAnchors {
+        meta: Arc::clone(meta),
+        anchored_before,
+    }) as Arc<dyn AnchorStore>;
     match AuditLog::open(&path, AuditKeys::derive(root_key), anchors, on_mismatch) {
         Ok(log) => Ok(log),
         Err(AuditError::Mismatch(mismatch)) => anyhow::bail!(
@@ -69,11 +96,20 @@ pub fn open(
 /// holds the database.
 pub fn verify(data_dir: &Path, chain_only: bool) -> anyhow::Result<()> {
     let path = audit_log_path(data_dir);
-    let keys = AuditKeys::derive(&load_root_key(data_dir)?);
+    let root_key = load_root_key(data_dir)?;
+    let keys = AuditKeys::derive(&root_key);
     let report = if chain_only {
         coffer_kms::audit::verify_chain(&path, &keys)
     } else {
-        let record = load_anchor(data_dir)?;
+        let (record, anchored_before) = load_anchor(data_dir, &root_key)?;
+        if record.is_none() && anchored_before {
+            println!(
+                "audit log {}: does NOT match its anchor (anchor-removed): {}",
+                path.display(),
+                coffer_kms::audit::Mismatch::AnchorRemoved
+            );
+            std::process::exit(1);
+        }
         coffer_kms::audit::verify(&path, &keys, record.as_deref())
     }
     .with_context(|| format!("reading {}", path.display()))?;
@@ -84,14 +120,22 @@ pub fn verify(data_dir: &Path, chain_only: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The stored anchor record; exits with [`EXIT_NOT_CHECKED`] if a server holds the database.
-fn load_anchor(data_dir: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+/// The stored anchor record, and whether the sealed key ring says the log was anchored before;
+/// exits with [`EXIT_NOT_CHECKED`] if a server holds the database.
+fn load_anchor(
+    data_dir: &Path,
+    root_key: &coffer_crypto::Key256,
+) -> anyhow::Result<(Option<Vec<u8>>, bool)> {
     let db = data_dir.join("meta.redb");
     if !db.exists() {
-        return Ok(None);
+        return Ok((None, false));
     }
     match MetaStore::open(&db) {
-        Ok(meta) => Ok(AnchorStore::load(&meta)?),
+        Ok(meta) => {
+            let anchored_before = coffer_s3::ServiceKeyRing::load_or_create(&meta, root_key)
+                .is_ok_and(|ring| ring.audit_anchored());
+            Ok((AnchorStore::load(&meta)?, anchored_before))
+        }
         Err(StoreError::InUse) => {
             eprintln!(
                 "coffer audit verify: {} is in use, by a running server: the log's end can only \

@@ -223,7 +223,11 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         &kms_config,
         Arc::clone(&clock),
         settings.audit_log_recover,
+        ring.audit_anchored(),
     )?;
+    if !ring.audit_anchored() {
+        ring.set_audit_anchored(&meta, &root_key)?;
+    }
     let kms = Arc::new(Kms::open(
         Arc::clone(&meta),
         root_key.clone(),

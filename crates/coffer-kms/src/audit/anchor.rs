@@ -102,6 +102,12 @@ pub trait AnchorStore: Send + Sync {
     fn load(&self) -> Result<Option<Vec<u8>>, AuditError>;
     /// Replaces the record, durably.
     fn save(&self, record: &[u8]) -> Result<(), AuditError>;
+    /// Whether this deployment has anchored its log before, as recorded somewhere the anchor's
+    /// own storage cannot undo (the server keeps it in the sealed key ring). A missing anchor
+    /// then means it was removed, not that the log predates anchoring.
+    fn was_anchored(&self) -> bool {
+        false
+    }
 }
 
 impl AnchorStore for MetaStore {

@@ -118,6 +118,12 @@ pub enum Mismatch {
         /// Lines in the log.
         lines: u64,
     },
+    /// The deployment anchored its log before, and the anchor is gone.
+    #[error(
+        "the metadata database holds no anchor for the log, but this deployment anchored it \
+         before (the sealed key ring says so): the anchor was removed"
+    )]
+    AnchorRemoved,
     /// No anchor yet (a log from an earlier release), and its chain is broken.
     #[error("the log has no anchor yet (written by an earlier release) and its chain is broken: {}", .0.reason)]
     BrokenChain(BrokenLine),
@@ -184,6 +190,7 @@ impl Mismatch {
         match self {
             Mismatch::AnchorInvalid(_) => "anchor-invalid",
             Mismatch::AnchorMissing { .. } => "anchor-missing",
+            Mismatch::AnchorRemoved => "anchor-removed",
             Mismatch::BrokenChain(_) => "broken-chain",
             Mismatch::Deleted(_) => "deleted",
             Mismatch::Emptied(_) => "emptied",
@@ -199,6 +206,7 @@ impl Mismatch {
         match self {
             Mismatch::AnchorInvalid(_)
             | Mismatch::AnchorMissing { .. }
+            | Mismatch::AnchorRemoved
             | Mismatch::BrokenChain(_) => None,
             Mismatch::Deleted(anchor) | Mismatch::Emptied(anchor) => Some(anchor),
             Mismatch::Truncated { anchor, .. }

@@ -30,6 +30,7 @@ pub(super) fn prepare(
         .as_deref()
         .and_then(|record| Anchor::decode(record, keys).ok());
     let reconciled = match stored {
+        None if anchors.was_anchored() => Err(Mismatch::AnchorRemoved),
         None => adopt_or_create(path, keys)?,
         Some(record) => match Anchor::decode(&record, keys) {
             Ok(anchor) => continue_anchored(path, keys, anchor)?,

@@ -190,6 +190,32 @@ async fn a_deleted_log_is_found_and_not_silently_started_afresh() {
     assert_refused_then_recovered(&mut server, "deleted", "DELETED").await;
 }
 
+/// Issue 14 review: with the anchor removed from meta.redb, the log (deleted, or rewritten in
+/// the old SHA-256 format that anyone can recompute) was adopted as if it came from an earlier
+/// release. The sealed key ring remembers that the log was anchored.
+#[tokio::test]
+async fn a_removed_anchor_is_found_and_not_taken_for_a_log_of_an_earlier_release() {
+    const KV: redb::TableDefinition<(&str, &str), &[u8]> = redb::TableDefinition::new("kv");
+    let mut server = kms_server();
+    session(&server, "one").await;
+    server.stop();
+    {
+        let db = redb::Database::open(server.data_dir().join("meta.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        let removed = txn
+            .open_table(KV)
+            .unwrap()
+            .remove(("audit", "anchor"))
+            .unwrap()
+            .is_some();
+        assert!(removed, "the anchor was where docs/format.md says");
+        txn.commit().unwrap();
+    }
+    std::fs::remove_file(server.audit_log_path()).expect("delete the log");
+    assert_verify_fails_with(&server, "anchor was removed");
+    assert_refused_then_recovered(&mut server, "anchor-removed", "anchor was removed").await;
+}
+
 #[tokio::test]
 async fn an_older_copy_put_back_after_more_events_is_rolled_back() {
     let mut server = kms_server();

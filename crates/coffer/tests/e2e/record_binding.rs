@@ -16,6 +16,7 @@ use common::{TestServer, create_bucket, get, ok, pattern, put};
 use redb::ReadableTable as _;
 
 const OBJECTS: redb::TableDefinition<(&str, &str), &[u8]> = redb::TableDefinition::new("objects");
+const SYSTEM: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("system");
 const PARTS: redb::TableDefinition<(&str, &str, u32), &[u8]> = redb::TableDefinition::new("parts");
 
 fn db(dir: &Path) -> redb::Database {
@@ -241,6 +242,7 @@ async fn old_records_are_upgraded_once_and_refused_afterwards() {
     let data = dir.path().join("fixture/data");
     let legacy = raw_object(&data, "fixture", "small.txt");
     assert_eq!(json(&legacy)["v"], 1);
+    let ring_before_upgrade = system_value(&data, "sse-s3-keyring");
 
     let mut server = TestServer::start_in(&data);
     assert!(server.wait_for_stderr(
@@ -260,4 +262,25 @@ async fn old_records_are_upgraded_once_and_refused_afterwards() {
     let out = common::serve_expecting_refusal(&data, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("old, unauthenticated format"), "{err}");
+
+    // Putting back the sealed key ring of before the upgrade (which would make v1 records
+    // acceptable again) is noticed too (issue 14 review).
+    put_system_value(&data, "sse-s3-keyring", &ring_before_upgrade);
+    let out = common::serve_expecting_refusal(&data, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("key ring record was put back"), "{err}");
+}
+
+fn system_value(dir: &Path, name: &str) -> Vec<u8> {
+    let db = db(dir);
+    let txn = db.begin_read().unwrap();
+    let table = txn.open_table(SYSTEM).unwrap();
+    table.get(name).unwrap().unwrap().value().to_vec()
+}
+
+fn put_system_value(dir: &Path, name: &str, value: &[u8]) {
+    let db = db(dir);
+    let txn = db.begin_write().unwrap();
+    txn.open_table(SYSTEM).unwrap().insert(name, value).unwrap();
+    txn.commit().unwrap();
 }
