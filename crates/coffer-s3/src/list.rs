@@ -86,7 +86,7 @@ async fn page(
         }
         let full = batch.len() == SCAN_BATCH;
         let mut jumped = false;
-        for (key, rec) in batch {
+        for (key, mut rec) in batch {
             if out.objects.len() + out.prefixes.len() >= max {
                 out.truncated = true;
                 return Ok(out);
@@ -99,7 +99,7 @@ async fn page(
                 jumped = true;
                 break;
             }
-            c.records.check_object(bucket, &key, &rec)?;
+            c.records.check_object(bucket, &key, &mut rec)?;
             cursor = Some(key.clone());
             out.last = Some(key.clone());
             out.objects.push((key, rec));

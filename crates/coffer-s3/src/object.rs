@@ -395,11 +395,11 @@ pub fn object_id<'a>(bucket: &'a str, key: &'a str, rec: &'a ObjectRecord) -> Ob
 /// when absent, `InternalError` when the record fails its integrity check.
 pub async fn load(c: &Coffer, bucket: &str, key: &str) -> S3Result<Loaded> {
     let (b, k) = (bucket.to_owned(), key.to_owned());
-    let (rec, inline) = c
+    let (mut rec, inline) = c
         .meta_read(move |m| m.get_object_with_inline(&b, &k))
         .await?
         .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))?;
-    c.records.check_object(bucket, key, &rec)?;
+    c.records.check_object(bucket, key, &mut rec)?;
     Ok(Loaded {
         bucket: bucket.to_owned(),
         key: key.to_owned(),
@@ -410,11 +410,11 @@ pub async fn load(c: &Coffer, bucket: &str, key: &str) -> S3Result<Loaded> {
 
 /// [`load`] without the inline bytes, for requests that answer with headers only.
 async fn load_record(c: &Coffer, bucket: &str, key: &str) -> S3Result<Loaded> {
-    let rec = c
+    let mut rec = c
         .meta_read(|m| m.get_object(bucket, key))
         .await?
         .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))?;
-    c.records.check_object(bucket, key, &rec)?;
+    c.records.check_object(bucket, key, &mut rec)?;
     Ok(Loaded {
         bucket: bucket.to_owned(),
         key: key.to_owned(),
