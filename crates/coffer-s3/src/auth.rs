@@ -12,9 +12,10 @@ use std::sync::{Arc, RwLock};
 use coffer_crypto::Key256;
 use coffer_policy::Identity;
 use coffer_store::MetaStore;
+use s3s::S3Result;
 use s3s::auth::{S3Auth, SecretKey};
-use s3s::{S3Result, s3_error};
 
+use crate::error::api_error;
 use crate::users::{UserError, UserRecord, Users};
 
 /// Who a request is from.
@@ -160,7 +161,7 @@ impl S3Auth for Credentials {
             .get(access_key)
             .map(|a| a.secret.clone())
             .ok_or_else(|| {
-                s3_error!(
+                api_error!(
                     InvalidAccessKeyId,
                     "The AWS Access Key Id you provided does not exist in our records."
                 )

@@ -14,9 +14,10 @@ use coffer_policy::{EvalContext, Identity, ResourceRule, Verdict};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::{CopyObjectInput, CopySource, DeleteObjectsInput, UploadPartCopyInput};
 use s3s::path::S3Path;
-use s3s::{S3Request, S3Result, s3_error};
+use s3s::{S3Request, S3Result};
 
 use crate::auth::{Credentials, Principal};
+use crate::error::api_error;
 use crate::kms_api::Connection;
 
 /// The access check `s3s` runs for every S3 request.
@@ -153,7 +154,7 @@ impl Authorizer {
     pub fn check(&self, action: &str, resource: &str) -> S3Result<()> {
         match self.verdict(action, resource).explanation(action) {
             None => Ok(()),
-            Some(why) => Err(s3_error!(
+            Some(why) => Err(api_error!(
                 AccessDenied,
                 "User: {} is not authorized to perform: {action} on resource: \"{resource}\" {why}",
                 self.principal_arn
@@ -219,7 +220,7 @@ fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
 impl S3Access for S3AccessControl {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let Some(access_key) = cx.credentials().map(|c| c.access_key.clone()) else {
-            return Err(s3_error!(AccessDenied, "Access Denied"));
+            return Err(api_error!(AccessDenied, "Access Denied"));
         };
         let conn = cx.extensions_mut().get::<Connection>().cloned();
         let mut authz = Authorizer::for_access_key(
@@ -231,7 +232,7 @@ impl S3Access for S3AccessControl {
         )
         .ok_or_else(|| {
             // The key was removed between the signature check and now.
-            s3_error!(
+            api_error!(
                 InvalidAccessKeyId,
                 "The AWS Access Key Id you provided does not exist in our records."
             )
@@ -278,13 +279,13 @@ impl S3Access for S3AccessControl {
         req.extensions
             .get::<Authorizer>()
             .map(|_| ())
-            .ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))
+            .ok_or_else(|| api_error!(AccessDenied, "Access Denied"))
     }
 }
 
 /// A copy reads its source: `s3:GetObject` (or `s3:GetObjectVersion`) on it.
 fn check_copy_source(authz: Option<&Authorizer>, source: &CopySource) -> S3Result<()> {
-    let authz = authz.ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))?;
+    let authz = authz.ok_or_else(|| api_error!(AccessDenied, "Access Denied"))?;
     match source {
         CopySource::Bucket {
             bucket,
@@ -298,7 +299,7 @@ fn check_copy_source(authz: Option<&Authorizer>, source: &CopySource) -> S3Resul
             };
             authz.check(action, &resource_arn(bucket, Some(key)))
         }
-        _ => Err(s3_error!(
+        _ => Err(api_error!(
             NotImplemented,
             "Coffer has no access points or outposts: copy from bucket/key"
         )),

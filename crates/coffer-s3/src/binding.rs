@@ -17,9 +17,10 @@
 //! then (a rollback of one object, or of the whole database), since nothing outside the database
 //! remembers which version is current. This module holds keys only as [`Key256`].
 
+use crate::error::api_error;
 use coffer_crypto::Key256;
 use coffer_store::{ObjectRecord, PartLayout, RECORD_VERSION, UploadRecord};
-use s3s::{S3Error, s3_error};
+use s3s::S3Error;
 
 /// The HKDF info of the record MAC key. Frozen format v2.
 const RECORD_MAC_INFO: &[u8] = b"coffer record mac v2";
@@ -226,7 +227,7 @@ fn verdict(
         version,
         "a record failed its integrity check (altered, moved, or of the old format after the upgrade)"
     );
-    Err(s3_error!(
+    Err(api_error!(
         InternalError,
         "We encountered an internal error. Please try again."
     ))

@@ -4,9 +4,10 @@
 
 use coffer_store::BucketRecord;
 use s3s::dto::*;
-use s3s::{S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Request, S3Response, S3Result};
 
 use crate::conditional::timestamp_from_ms;
+use crate::error::api_error;
 use crate::service::{Coffer, now_ms};
 
 /// Most buckets one ListBuckets page may hold (`max-buckets`).
@@ -22,7 +23,7 @@ pub async fn list_buckets(
         None => MAX_BUCKETS,
         Some(n) if (1..=MAX_BUCKETS).contains(&n) => n,
         Some(_) => {
-            return Err(s3_error!(
+            return Err(api_error!(
                 InvalidArgument,
                 "max-buckets must be an integer between 1 and {MAX_BUCKETS}"
             ));
@@ -81,7 +82,7 @@ pub(crate) fn check_reserved_name(name: &str) -> S3Result<()> {
     let reserved = RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
         || RESERVED_SUFFIXES.iter().any(|s| name.ends_with(s));
     if reserved || name.contains("..") {
-        return Err(s3_error!(
+        return Err(api_error!(
             InvalidBucketName,
             "The specified bucket is not valid: {name:?} uses a reserved prefix or suffix, or two adjacent periods"
         ));
@@ -104,14 +105,14 @@ pub async fn create_bucket(
         && !loc.is_empty()
         && *loc != c.region
     {
-        return Err(s3_error!(
+        return Err(api_error!(
             InvalidLocationConstraint,
             "The specified location-constraint {loc:?} is not valid: this endpoint serves region {:?}",
             c.region
         ));
     }
     if input.object_lock_enabled_for_bucket == Some(true) {
-        return Err(s3_error!(NotImplemented, "Object Lock is not implemented"));
+        return Err(api_error!(NotImplemented, "Object Lock is not implemented"));
     }
     let rec = BucketRecord {
         v: 1,
@@ -129,7 +130,7 @@ pub async fn create_bucket(
 pub async fn require_bucket(c: &Coffer, bucket: &str) -> S3Result<BucketRecord> {
     c.meta_read(|m| m.get_bucket(bucket))
         .await?
-        .ok_or_else(|| s3_error!(NoSuchBucket, "The specified bucket does not exist"))
+        .ok_or_else(|| api_error!(NoSuchBucket, "The specified bucket does not exist"))
 }
 
 pub async fn head_bucket(

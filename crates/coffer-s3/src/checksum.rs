@@ -5,12 +5,13 @@
 //! is where Coffer checks both, before an object is committed. A mismatch is `BadDigest` and
 //! the upload leaves no trace.
 
+use crate::error::api_error;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use http::HeaderMap;
 use s3s::checksum::ChecksumHasher;
 use s3s::dto::{Checksum, ChecksumAlgorithm};
-use s3s::{S3Result, TrailingHeaders, s3_error};
+use s3s::{S3Result, TrailingHeaders};
 
 /// The checksums a client claims for a body (headers first, trailers merged in after the body).
 #[derive(Default, Clone)]
@@ -34,7 +35,7 @@ impl Claimed {
                 Some(v) => v
                     .to_str()
                     .map(|s| Some(s.to_owned()))
-                    .map_err(|_| s3_error!(InvalidArgument, "trailer {name} is not valid text")),
+                    .map_err(|_| api_error!(InvalidArgument, "trailer {name} is not valid text")),
             }
         };
         if let Some(v) = get("x-amz-checksum-crc32")? {
@@ -72,7 +73,7 @@ pub fn hasher_for(
     let algorithm = algorithm.or(sdk_declared.as_ref());
     let in_headers = claimed_algorithms(claimed);
     if in_headers.len() > 1 {
-        return Err(s3_error!(
+        return Err(api_error!(
             InvalidRequest,
             "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
         ));
@@ -80,7 +81,7 @@ pub fn hasher_for(
     if let (Some(declared), Some(given)) = (algorithm, in_headers.first())
         && !declared.as_str().eq_ignore_ascii_case(given)
     {
-        return Err(s3_error!(
+        return Err(api_error!(
             InvalidRequest,
             "Value for x-amz-sdk-checksum-algorithm header is invalid: the declared algorithm is {}, the request carries x-amz-checksum-{}",
             declared.as_str(),
@@ -136,7 +137,7 @@ fn enable_algorithm(h: &mut ChecksumHasher, name: &str) -> S3Result<()> {
         ChecksumAlgorithm::SHA1 => h.sha1 = Some(Default::default()),
         ChecksumAlgorithm::SHA256 => h.sha256 = Some(Default::default()),
         other => {
-            return Err(s3_error!(
+            return Err(api_error!(
                 InvalidRequest,
                 "Value for x-amz-checksum-algorithm header is invalid: {other:?}; expected CRC32, CRC32C, CRC64NVME, SHA1 or SHA256"
             ));
@@ -162,7 +163,7 @@ pub fn verify(claimed: &Claimed, computed: &Checksum) -> S3Result<()> {
         if let Some(want) = want
             && Some(want) != got.as_ref()
         {
-            return Err(s3_error!(
+            return Err(api_error!(
                 BadDigest,
                 "The {name} you specified did not match the calculated checksum."
             ));
@@ -181,13 +182,13 @@ pub fn check_content_md5(content_md5: Option<&str>, md5: &[u8; 16]) -> S3Result<
         .ok()
         .filter(|d| d.len() == 16)
         .ok_or_else(|| {
-            s3_error!(
+            api_error!(
                 InvalidDigest,
                 "The Content-MD5 you specified is not valid base64 of 16 bytes."
             )
         })?;
     if decoded != md5 {
-        return Err(s3_error!(
+        return Err(api_error!(
             BadDigest,
             "The Content-MD5 you specified did not match what we received."
         ));
@@ -205,7 +206,7 @@ pub fn check_whole_body(headers: &HeaderMap, body: &[u8]) -> S3Result<()> {
             .map(|v| {
                 v.to_str()
                     .map(str::to_owned)
-                    .map_err(|_| s3_error!(InvalidArgument, "header {name} is not valid text"))
+                    .map_err(|_| api_error!(InvalidArgument, "header {name} is not valid text"))
             })
             .transpose()
     };
@@ -256,7 +257,7 @@ pub fn check_part_algorithm(
         named.push(declared.as_str());
     }
     if let Some(other) = named.iter().find(|a| !a.eq_ignore_ascii_case(expected)) {
-        return Err(s3_error!(
+        return Err(api_error!(
             InvalidRequest,
             "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
             expected.to_ascii_lowercase(),
@@ -305,14 +306,14 @@ pub fn check_completed_part(
         if let Some(want) = want
             && Some(want) != have.as_ref()
         {
-            return Err(s3_error!(
+            return Err(api_error!(
                 InvalidPart,
                 "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified {name} checksum may not match the part's checksum (part {})",
                 stored.part_number
             ));
         }
         if upload_algorithm.is_some_and(|a| a.eq_ignore_ascii_case(name)) && want.is_none() {
-            return Err(s3_error!(
+            return Err(api_error!(
                 InvalidRequest,
                 "The upload was created using a {} checksum. The complete request must include the checksum for each part. It was missing for part {} in the request.",
                 name.to_ascii_lowercase(),
@@ -332,7 +333,7 @@ pub fn multipart_checksum_type(
 ) -> S3Result<Option<String>> {
     let Some(algorithm) = algorithm.map(|a| a.as_str().to_ascii_uppercase()) else {
         if requested.is_some() {
-            return Err(s3_error!(
+            return Err(api_error!(
                 InvalidRequest,
                 "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header."
             ));
@@ -354,7 +355,7 @@ pub fn multipart_checksum_type(
         _ => false,
     };
     if !allowed {
-        return Err(s3_error!(
+        return Err(api_error!(
             InvalidRequest,
             "The {algorithm} checksum algorithm does not support the {kind} checksum type."
         ));
@@ -478,7 +479,7 @@ pub fn check_object_checksum(claimed: &Claimed, object: &coffer_store::Checksums
             have == want || have.rsplit_once('-').is_some_and(|(v, _)| v == want)
         });
         if !matches {
-            return Err(s3_error!(
+            return Err(api_error!(
                 BadDigest,
                 "The {name} you specified for the multipart object did not match the calculated checksum."
             ));

@@ -3,8 +3,9 @@
 //!
 //! Pure functions over an object's ETag and Last-Modified; no I/O.
 
+use crate::error::api_error;
 use s3s::dto::{ETag, ETagCondition, Timestamp};
-use s3s::{S3Error, S3Result, s3_error};
+use s3s::{S3Error, S3Result};
 
 /// The conditions of one request.
 #[derive(Default)]
@@ -56,7 +57,7 @@ pub fn evaluate(
     };
     if not_modified {
         return Err(match on_not_modified {
-            OnNotModified::NotModified => s3_error!(NotModified, "Not Modified"),
+            OnNotModified::NotModified => api_error!(NotModified, "Not Modified"),
             OnNotModified::PreconditionFailed => precondition_failed(),
         });
     }
@@ -85,7 +86,7 @@ pub fn timestamp_from_ms(ms: i64) -> Timestamp {
 }
 
 fn precondition_failed() -> S3Error {
-    s3_error!(
+    api_error!(
         PreconditionFailed,
         "At least one of the pre-conditions you specified did not hold"
     )

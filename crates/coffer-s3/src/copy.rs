@@ -6,10 +6,11 @@
 
 use futures::StreamExt;
 use s3s::dto::*;
-use s3s::{S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Request, S3Response, S3Result};
 
 use crate::checksum::Claimed;
 use crate::conditional::{self, Conditions, OnNotModified, timestamp_from_ms};
+use crate::error::api_error;
 use crate::metadata;
 use crate::object::{self, ContentHeaders, NewObject};
 use crate::pipeline::{self, ByteSource, ObjectName};
@@ -28,7 +29,7 @@ fn source_of(src: &CopySource) -> S3Result<(String, String, Option<String>)> {
             key.to_string(),
             version_id.as_ref().map(ToString::to_string),
         )),
-        _ => Err(s3_error!(
+        _ => Err(api_error!(
             NotImplemented,
             "Copy sources other than bucket/key are not supported"
         )),
@@ -65,7 +66,7 @@ async fn source_stream(
     let body = pipeline::read_range(&c.blobs, parts, range, ObjectName { bucket, key }).await?;
     Ok(Box::pin(body.map(|r| {
         r.map_err(|_| {
-            s3_error!(
+            api_error!(
                 InternalError,
                 "The copy source's stored data failed its integrity check."
             )
@@ -110,7 +111,7 @@ pub async fn copy_object(
         && d.as_str() != MetadataDirective::REPLACE
         && d.as_str() != MetadataDirective::COPY
     {
-        return Err(s3_error!(
+        return Err(api_error!(
             InvalidArgument,
             "Unknown metadata directive {:?}: expected COPY or REPLACE",
             d.as_str()
@@ -122,7 +123,7 @@ pub async fn copy_object(
         && input.server_side_encryption.is_none()
         && input.storage_class.is_none()
     {
-        return Err(s3_error!(
+        return Err(api_error!(
             InvalidRequest,
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
         ));
@@ -196,7 +197,7 @@ pub async fn copy_object(
 pub(crate) fn copy_range(range: Option<&str>, size: u64) -> S3Result<std::ops::Range<u64>> {
     let Some(r) = range else { return Ok(0..size) };
     let invalid = || {
-        s3_error!(
+        api_error!(
             InvalidArgument,
             "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
         )
@@ -206,7 +207,7 @@ pub(crate) fn copy_range(range: Option<&str>, size: u64) -> S3Result<std::ops::R
     let first: u64 = a.trim().parse().map_err(|_| invalid())?;
     let last: u64 = b.trim().parse().map_err(|_| invalid())?;
     if first > last || last >= size {
-        return Err(s3_error!(
+        return Err(api_error!(
             InvalidRange,
             "The x-amz-copy-source-range {r:?} is not satisfiable: the source is {size} bytes"
         ));
@@ -279,7 +280,7 @@ fn destination_condition(
         .get(&name)
         .map(|v| {
             ETagCondition::parse_http_header(v.as_bytes()).map_err(|_| {
-                s3_error!(
+                api_error!(
                     InvalidArgument,
                     "The {name} header is not a valid ETag condition"
                 )

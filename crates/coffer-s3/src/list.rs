@@ -8,9 +8,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use coffer_store::ObjectRecord;
 use s3s::dto::*;
-use s3s::{S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Request, S3Response, S3Result};
 
 use crate::conditional::timestamp_from_ms;
+use crate::error::api_error;
 use crate::service::Coffer;
 
 /// S3's cap on keys per list page.
@@ -53,7 +54,7 @@ async fn page(
 ) -> S3Result<Page> {
     crate::bucket::require_bucket(c, bucket).await?;
     if max_keys < 0 {
-        return Err(s3_error!(
+        return Err(api_error!(
             InvalidArgument,
             "max-keys must be a non-negative integer"
         ));
@@ -257,7 +258,7 @@ pub(crate) fn decode_token(token: &str) -> S3Result<String> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| {
-            s3_error!(
+            api_error!(
                 InvalidArgument,
                 "The continuation token provided is incorrect"
             )

@@ -8,9 +8,10 @@
 
 use coffer_crypto::Key256;
 use s3s::dto::Metadata;
-use s3s::{S3Error, S3Result, s3_error};
+use s3s::{S3Error, S3Result};
 
 use crate::binding::{self, ObjectId};
+use crate::error::api_error;
 use crate::error::crypto_error;
 use crate::keyring::ServiceKeyRing;
 
@@ -25,7 +26,7 @@ const LEGACY_AAD: &[u8] = b"coffer user metadata v1";
 pub fn check_size(meta: Option<&Metadata>) -> S3Result<()> {
     let size: usize = meta.map_or(0, |m| m.iter().map(|(k, v)| k.len() + v.len()).sum());
     if size > MAX_USER_METADATA {
-        return Err(s3_error!(
+        return Err(api_error!(
             MetadataTooLarge,
             "Your metadata headers exceed the maximum allowed metadata size: {size} bytes, the limit is {MAX_USER_METADATA}"
         ));
@@ -97,7 +98,7 @@ fn open_with(
 
 fn corrupt() -> S3Error {
     tracing::error!("sealed user metadata of an object does not open");
-    s3_error!(
+    api_error!(
         InternalError,
         "We encountered an internal error. Please try again."
     )

@@ -7,13 +7,14 @@
 
 use coffer_crypto::Md5;
 use s3s::dto::*;
-use s3s::{S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Request, S3Response, S3Result};
 
 use coffer_store::{ObjectRecord, PartLayout, RECORD_VERSION, UploadRecord};
 
 use crate::binding::{self, ObjectId};
 use crate::checksum::{self, Claimed};
 use crate::conditional::timestamp_from_ms;
+use crate::error::api_error;
 use crate::metadata;
 use crate::object::{self, format_expires};
 use crate::pipeline::{self, ByteSource};
@@ -135,7 +136,7 @@ async fn load_upload(
     }
     match up {
         Some(up) if up.key == key => Ok(up),
-        _ => Err(s3_error!(
+        _ => Err(api_error!(
             NoSuchUpload,
             "The specified multipart upload does not exist. The upload ID might be invalid, or the upload might have been aborted or completed."
         )),
@@ -157,7 +158,7 @@ pub async fn store_part(
     trailers: Option<&s3s::TrailingHeaders>,
 ) -> S3Result<PartLayout> {
     if !(1..=MAX_PART_NUMBER).contains(&part_number) {
-        return Err(s3_error!(
+        return Err(api_error!(
             InvalidArgument,
             "Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive"
         ));
@@ -244,7 +245,7 @@ pub async fn upload_part(
     )?;
     let body = input
         .body
-        .ok_or_else(|| s3_error!(IncompleteBody, "The request body is missing"))?;
+        .ok_or_else(|| api_error!(IncompleteBody, "The request body is missing"))?;
     let digests = PartDigests {
         claimed: Claimed {
             crc32: input.checksum_crc32,
@@ -283,7 +284,7 @@ pub async fn upload_part(
 /// order. Errors as S3: `InvalidPartOrder`, `InvalidPart`, `EntityTooSmall`, `MalformedXML`.
 fn select_parts(requested: &[CompletedPart], stored: &[PartLayout]) -> S3Result<Vec<PartLayout>> {
     if requested.is_empty() {
-        return Err(s3_error!(
+        return Err(api_error!(
             MalformedXML,
             "The XML you provided did not list any parts to complete the upload with."
         ));
@@ -293,9 +294,9 @@ fn select_parts(requested: &[CompletedPart], stored: &[PartLayout]) -> S3Result<
     for p in requested {
         let number = p
             .part_number
-            .ok_or_else(|| s3_error!(MalformedXML, "Every Part must have a PartNumber."))?;
+            .ok_or_else(|| api_error!(MalformedXML, "Every Part must have a PartNumber."))?;
         if number <= previous {
-            return Err(s3_error!(
+            return Err(api_error!(
                 InvalidPartOrder,
                 "The list of parts was not in ascending order. Parts must be ordered by part number."
             ));
@@ -310,7 +311,7 @@ fn select_parts(requested: &[CompletedPart], stored: &[PartLayout]) -> S3Result<
         match found {
             Some(s) if etag_ok(s) => chosen.push(s.clone()),
             _ => {
-                return Err(s3_error!(
+                return Err(api_error!(
                     InvalidPart,
                     "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag (part {number})."
                 ));
@@ -319,7 +320,7 @@ fn select_parts(requested: &[CompletedPart], stored: &[PartLayout]) -> S3Result<
     }
     for p in &chosen[..chosen.len() - 1] {
         if p.size < MIN_PART_SIZE {
-            return Err(s3_error!(
+            return Err(api_error!(
                 EntityTooSmall,
                 "Your proposed upload is smaller than the minimum allowed size: part {} is {} bytes, every part but the last must be at least {MIN_PART_SIZE} bytes",
                 p.part_number,

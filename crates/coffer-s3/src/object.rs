@@ -9,11 +9,12 @@ use std::ops::Range as ByteRange;
 
 use coffer_store::{ObjectRecord, PartLayout, RECORD_VERSION, StoreError};
 use s3s::dto::*;
-use s3s::{S3Error, S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Error, S3Request, S3Response, S3Result};
 
 use crate::binding::{self, ObjectId};
 use crate::checksum::{self, Claimed};
 use crate::conditional::{self, Conditions, OnNotModified, timestamp_from_ms};
+use crate::error::api_error;
 use crate::metadata;
 use crate::pipeline::{self, ObjectName, ReadPart};
 use crate::service::{Coffer, now_ms};
@@ -225,13 +226,13 @@ pub(crate) fn check_write_options(
     if let Some(class) = storage_class
         && !KNOWN.contains(&class.as_str())
     {
-        return Err(s3_error!(
+        return Err(api_error!(
             InvalidStorageClass,
             "The storage class you specified is not valid"
         ));
     }
     if object_lock {
-        return Err(s3_error!(
+        return Err(api_error!(
             InvalidRequest,
             "Bucket is missing Object Lock Configuration"
         ));
@@ -246,7 +247,7 @@ pub(crate) fn supported_write_condition(
     name: &http::header::HeaderName,
 ) -> S3Result<Option<ETagCondition>> {
     if *name == http::header::IF_NONE_MATCH && cond.as_ref().is_some_and(|c| !c.is_any()) {
-        return Err(s3_error!(
+        return Err(api_error!(
             NotImplemented,
             "A header you provided implies functionality that is not implemented: {name} accepts only '*' on writes"
         ));
@@ -309,14 +310,14 @@ pub async fn put_object(
     if let Some(len) = input.content_length
         && len as u64 > pipeline::MAX_SINGLE_UPLOAD
     {
-        return Err(s3_error!(
+        return Err(api_error!(
             EntityTooLarge,
             "Your proposed upload exceeds the maximum allowed object size of 5 GiB"
         ));
     }
     let body = input
         .body
-        .ok_or_else(|| s3_error!(IncompleteBody, "The request body is missing"))?;
+        .ok_or_else(|| api_error!(IncompleteBody, "The request body is missing"))?;
     let if_none_match =
         supported_write_condition(input.if_none_match, &http::header::IF_NONE_MATCH)?;
     let obj = NewObject {
@@ -398,7 +399,7 @@ pub async fn load(c: &Coffer, bucket: &str, key: &str) -> S3Result<Loaded> {
     let (mut rec, inline) = c
         .meta_read(move |m| m.get_object_with_inline(&b, &k))
         .await?
-        .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))?;
+        .ok_or_else(|| api_error!(NoSuchKey, "The specified key does not exist."))?;
     c.records.check_object(bucket, key, &mut rec)?;
     Ok(Loaded {
         bucket: bucket.to_owned(),
@@ -413,7 +414,7 @@ async fn load_record(c: &Coffer, bucket: &str, key: &str) -> S3Result<Loaded> {
     let mut rec = c
         .meta_read(|m| m.get_object(bucket, key))
         .await?
-        .ok_or_else(|| s3_error!(NoSuchKey, "The specified key does not exist."))?;
+        .ok_or_else(|| api_error!(NoSuchKey, "The specified key does not exist."))?;
     c.records.check_object(bucket, key, &mut rec)?;
     Ok(Loaded {
         bucket: bucket.to_owned(),
@@ -449,13 +450,13 @@ fn select_range(
     part_number: Option<i32>,
 ) -> S3Result<(ByteRange<u64>, bool)> {
     match (range, part_number) {
-        (Some(_), Some(_)) => Err(s3_error!(
+        (Some(_), Some(_)) => Err(api_error!(
             InvalidRequest,
             "Cannot specify both Range header and partNumber query parameter"
         )),
         (Some(r), None) => {
             let checked = r.check(rec.size).map_err(|_| {
-                s3_error!(
+                api_error!(
                     InvalidRange,
                     "The requested range is not satisfiable: the object is {} bytes",
                     rec.size
@@ -468,12 +469,10 @@ fn select_range(
         (None, Some(n)) => {
             let count = rec.parts.len();
             let idx = usize::try_from(n).ok().filter(|&i| i >= 1 && i <= count).ok_or_else(|| {
-                let mut e = S3Error::with_message(
-                    s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
-                    format!("The requested partnumber is not satisfiable: the object has {count} part(s)"),
-                );
-                e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
-                e
+                api_error!(
+                    InvalidPartNumber,
+                    "The requested partnumber is not satisfiable: the object has {count} part(s)"
+                )
             })?;
             let start: u64 = rec.parts[..idx - 1].iter().map(|p| p.size).sum();
             let end = start + rec.parts[idx - 1].size;
@@ -659,7 +658,7 @@ pub async fn head_object(
 pub fn check_version_id(version_id: Option<&str>) -> S3Result<()> {
     match version_id {
         None | Some("null") => Ok(()),
-        Some(_) => Err(s3_error!(InvalidArgument, "Invalid version id specified")),
+        Some(_) => Err(api_error!(InvalidArgument, "Invalid version id specified")),
     }
 }
 
@@ -750,7 +749,7 @@ pub async fn delete_objects(
     let authz = req.extensions.get::<crate::authz::Authorizer>().cloned();
     let input = req.input;
     if input.delete.objects.len() > MAX_DELETE_KEYS {
-        return Err(s3_error!(
+        return Err(api_error!(
             MalformedXML,
             "The request may not contain more than {MAX_DELETE_KEYS} keys"
         ));

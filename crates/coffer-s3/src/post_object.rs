@@ -25,12 +25,13 @@ use hyper::body::Incoming;
 use s3s::dto::{
     ChecksumAlgorithm, Metadata, ServerSideEncryption, StorageClass, Timestamp, TimestampFormat,
 };
-use s3s::{Body, S3Error, s3_error};
+use s3s::{Body, S3Error};
 use time::OffsetDateTime;
 
 use crate::auth::Credentials;
 use crate::authz::{Authorizer, resource_arn};
 use crate::checksum::Claimed;
+use crate::error::api_error;
 use crate::form::{self, FilePart, FormError, FormReader, MAX_PRE_DATA};
 use crate::kms_api::Connection;
 use crate::object::{self, ContentHeaders, NewObject};
@@ -572,7 +573,7 @@ pub(crate) fn plan_upload(
         });
     }
     if !s3s::path::check_key(&key) {
-        return Err(PostError::S3(s3_error!(
+        return Err(PostError::S3(api_error!(
             KeyTooLongError,
             "Your key is too long"
         )));
@@ -631,7 +632,7 @@ pub(crate) fn plan_upload(
         .keys()
         .find(|k| http::HeaderName::from_bytes(format!("{META}{k}").as_bytes()).is_err())
     {
-        return Err(PostError::S3(s3_error!(
+        return Err(PostError::S3(api_error!(
             InvalidArgument,
             "{META}{bad} is not a valid metadata name"
         )));
@@ -701,7 +702,7 @@ impl FileSource {
     fn fail(&mut self, e: PostError) -> S3Error {
         self.done = true;
         *lock(&self.violation) = Some(e);
-        s3_error!(InvalidRequest, "the form upload was refused")
+        api_error!(InvalidRequest, "the form upload was refused")
     }
 }
 

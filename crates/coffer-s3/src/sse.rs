@@ -4,8 +4,9 @@
 //! Every object is stored under SSE-S3 whatever the request says; a request that asks for
 //! something else (SSE-KMS, DSSE-KMS, SSE-C) is refused, never silently downgraded.
 
+use crate::error::api_error;
 use s3s::dto::ServerSideEncryption;
-use s3s::{S3Error, S3Result, s3_error};
+use s3s::{S3Error, S3Result};
 
 /// The `x-amz-server-side-encryption` value every response of this build carries.
 pub fn sse_s3() -> Option<ServerSideEncryption> {
@@ -46,20 +47,20 @@ pub fn check_write(req: &SseRequest<'_>) -> S3Result<()> {
             ));
         }
         Some(other) => {
-            return Err(s3_error!(
+            return Err(api_error!(
                 InvalidArgument,
                 "The encryption method specified is not supported: x-amz-server-side-encryption must be AES256, aws:kms or aws:kms:dsse, got {other:?}"
             ));
         }
     }
     if req.kms_key_id.is_some() {
-        return Err(s3_error!(
+        return Err(api_error!(
             InvalidArgument,
             "x-amz-server-side-encryption-aws-kms-key-id is only valid with x-amz-server-side-encryption aws:kms or aws:kms:dsse"
         ));
     }
     if req.kms_context_present {
-        return Err(s3_error!(
+        return Err(api_error!(
             InvalidArgument,
             "x-amz-server-side-encryption-context is only valid with x-amz-server-side-encryption aws:kms or aws:kms:dsse"
         ));
@@ -73,7 +74,7 @@ pub fn check_write(req: &SseRequest<'_>) -> S3Result<()> {
 /// Reads that present SSE-C headers are refused: no object of this build is under SSE-C.
 pub fn check_read(customer_algorithm: Option<&str>, customer_key_present: bool) -> S3Result<()> {
     if customer_algorithm.is_some() || customer_key_present {
-        return Err(s3_error!(
+        return Err(api_error!(
             InvalidRequest,
             "The encryption parameters are not applicable to this object: it is not encrypted with a customer-provided key"
         ));
@@ -82,7 +83,7 @@ pub fn check_read(customer_algorithm: Option<&str>, customer_key_present: bool) 
 }
 
 fn not_implemented(what: &str) -> S3Error {
-    s3_error!(
+    api_error!(
         NotImplemented,
         "{what} is not implemented in this version of Coffer; objects are encrypted with SSE-S3 (AES256)"
     )
