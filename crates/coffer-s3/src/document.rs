@@ -42,8 +42,7 @@ pub fn digest_headers<B>(req: &Request<B>) -> Option<HeaderMap> {
     {
         return None;
     }
-    let path = req.uri().path().trim_start_matches('/');
-    let is_bucket = !path.trim_end_matches('/').contains('/');
+    let is_bucket = !crate::route::Target::of(req.uri().path()).is_object();
     let has = |name: &str| crate::server::query_value(req, name).is_some();
     let object_config = ["tagging", "acl", "retention", "legal-hold", "restore"]
         .iter()

@@ -28,6 +28,7 @@ mod object;
 mod pipeline;
 mod post_object;
 mod post_policy;
+mod route;
 mod server;
 mod service;
 mod sigv2;

@@ -64,21 +64,21 @@ pub(crate) fn route<B>(req: &Request<B>) -> Option<Route> {
     if req.method() != Method::POST {
         return None;
     }
-    let path = req.uri().path();
-    let path = path.strip_prefix('/').unwrap_or(path);
-    let bucket = path.strip_suffix('/').unwrap_or(path);
-    let bucket_only = !bucket.is_empty() && !bucket.contains('/');
+    let bucket = match crate::route::Target::of(req.uri().path()) {
+        crate::route::Target::Bucket(bucket) => Some(bucket),
+        _ => None,
+    };
     let form = req
         .headers()
         .get_all(http::header::CONTENT_TYPE)
         .iter()
         .any(|v| form::is_form_data(v.as_bytes()));
-    match (form, bucket_only) {
-        (true, true) => Some(Route::Upload {
+    match (form, bucket) {
+        (true, Some(bucket)) => Some(Route::Upload {
             bucket: bucket.to_owned(),
         }),
-        (true, false) => Some(Route::NotABucket),
-        (false, true) if req.uri().query().is_none_or(str::is_empty) => Some(Route::NotFormData),
+        (true, None) => Some(Route::NotABucket),
+        (false, Some(_)) if req.uri().query().is_none_or(str::is_empty) => Some(Route::NotFormData),
         (false, _) => None,
     }
 }

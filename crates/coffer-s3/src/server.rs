@@ -22,9 +22,10 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use crate::auth::Credentials;
 use crate::authz::S3AccessControl;
 use crate::document;
-use crate::iam_api::{self, IamFront};
-use crate::kms_api::{self, Connection, KmsFront};
+use crate::iam_api::IamFront;
+use crate::kms_api::{Connection, KmsFront};
 use crate::post_object::{self, PostObject};
+use crate::route::{self, Route, Target};
 use crate::service::Coffer;
 use crate::sigv2;
 use crate::sigv4::percent_decode;
@@ -119,7 +120,8 @@ impl Frontend {
         let method = req.method().clone();
         let started = std::time::Instant::now();
 
-        if kms_api::is_kms(&req) {
+        let route = route::classify(&req);
+        if route == Route::Kms {
             let resp = match &self.kms {
                 Some(kms) => kms.handle(req, &self.credentials, conn, &request_id).await,
                 None => error_response(
@@ -133,7 +135,7 @@ impl Frontend {
             return resp;
         }
 
-        if iam_api::is_iam(&req) {
+        if route == Route::Iam {
             let resp = match &self.iam {
                 Some(iam) => iam.handle(req, conn, &request_id).await,
                 None => error_response(
@@ -155,17 +157,22 @@ impl Frontend {
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() == b"0");
         let req = sigv2_bucket_path(req);
-        let early = admin(&method, &path, &self.stats)
+        let early = (route == Route::Admin)
+            .then(|| admin(&path, &self.stats))
+            .flatten()
             .or_else(|| sigv2::refusal(&req, self.allow_sigv2, &self.credentials))
             .or_else(|| {
                 check_credential_scope(&req, &self.region)
                     .map(|(code, msg)| error_response(StatusCode::BAD_REQUEST, code, &msg))
             })
             .or_else(|| misplaced_sse_header(&req));
-        let mut resp = match (early, post_object::route(&req)) {
+        let post = (route == Route::PostObject)
+            .then(|| post_object::route(&req))
+            .flatten();
+        let mut resp = match (early, post) {
             (Some(r), _) => r,
             // Form uploads never reach `s3s`, which would buffer the file before any check.
-            (None, Some(route)) => self.post.handle(route, req, conn).await,
+            (None, Some(post)) => self.post.handle(post, req, conn).await,
             (None, None) => {
                 let mut req = req;
                 // For the access check's `aws:SecureTransport` and `aws:SourceIp`.
@@ -263,8 +270,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 pub(crate) fn misplaced_sse_header<B>(req: &Request<B>) -> Option<Response<Body>> {
     let value = req.headers().get("x-amz-server-side-encryption")?;
     let aes256 = value.as_bytes() == b"AES256";
-    let path = req.uri().path().trim_start_matches('/');
-    let on_object = path.trim_end_matches('/').contains('/');
+    let on_object = Target::of(req.uri().path()).is_object();
     let has = |name: &str| query_value(req, name).is_some();
     let refused = match *req.method() {
         Method::GET | Method::HEAD => on_object,
@@ -288,7 +294,8 @@ pub(crate) fn misplaced_sse_header<B>(req: &Request<B>) -> Option<Response<Body>
 pub(crate) fn sigv2_bucket_path<B>(req: Request<B>) -> Request<B> {
     let sigv2 = sigv2::is_sigv2(&req);
     let path = req.uri().path();
-    let bucket_only = path.len() > 1 && !path[1..].contains('/');
+    // `/bucket/` is already what SigV2 signs.
+    let bucket_only = matches!(Target::of(path), Target::Bucket(_)) && !path.ends_with('/');
     if !sigv2 || !bucket_only {
         return req;
     }
@@ -330,11 +337,9 @@ fn new_request_id() -> String {
     id[..16].to_ascii_uppercase()
 }
 
-/// The admin surface under `/-/`; `None` for every other path.
-fn admin(method: &Method, path: &str, stats: &Stats) -> Option<Response<Body>> {
-    if !path.starts_with("/-/") || (method != Method::GET && method != Method::HEAD) {
-        return None;
-    }
+/// The admin surface under `/-/` (a GET or HEAD [`Route::Admin`]); `None` for a path it does
+/// not serve.
+fn admin(path: &str, stats: &Stats) -> Option<Response<Body>> {
     let body = match path {
         "/-/health" | "/-/ready" => "ok\n".to_owned(),
         "/-/metrics" => format!(
