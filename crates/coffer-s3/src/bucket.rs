@@ -1,8 +1,8 @@
-//! Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket,
-//! GetBucketLocation, and the read-only bucket configs every bucket has (default encryption
-//! SSE-S3, versioning never enabled).
+//! Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation,
+//! the bucket's default encryption (Get/Put/DeleteBucketEncryption), and versioning, which is
+//! never enabled yet.
 
-use coffer_store::BucketRecord;
+use coffer_store::{BUCKET_RECORD_VERSION, BucketEncryption, BucketRecord};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
 
@@ -115,10 +115,11 @@ pub async fn create_bucket(
         return Err(api_error!(NotImplemented, "Object Lock is not implemented"));
     }
     let rec = BucketRecord {
-        v: 1,
+        v: BUCKET_RECORD_VERSION,
         name: input.bucket.clone(),
         region: c.region.clone(),
         created_unix_ms: now_ms(),
+        encryption: None,
     };
     c.meta(move |m| m.create_bucket(&rec)).await?;
     Ok(S3Response::new(CreateBucketOutput {
@@ -166,23 +167,114 @@ pub async fn get_bucket_location(
     }))
 }
 
+/// The bucket's default encryption: what PutBucketEncryption set, or SSE-S3, which S3 reports
+/// (and applies) for every bucket without a configuration since 2023.
 pub async fn get_bucket_encryption(
     c: &Coffer,
     req: S3Request<GetBucketEncryptionInput>,
 ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
-    require_bucket(c, &req.input.bucket).await?;
+    let encryption = bucket_encryption(c, &req.input.bucket).await?;
+    let (algorithm, key, bucket_key) = match encryption {
+        Some(e) => (e.sse_algorithm, e.kms_master_key_id, e.bucket_key_enabled),
+        None => (ServerSideEncryption::AES256.to_owned(), None, false),
+    };
     let rule = ServerSideEncryptionRule {
         apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
-            kms_master_key_id: None,
-            sse_algorithm: ServerSideEncryption::from_static(ServerSideEncryption::AES256),
+            kms_master_key_id: key,
+            sse_algorithm: ServerSideEncryption::from(algorithm),
         }),
-        bucket_key_enabled: Some(false),
+        bucket_key_enabled: Some(bucket_key),
     };
     Ok(S3Response::new(GetBucketEncryptionOutput {
         server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {
             rules: vec![rule],
         }),
     }))
+}
+
+/// PutBucketEncryption: one rule, `AES256`, `aws:kms` or `aws:kms:dsse`, a KMS key only with a
+/// KMS algorithm, a Bucket Key only with `aws:kms` (S3 Bucket Keys do not apply to DSSE-KMS).
+pub async fn put_bucket_encryption(
+    c: &Coffer,
+    req: S3Request<PutBucketEncryptionInput>,
+) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+    let input = req.input;
+    let rules = input.server_side_encryption_configuration.rules;
+    let [rule] = rules.as_slice() else {
+        return Err(api_error!(
+            MalformedXML,
+            "The server side encryption configuration must hold exactly one rule, not {}",
+            rules.len()
+        ));
+    };
+    let Some(default) = &rule.apply_server_side_encryption_by_default else {
+        return Err(api_error!(
+            MalformedXML,
+            "The rule must hold ApplyServerSideEncryptionByDefault"
+        ));
+    };
+    let algorithm = default.sse_algorithm.as_str();
+    let kms = match algorithm {
+        ServerSideEncryption::AES256 => false,
+        ServerSideEncryption::AWS_KMS | ServerSideEncryption::AWS_KMS_DSSE => true,
+        other => {
+            return Err(api_error!(
+                InvalidArgument,
+                "The SSEAlgorithm {other:?} is not valid: use AES256, aws:kms or aws:kms:dsse"
+            ));
+        }
+    };
+    if default.kms_master_key_id.is_some() && !kms {
+        return Err(api_error!(
+            InvalidArgument,
+            "a KMSMasterKeyID is allowed only when SSEAlgorithm is aws:kms or aws:kms:dsse"
+        ));
+    }
+    if let Some(key) = &default.kms_master_key_id
+        && key.trim().is_empty()
+    {
+        return Err(api_error!(
+            InvalidArgument,
+            "KMSMasterKeyID must not be empty"
+        ));
+    }
+    let bucket_key = rule.bucket_key_enabled == Some(true);
+    if bucket_key && algorithm != ServerSideEncryption::AWS_KMS {
+        return Err(api_error!(
+            InvalidArgument,
+            "BucketKeyEnabled applies only to SSEAlgorithm aws:kms"
+        ));
+    }
+    let encryption = BucketEncryption {
+        sse_algorithm: algorithm.to_owned(),
+        kms_master_key_id: default.kms_master_key_id.clone(),
+        bucket_key_enabled: bucket_key,
+    };
+    let bucket = input.bucket;
+    c.meta(move |m| m.set_bucket_encryption(&bucket, Some(encryption)))
+        .await?;
+    Ok(S3Response::new(PutBucketEncryptionOutput::default()))
+}
+
+/// DeleteBucketEncryption: back to the SSE-S3 default.
+pub async fn delete_bucket_encryption(
+    c: &Coffer,
+    req: S3Request<DeleteBucketEncryptionInput>,
+) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+    let bucket = req.input.bucket;
+    c.meta(move |m| m.set_bucket_encryption(&bucket, None))
+        .await?;
+    Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
+}
+
+/// A bucket's stored default encryption (`None`: SSE-S3); `NoSuchBucket` if absent.
+pub async fn bucket_encryption(c: &Coffer, bucket: &str) -> S3Result<Option<BucketEncryption>> {
+    let b = bucket.to_owned();
+    let rec = c
+        .meta_read(move |m| m.get_bucket(&b))
+        .await?
+        .ok_or_else(|| api_error!(NoSuchBucket, "The specified bucket does not exist"))?;
+    Ok(rec.encryption)
 }
 
 pub async fn get_bucket_versioning(

@@ -323,6 +323,7 @@ mod tests {
             name: "photos".into(),
             region: "us-east-1".into(),
             created_unix_ms: 0,
+            encryption: None,
         })
         .unwrap();
         let root = Key256::generate().unwrap();

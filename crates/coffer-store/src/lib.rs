@@ -17,6 +17,6 @@ pub use blob::{BLOBS_DIR, BlobReader, BlobStore, BlobWriter};
 pub use error::StoreError;
 pub use meta::{KvOp, MetaStore};
 pub use records::{
-    BUCKET_RECORD_VERSION, BucketRecord, Checksums, Envelope, LEGACY_RECORD_VERSION, ObjectRecord,
-    PartLayout, RECORD_VERSION, UploadRecord,
+    BUCKET_RECORD_VERSION, BucketEncryption, BucketRecord, Checksums, Envelope,
+    LEGACY_RECORD_VERSION, ObjectRecord, PartLayout, RECORD_VERSION, UploadRecord,
 };

@@ -39,8 +39,8 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, Writ
 
 use crate::error::StoreError;
 use crate::records::{
-    BucketRecord, LEGACY_RECORD_VERSION, ObjectRecord, PartLayout, RECORD_VERSION, StoredPart,
-    UploadRecord, decode, encode,
+    BucketEncryption, BucketRecord, LEGACY_RECORD_VERSION, ObjectRecord, PartLayout,
+    RECORD_VERSION, StoredPart, UploadRecord, decode, encode,
 };
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -191,6 +191,25 @@ impl MetaStore {
                 return Err(StoreError::BucketNotEmpty);
             }
             buckets.remove(name)?;
+            Ok(())
+        })
+    }
+
+    /// Sets (or with `None`, removes) a bucket's default encryption.
+    /// [`StoreError::BucketNotFound`] if the bucket does not exist.
+    pub fn set_bucket_encryption(
+        &self,
+        name: &str,
+        encryption: Option<BucketEncryption>,
+    ) -> Result<()> {
+        self.write(|txn| {
+            let mut buckets = txn.open_table(BUCKETS)?;
+            let mut rec: BucketRecord = match buckets.get(name)? {
+                Some(v) => decode(v.value())?,
+                None => return Err(StoreError::BucketNotFound),
+            };
+            rec.encryption = encryption;
+            buckets.insert(name, encode(&rec)?.as_slice())?;
             Ok(())
         })
     }
@@ -1054,6 +1073,7 @@ mod tests {
             name: name.into(),
             region: "us-east-1".into(),
             created_unix_ms: 1_700_000_000_000,
+            encryption: None,
         }
     }
 

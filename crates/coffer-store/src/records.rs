@@ -40,6 +40,25 @@ pub struct BucketRecord {
     pub region: String,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_unix_ms: i64,
+    /// The bucket's default encryption (PutBucketEncryption); absent means SSE-S3, as S3 has
+    /// applied to every bucket since 2023. Absent in JSON when unset, so records written before
+    /// the field existed keep their meaning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<BucketEncryption>,
+}
+
+/// A bucket's default encryption, as PutBucketEncryption stated it. Embedded in
+/// [`BucketRecord`]: changing the shape needs a new [`BUCKET_RECORD_VERSION`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BucketEncryption {
+    /// `AES256`, `aws:kms` or `aws:kms:dsse`.
+    pub sse_algorithm: String,
+    /// The KMS key as given (id, ARN, alias name or alias ARN); `None` = the AWS managed key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_master_key_id: Option<String>,
+    /// Whether writes under this default use an S3 Bucket Key.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bucket_key_enabled: bool,
 }
 
 /// Checksums of plaintext, as the S3 layer computed and verified them (base64, as on the wire).
