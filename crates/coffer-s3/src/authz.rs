@@ -40,6 +40,7 @@ impl S3AccessControl {
 /// paths outside `s3s` (POST uploads) build to check theirs.
 #[derive(Clone)]
 pub struct Authorizer {
+    access_key: String,
     principal_arn: String,
     account_id: String,
     identity: Identity,
@@ -65,6 +66,7 @@ impl Authorizer {
             // condition is ever read: building them cost a tenth of a small GET. (Bucket
             // policies, which can deny the root user too, will need them.)
             return Some(Authorizer {
+                access_key: access_key.to_owned(),
                 principal_arn,
                 account_id: account_id.to_owned(),
                 identity: account.identity,
@@ -118,6 +120,7 @@ impl Authorizer {
             }
         }
         Some(Authorizer {
+            access_key: access_key.to_owned(),
             principal_arn,
             account_id: account_id.to_owned(),
             identity: account.identity,
@@ -135,6 +138,27 @@ impl Authorizer {
     /// The caller's principal ARN.
     pub fn principal_arn(&self) -> &str {
         &self.principal_arn
+    }
+
+    /// The caller as the key service sees it, for the KMS calls S3 makes on its behalf.
+    pub fn kms_caller(
+        &self,
+        conn: Option<&Connection>,
+        request_id: &str,
+        headers: &http::HeaderMap,
+    ) -> coffer_kms::Caller {
+        coffer_kms::Caller {
+            access_key: self.access_key.clone(),
+            principal_arn: self.principal_arn.clone(),
+            source_ip: conn.map(|c| c.peer.ip().to_string()).unwrap_or_default(),
+            user_agent: headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            request_id: request_id.to_owned(),
+            secure_transport: conn.is_some_and(|c| c.secure),
+            identity: self.identity.clone(),
+        }
     }
 
     /// Whether the caller may do `action` on `resource` (identity policies only, for now).

@@ -15,7 +15,7 @@ use crate::metadata;
 use crate::object::{self, ContentHeaders, NewObject};
 use crate::pipeline::{self, ByteSource, ObjectName};
 use crate::service::Coffer;
-use crate::sse::{self, SseRequest};
+use crate::encryption::{Requester, SseHeaders, SseView, request};
 
 /// The source bucket and key of a copy (access point and outpost sources are refused).
 fn source_of(src: &CopySource) -> S3Result<(String, String, Option<String>)> {
@@ -61,8 +61,9 @@ async fn source_stream(
     key: String,
     mut src: object::Loaded,
     range: std::ops::Range<u64>,
+    who: &Requester,
 ) -> S3Result<ByteSource> {
-    let parts = object::read_parts(c, &mut src)?;
+    let parts = object::read_parts(c, &mut src, who).await?;
     let body = pipeline::read_range(&c.blobs, parts, range, ObjectName { bucket, key }).await?;
     Ok(Box::pin(body.map(|r| {
         r.map_err(|_| {
@@ -78,17 +79,29 @@ pub async fn copy_object(
     c: &Coffer,
     req: S3Request<CopyObjectInput>,
 ) -> S3Result<S3Response<CopyObjectOutput>> {
-    let S3Request { input, headers, .. } = req;
-    sse::check_write(&SseRequest {
-        server_side_encryption: input.server_side_encryption.as_ref(),
-        kms_key_id: input.ssekms_key_id.as_deref(),
-        customer_algorithm: input.sse_customer_algorithm.as_deref(),
-        customer_key_present: input.sse_customer_key.is_some(),
-        bucket_key_enabled: input.bucket_key_enabled,
-        kms_context_present: input.ssekms_encryption_context.is_some(),
-    })?;
+    let S3Request {
+        input,
+        headers,
+        extensions,
+        ..
+    } = req;
+    let who = Requester::of(&extensions, &headers)?;
+    let sse = object::write_encryption(
+        c,
+        &SseHeaders {
+            server_side_encryption: input.server_side_encryption.as_ref(),
+            kms_key_id: input.ssekms_key_id.as_deref(),
+            kms_context: input.ssekms_encryption_context.as_deref(),
+            bucket_key_enabled: input.bucket_key_enabled,
+            customer_algorithm: input.sse_customer_algorithm.as_deref(),
+            customer_key_present: input.sse_customer_key.is_some(),
+        },
+        &input.bucket,
+        &who,
+    )
+    .await?;
     object::check_input_write_options!(input);
-    sse::check_read(
+    request::check_no_customer_key(
         input.copy_source_sse_customer_algorithm.as_deref(),
         input.copy_source_sse_customer_key.is_some(),
     )?;
@@ -155,7 +168,7 @@ pub async fn copy_object(
         )
     };
     let size = src.size;
-    let source = source_stream(c, src_bucket, src_key, loaded, 0..size).await?;
+    let source = source_stream(c, src_bucket, src_key, loaded, 0..size, &who).await?;
     let obj = NewObject {
         bucket: input.bucket,
         key: input.key,
@@ -166,6 +179,7 @@ pub async fn copy_object(
         // Conditions on the destination (S3 reads them as it does on PutObject).
         if_none_match: destination_condition(&headers, http::header::IF_NONE_MATCH)?,
         if_match: destination_condition(&headers, http::header::IF_MATCH)?,
+        sse,
     };
     let stored = object::store_object(
         c,
@@ -174,9 +188,11 @@ pub async fn copy_object(
         input.checksum_algorithm.as_ref(),
         &headers,
         None,
+        &who,
     )
     .await?;
     let rec = stored.record;
+    let view = SseView::of(&rec.envelope);
     Ok(S3Response::new(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(ETag::Strong(rec.etag.clone())),
@@ -188,7 +204,10 @@ pub async fn copy_object(
             checksum_sha256: rec.checksums.sha256.clone(),
             checksum_type: Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
         }),
-        server_side_encryption: sse::sse_s3(),
+        server_side_encryption: Some(view.algorithm),
+        ssekms_key_id: view.kms_key_arn,
+        ssekms_encryption_context: view.context,
+        bucket_key_enabled: view.bucket_key_enabled,
         ..Default::default()
     }))
 }
@@ -219,12 +238,18 @@ pub async fn upload_part_copy(
     c: &Coffer,
     req: S3Request<UploadPartCopyInput>,
 ) -> S3Result<S3Response<UploadPartCopyOutput>> {
-    let S3Request { input, headers, .. } = req;
-    sse::check_read(
+    let S3Request {
+        input,
+        headers,
+        extensions,
+        ..
+    } = req;
+    let who = Requester::of(&extensions, &headers)?;
+    request::check_no_customer_key(
         input.copy_source_sse_customer_algorithm.as_deref(),
         input.copy_source_sse_customer_key.is_some(),
     )?;
-    sse::check_read(
+    request::check_no_customer_key(
         input.sse_customer_algorithm.as_deref(),
         input.sse_customer_key.is_some(),
     )?;
@@ -240,8 +265,8 @@ pub async fn upload_part_copy(
     )
     .await?;
     let range = copy_range(input.copy_source_range.as_deref(), loaded.rec.size)?;
-    let source = source_stream(c, src_bucket, src_key, loaded, range).await?;
-    let part = crate::multipart::store_part(
+    let source = source_stream(c, src_bucket, src_key, loaded, range, &who).await?;
+    let (part, envelope) = crate::multipart::store_part(
         c,
         &input.bucket,
         &input.key,
@@ -251,8 +276,10 @@ pub async fn upload_part_copy(
         crate::multipart::PartDigests::default(),
         &headers,
         None,
+        &who,
     )
     .await?;
+    let view = SseView::of(&envelope);
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(ETag::Strong(part.etag.clone())),
@@ -265,7 +292,9 @@ pub async fn upload_part_copy(
             checksum_sha1: part.checksums.sha1.clone(),
             checksum_sha256: part.checksums.sha256.clone(),
         }),
-        server_side_encryption: sse::sse_s3(),
+        server_side_encryption: Some(view.algorithm),
+        ssekms_key_id: view.kms_key_arn,
+        bucket_key_enabled: view.bucket_key_enabled,
         ..Default::default()
     }))
 }

@@ -14,6 +14,7 @@ mod checksum;
 mod conditional;
 mod copy;
 mod document;
+mod encryption;
 mod error;
 mod form;
 #[cfg(test)]
@@ -33,7 +34,6 @@ mod server;
 mod service;
 mod sigv2;
 mod sigv4;
-mod sse;
 mod upgrade;
 mod users;
 

@@ -9,7 +9,7 @@ use coffer_crypto::Md5;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
 
-use coffer_store::{ObjectRecord, PartLayout, RECORD_VERSION, UploadRecord};
+use coffer_store::{Envelope, ObjectRecord, PartLayout, RECORD_VERSION, UploadRecord};
 
 use crate::binding::{self, ObjectId};
 use crate::checksum::{self, Claimed};
@@ -19,7 +19,7 @@ use crate::metadata;
 use crate::object::{self, format_expires};
 use crate::pipeline::{self, ByteSource};
 use crate::service::{Coffer, now_ms};
-use crate::sse::{self, SseRequest};
+use crate::encryption::{self, DataKeys, Requester, SseHeaders, SseView, request};
 
 /// S3's minimum size of every part but the last.
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
@@ -30,15 +30,22 @@ pub async fn create_multipart_upload(
     c: &Coffer,
     req: S3Request<CreateMultipartUploadInput>,
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    let who = Requester::of(&req.extensions, &req.headers)?;
     let input = req.input;
-    sse::check_write(&SseRequest {
-        server_side_encryption: input.server_side_encryption.as_ref(),
-        kms_key_id: input.ssekms_key_id.as_deref(),
-        customer_algorithm: input.sse_customer_algorithm.as_deref(),
-        customer_key_present: input.sse_customer_key.is_some(),
-        bucket_key_enabled: input.bucket_key_enabled,
-        kms_context_present: input.ssekms_encryption_context.is_some(),
-    })?;
+    let sse = object::write_encryption(
+        c,
+        &SseHeaders {
+            server_side_encryption: input.server_side_encryption.as_ref(),
+            kms_key_id: input.ssekms_key_id.as_deref(),
+            kms_context: input.ssekms_encryption_context.as_deref(),
+            bucket_key_enabled: input.bucket_key_enabled,
+            customer_algorithm: input.sse_customer_algorithm.as_deref(),
+            customer_key_present: input.sse_customer_key.is_some(),
+        },
+        &input.bucket,
+        &who,
+    )
+    .await?;
     object::check_input_write_options!(input);
     metadata::check_size(input.metadata.as_ref())?;
     crate::bucket::require_bucket(c, &input.bucket).await?;
@@ -52,7 +59,8 @@ pub async fn create_multipart_upload(
         key: &input.key,
         version_id: &version_id,
     };
-    let (_dek, envelope) = c.new_data_key(&id)?;
+    let (_keys, envelope) = c.encryption.new_data_keys(&sse, &id, &who.caller).await?;
+    let view = SseView::of(&envelope);
     let sealed_user_metadata = metadata::seal(&c.ring, input.metadata.as_ref(), &id)?;
     // Upload ids start with the creation time (12 hex digits of milliseconds), so that within a
     // key, id order is listing order (oldest first) even for a marker upload since removed.
@@ -87,7 +95,10 @@ pub async fn create_multipart_upload(
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
-        server_side_encryption: sse::sse_s3(),
+        server_side_encryption: Some(view.algorithm),
+        ssekms_key_id: view.kms_key_arn,
+        ssekms_encryption_context: view.context,
+        bucket_key_enabled: view.bucket_key_enabled,
         checksum_algorithm: input.checksum_algorithm,
         checksum_type: checksum_type.map(ChecksumType::from),
         ..Default::default()
@@ -156,7 +167,8 @@ pub async fn store_part(
     digests: PartDigests,
     headers: &http::HeaderMap,
     trailers: Option<&s3s::TrailingHeaders>,
-) -> S3Result<PartLayout> {
+    who: &Requester,
+) -> S3Result<(PartLayout, Envelope)> {
     if !(1..=MAX_PART_NUMBER).contains(&part_number) {
         return Err(api_error!(
             InvalidArgument,
@@ -176,17 +188,30 @@ pub async fn store_part(
         .algorithm
         .clone()
         .or_else(|| upload_algorithm.map(|a| ChecksumAlgorithm::from(a.to_owned())));
-    let dek = c.open_data_key(&upload.envelope, &upload_object_id(&upload))?;
+    if upload.envelope.mode != encryption::MODE_SSE_S3 {
+        who.check_kms_transport(c.allow_insecure_http)?;
+    }
+    let keys = c
+        .encryption
+        .open_data_keys(&upload.envelope, &upload_object_id(&upload), &who.caller)
+        .await?;
     let salt: [u8; coffer_crypto::PART_SALT_LEN] =
         coffer_crypto::random_array().map_err(crate::error::crypto_error)?;
-    let part_key = coffer_crypto::derive_part_key(&dek, &salt);
+    let part_keys = DataKeys {
+        inner: coffer_crypto::derive_part_key(&keys.inner, &salt),
+        outer: keys
+            .outer
+            .as_ref()
+            .map(|outer| coffer_crypto::derive_part_key(outer, &salt)),
+    };
+    let part_key = object::single_layer(&part_keys)?;
     let blob_id = coffer_store::BlobStore::new_blob_id();
     let nonce_prefix = coffer_crypto::random_array().map_err(crate::error::crypto_error)?;
     let hasher = checksum::hasher_for(&digests.claimed, algorithm.as_ref(), headers)?;
     let written = pipeline::write_stream(
         &c.blobs,
         &blob_id,
-        &part_key,
+        part_key,
         nonce_prefix,
         source,
         hasher,
@@ -209,7 +234,7 @@ pub async fn store_part(
         size: written.size,
         nonce_prefix: nonce_prefix.to_vec(),
         part_salt: Some(salt.to_vec()),
-        etag: hex::encode(written.md5),
+        etag: encryption::etag(&upload.envelope.mode, &part_keys, &written.md5),
         checksums: checksum::to_store(&written.checksums),
         inline: false,
         mac: None,
@@ -220,7 +245,7 @@ pub async fn store_part(
     match c.meta(move |m| m.put_part(&b, &u, &l)).await {
         Ok(old) => {
             pipeline::free_blobs(&c.blobs, old.into_iter().map(|p| p.blob_id).collect());
-            Ok(layout)
+            Ok((layout, upload.envelope))
         }
         Err(e) => {
             pipeline::free_blobs(&c.blobs, vec![blob_id]);
@@ -237,9 +262,11 @@ pub async fn upload_part(
         input,
         headers,
         trailing_headers,
+        extensions,
         ..
     } = req;
-    sse::check_read(
+    let who = Requester::of(&extensions, &headers)?;
+    request::check_no_customer_key(
         input.sse_customer_algorithm.as_deref(),
         input.sse_customer_key.is_some(),
     )?;
@@ -257,7 +284,7 @@ pub async fn upload_part(
         content_md5: input.content_md5,
         algorithm: input.checksum_algorithm,
     };
-    let part = store_part(
+    let (part, envelope) = store_part(
         c,
         &input.bucket,
         &input.key,
@@ -267,11 +294,15 @@ pub async fn upload_part(
         digests,
         &headers,
         trailing_headers.as_ref(),
+        &who,
     )
     .await?;
+    let view = SseView::of(&envelope);
     Ok(S3Response::new(UploadPartOutput {
         e_tag: Some(ETag::Strong(part.etag)),
-        server_side_encryption: sse::sse_s3(),
+        server_side_encryption: Some(view.algorithm),
+        ssekms_key_id: view.kms_key_arn,
+        bucket_key_enabled: view.bucket_key_enabled,
         checksum_crc32: part.checksums.crc32,
         checksum_crc32c: part.checksums.crc32c,
         checksum_sha1: part.checksums.sha1,
@@ -395,6 +426,7 @@ pub async fn complete_multipart_upload(
     };
     c.records
         .sign_object(&input.bucket, &input.key, &mut record);
+    let view = SseView::of(&record.envelope);
     let (b, u, k) = (
         input.bucket.clone(),
         input.upload_id.clone(),
@@ -424,7 +456,9 @@ pub async fn complete_multipart_upload(
         key: Some(input.key.clone()),
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         e_tag: Some(ETag::Strong(etag)),
-        server_side_encryption: sse::sse_s3(),
+        server_side_encryption: Some(view.algorithm),
+        ssekms_key_id: view.kms_key_arn,
+        bucket_key_enabled: view.bucket_key_enabled,
         checksum_crc32: checksums.crc32,
         checksum_crc32c: checksums.crc32c,
         checksum_crc64nvme: checksums.crc64nvme,

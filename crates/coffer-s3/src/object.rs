@@ -12,13 +12,14 @@ use s3s::dto::*;
 use s3s::{S3Error, S3Request, S3Response, S3Result};
 
 use crate::binding::{self, ObjectId};
+use crate::encryption::{self, DataKeys, Requester, Sse, SseHeaders, SseView};
+use coffer_crypto::Key256;
 use crate::checksum::{self, Claimed};
 use crate::conditional::{self, Conditions, OnNotModified, timestamp_from_ms};
 use crate::error::api_error;
 use crate::metadata;
 use crate::pipeline::{self, ObjectName, ReadPart};
 use crate::service::{Coffer, now_ms};
-use crate::sse::{self, SseRequest};
 
 /// The non-secret HTTP attributes stored with an object.
 #[derive(Default, Clone)]
@@ -53,6 +54,8 @@ pub struct NewObject {
     pub content_md5: Option<String>,
     pub if_none_match: Option<ETagCondition>,
     pub if_match: Option<ETagCondition>,
+    /// The encryption it gets (see [`crate::encryption::request::choose`]).
+    pub sse: Sse,
 }
 
 /// The result of writing an object: its record (already committed).
@@ -60,8 +63,9 @@ pub struct Stored {
     pub record: ObjectRecord,
 }
 
-/// Writes `source` as the new current version of `obj.key`: the shared path of PutObject and
-/// CopyObject. `trailers` are read after the body, for aws-chunked trailing checksums.
+/// Writes `source` as the new current version of `obj.key`: the shared path of PutObject,
+/// CopyObject and POST uploads. `trailers` are read after the body, for aws-chunked trailing
+/// checksums; `who` is the caller the KMS calls are made for.
 pub async fn store_object(
     c: &Coffer,
     obj: NewObject,
@@ -69,6 +73,7 @@ pub async fn store_object(
     algorithm: Option<&ChecksumAlgorithm>,
     headers: &http::HeaderMap,
     trailers: Option<&s3s::TrailingHeaders>,
+    who: &Requester,
 ) -> S3Result<Stored> {
     metadata::check_size(obj.metadata.as_ref())?;
     crate::bucket::require_bucket(c, &obj.bucket).await?;
@@ -93,7 +98,11 @@ pub async fn store_object(
         key: &obj.key,
         version_id: &version_id,
     };
-    let (dek, envelope) = c.new_data_key(&id)?;
+    let (keys, envelope) = c
+        .encryption
+        .new_data_keys(&obj.sse, &id, &who.caller)
+        .await?;
+    let dek = single_layer(&keys)?;
     let sealed_user_metadata = metadata::seal(&c.ring, obj.metadata.as_ref(), &id)?;
     let blob_id = coffer_store::BlobStore::new_blob_id();
     let nonce_prefix = coffer_crypto::random_array().map_err(crate::error::crypto_error)?;
@@ -123,7 +132,7 @@ pub async fn store_object(
     };
     let inline = sealed_inline.is_some();
 
-    let etag = hex::encode(written.md5);
+    let etag = encryption::etag(&envelope.mode, &keys, &written.md5);
     let store_checksums = checksum::to_store(&written.checksums);
     let mut record = ObjectRecord {
         v: RECORD_VERSION,
@@ -187,6 +196,34 @@ pub async fn store_object(
             Err(crate::error::store_error(e))
         }
     }
+}
+
+/// The encryption of a write to `bucket` with these headers (and the bucket's default), with
+/// S3's transport rules for the KMS modes checked before any of the body is read.
+pub(crate) async fn write_encryption(
+    c: &Coffer,
+    headers: &SseHeaders<'_>,
+    bucket: &str,
+    who: &Requester,
+) -> S3Result<Sse> {
+    let default = crate::bucket::bucket_encryption(c, bucket).await?;
+    let sse = encryption::request::choose(headers, default.as_ref())?;
+    if sse.uses_kms() {
+        who.check_kms_transport(c.allow_insecure_http)?;
+    }
+    Ok(sse)
+}
+
+/// The one key of a single-layer stream. Until the pipeline seals dual-layer streams, a DSSE-KMS
+/// object is refused rather than stored with one layer.
+pub(crate) fn single_layer(keys: &DataKeys) -> S3Result<&Key256> {
+    if keys.outer.is_some() {
+        return Err(api_error!(
+            NotImplemented,
+            "Dual-layer server-side encryption (aws:kms:dsse) is not available in this build"
+        ));
+    }
+    Ok(&keys.inner)
 }
 
 /// [`check_write_options`] on the storage class and Object Lock fields of a PutObject,
@@ -296,16 +333,24 @@ pub async fn put_object(
         input,
         headers,
         trailing_headers,
+        extensions,
         ..
     } = req;
-    sse::check_write(&SseRequest {
-        server_side_encryption: input.server_side_encryption.as_ref(),
-        kms_key_id: input.ssekms_key_id.as_deref(),
-        customer_algorithm: input.sse_customer_algorithm.as_deref(),
-        customer_key_present: input.sse_customer_key.is_some(),
-        bucket_key_enabled: input.bucket_key_enabled,
-        kms_context_present: input.ssekms_encryption_context.is_some(),
-    })?;
+    let who = Requester::of(&extensions, &headers)?;
+    let sse = write_encryption(
+        c,
+        &SseHeaders {
+            server_side_encryption: input.server_side_encryption.as_ref(),
+            kms_key_id: input.ssekms_key_id.as_deref(),
+            kms_context: input.ssekms_encryption_context.as_deref(),
+            bucket_key_enabled: input.bucket_key_enabled,
+            customer_algorithm: input.sse_customer_algorithm.as_deref(),
+            customer_key_present: input.sse_customer_key.is_some(),
+        },
+        &input.bucket,
+        &who,
+    )
+    .await?;
     check_input_write_options!(input);
     if let Some(len) = input.content_length
         && len as u64 > pipeline::MAX_SINGLE_UPLOAD
@@ -342,6 +387,7 @@ pub async fn put_object(
         content_md5: input.content_md5,
         if_none_match,
         if_match: input.if_match,
+        sse,
     };
     let stored = store_object(
         c,
@@ -350,12 +396,17 @@ pub async fn put_object(
         input.checksum_algorithm.as_ref(),
         &headers,
         trailing_headers.as_ref(),
+        &who,
     )
     .await?;
     let rec = stored.record;
+    let view = SseView::of(&rec.envelope);
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(ETag::Strong(rec.etag.clone())),
-        server_side_encryption: sse::sse_s3(),
+        server_side_encryption: Some(view.algorithm),
+        ssekms_key_id: view.kms_key_arn,
+        ssekms_encryption_context: view.context,
+        bucket_key_enabled: view.bucket_key_enabled,
         checksum_crc32: rec.checksums.crc32,
         checksum_crc32c: rec.checksums.crc32c,
         checksum_crc64nvme: rec.checksums.crc64nvme,
@@ -425,17 +476,30 @@ async fn load_record(c: &Coffer, bucket: &str, key: &str) -> S3Result<Loaded> {
 }
 
 /// The parts of a loaded object with the keys that open them (and its inline data, if any).
-pub fn read_parts(c: &Coffer, loaded: &mut Loaded) -> S3Result<Vec<ReadPart>> {
-    let dek = c.open_data_key(&loaded.rec.envelope, &loaded.id())?;
+/// Opening a KMS-mode object asks the key service for its data key on `who`'s behalf, over the
+/// transport S3 requires.
+pub async fn read_parts(
+    c: &Coffer,
+    loaded: &mut Loaded,
+    who: &Requester,
+) -> S3Result<Vec<ReadPart>> {
+    if loaded.rec.envelope.mode != encryption::MODE_SSE_S3 {
+        who.check_kms_transport(c.allow_insecure_http)?;
+    }
+    let keys = c
+        .encryption
+        .open_data_keys(&loaded.rec.envelope, &loaded.id(), &who.caller)
+        .await?;
     let mut inline = loaded.inline.take();
     loaded
         .rec
         .parts
         .iter()
         .map(|p| {
+            let keys = Coffer::part_keys(&keys, p)?;
             Ok(ReadPart {
                 layout: p.clone(),
-                key: Coffer::part_key(&dek, p)?,
+                key: single_layer(&keys)?.clone(),
                 inline: if p.inline { inline.take() } else { None },
             })
         })
@@ -551,7 +615,7 @@ struct ReadView {
 macro_rules! read_view {
     ($c:expr, $input:expr, $load:ident) => {{
         let input = &$input;
-        sse::check_read(
+        encryption::request::check_no_customer_key(
             input.sse_customer_algorithm.as_deref(),
             input.sse_customer_key.is_some(),
         )?;
@@ -593,6 +657,7 @@ macro_rules! read_output {
     ($out:ident { $($field:ident: $value:expr),* }, $input:expr, $view:expr) => {{
         let (input, v) = ($input, $view);
         let rec = &v.loaded.rec;
+        let sse = SseView::of(&rec.envelope);
         $out {
             $($field: $value,)*
             accept_ranges: Some("bytes".to_owned()),
@@ -609,7 +674,9 @@ macro_rules! read_output {
             content_language: input.response_content_language.or(rec.content_language.clone()),
             cache_control: input.response_cache_control.or(rec.cache_control.clone()),
             expires: input.response_expires.or_else(|| parse_expires(rec.expires.as_ref())),
-            server_side_encryption: sse::sse_s3(),
+            server_side_encryption: Some(sse.algorithm),
+            ssekms_key_id: sse.kms_key_arn,
+            bucket_key_enabled: sse.bucket_key_enabled,
             parts_count: parts_count(rec),
             checksum_crc32: v.checksums.crc32,
             checksum_crc32c: v.checksums.crc32c,
@@ -626,19 +693,24 @@ pub async fn get_object(
     c: &Coffer,
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
+    let who = Requester::of(&req.extensions, &req.headers)?;
     let input = req.input;
     let mut view = read_view!(c, input, load);
-    let parts = read_parts(c, &mut view.loaded)?;
+    let parts = read_parts(c, &mut view.loaded, &who).await?;
     let name = ObjectName {
         bucket: input.bucket.clone(),
         key: input.key.clone(),
     };
     let body = pipeline::read_range(&c.blobs, parts, view.range.clone(), name).await?;
-    Ok(S3Response::new(read_output!(
-        GetObjectOutput { body: Some(body) },
-        input,
-        view
-    )))
+    let context = SseView::of(&view.loaded.rec.envelope).context;
+    Ok(with_context(
+        S3Response::new(read_output!(
+            GetObjectOutput { body: Some(body) },
+            input,
+            view
+        )),
+        context,
+    ))
 }
 
 pub async fn head_object(
@@ -647,11 +719,21 @@ pub async fn head_object(
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
     let view = read_view!(c, input, load_record);
-    Ok(S3Response::new(read_output!(
-        HeadObjectOutput {},
-        input,
-        view
-    )))
+    let context = SseView::of(&view.loaded.rec.envelope).context;
+    Ok(with_context(
+        S3Response::new(read_output!(HeadObjectOutput {}, input, view)),
+        context,
+    ))
+}
+
+/// Adds `x-amz-server-side-encryption-context` to a GET or HEAD answer (S3 returns it; `s3s`'s
+/// output types have no field for it).
+fn with_context<T>(mut resp: S3Response<T>, context: Option<String>) -> S3Response<T> {
+    if let Some(value) = context.and_then(|c| http::HeaderValue::from_str(&c).ok()) {
+        resp.headers
+            .insert("x-amz-server-side-encryption-context", value);
+    }
+    resp
 }
 
 /// Buckets are unversioned: the only version id is `null`.

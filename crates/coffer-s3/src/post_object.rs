@@ -38,7 +38,8 @@ use crate::object::{self, ContentHeaders, NewObject};
 use crate::pipeline;
 use crate::post_policy::{self, FormView, PolicyError, SizeRange};
 use crate::service::Coffer;
-use crate::sse::{self, SseRequest};
+use crate::encryption::{self, Sse, SseHeaders, SseView};
+use crate::server::RequestInfo;
 
 /// How much of a refused form's body is still read (and dropped) so that the client sees the
 /// answer rather than a reset; past it, or after [`LINGER_TIME`], the connection is closed.
@@ -138,6 +139,12 @@ impl PostObject {
         };
         let object_base = object_base_url(&req, conn, &bucket);
         let user_agent = req.headers().get(http::header::USER_AGENT).cloned();
+        let headers = req.headers().clone();
+        let request_id = req
+            .extensions()
+            .get::<RequestInfo>()
+            .map(|i| i.request_id.clone())
+            .unwrap_or_default();
         let body: form::BodyStream = Box::pin(
             http_body_util::BodyDataStream::new(req.into_body())
                 .map_err(|e| -> form::BodyError { Box::new(e) }),
@@ -154,10 +161,19 @@ impl PostObject {
             };
             self.prepare(&bucket, fields, &file, &request)
         });
-        let plan = match plan {
-            Ok(plan) => plan,
+        let (mut plan, authorizer, scheme) = match plan {
+            Ok(planned) => planned,
             Err(e) => return refuse(e, reader),
         };
+        let who = encryption::Requester {
+            caller: authorizer.kms_caller(Some(conn), &request_id, &headers),
+            secure: conn.secure,
+            sigv2: scheme == Scheme::V2,
+        };
+        match object::write_encryption(&self.coffer, &plan.sse.headers(), &bucket, &who).await {
+            Ok(sse) => plan.object.sse = sse,
+            Err(e) => return refuse(PostError::S3(e), reader),
+        }
 
         let violation = Arc::new(Mutex::new(None));
         let source = FileSource {
@@ -175,6 +191,7 @@ impl PostObject {
             plan.algorithm.as_ref(),
             &HeaderMap::new(),
             None,
+            &who,
         )
         .await;
         let stored = match stored {
@@ -204,7 +221,7 @@ impl PostObject {
         raw: Vec<form::Field>,
         file: &FilePart,
         request: &Requester<'_>,
-    ) -> Result<Plan, PostError> {
+    ) -> Result<(Plan, Authorizer, Scheme), PostError> {
         let fields = Fields::new(raw, file.filename.as_deref());
         let key = fields
             .get("key")
@@ -238,7 +255,8 @@ impl PostObject {
         authorizer
             .check("s3:PutObject", &resource_arn(bucket, Some(&key)))
             .map_err(PostError::S3)?;
-        plan_upload(bucket, key, &fields, size)
+        let plan = plan_upload(bucket, key, &fields, size)?;
+        Ok((plan, authorizer, scheme))
     }
 }
 
@@ -542,9 +560,34 @@ fn strip_prefix_ignore_case<'n>(name: &'n str, prefix: &str) -> Option<&'n str> 
 /// What an authorized form asks for.
 pub(crate) struct Plan {
     object: NewObject,
+    /// The form's encryption fields.
+    sse: SseFields,
     algorithm: Option<ChecksumAlgorithm>,
     size: SizeRange,
     answer: Answer,
+}
+
+/// A form's encryption fields (the headers of a PUT).
+pub(crate) struct SseFields {
+    algorithm: Option<ServerSideEncryption>,
+    kms_key_id: Option<String>,
+    context: Option<String>,
+    bucket_key: Option<bool>,
+    customer_algorithm: Option<String>,
+    customer_key: bool,
+}
+
+impl SseFields {
+    fn headers(&self) -> SseHeaders<'_> {
+        SseHeaders {
+            server_side_encryption: self.algorithm.as_ref(),
+            kms_key_id: self.kms_key_id.as_deref(),
+            kms_context: self.context.as_deref(),
+            bucket_key_enabled: self.bucket_key,
+            customer_algorithm: self.customer_algorithm.as_deref(),
+            customer_key_present: self.customer_key,
+        }
+    }
 }
 
 /// How a successful upload is answered.
@@ -579,20 +622,21 @@ pub(crate) fn plan_upload(
         )));
     }
     let field = |name: &str| fields.get(name).map(str::to_owned);
-    let sse = field("x-amz-server-side-encryption").map(ServerSideEncryption::from);
-    sse::check_write(&SseRequest {
-        server_side_encryption: sse.as_ref(),
-        kms_key_id: fields.get("x-amz-server-side-encryption-aws-kms-key-id"),
-        customer_algorithm: fields.get("x-amz-server-side-encryption-customer-algorithm"),
-        customer_key_present: fields
-            .get("x-amz-server-side-encryption-customer-key")
-            .is_some(),
-        bucket_key_enabled: fields
+    let sse = SseFields {
+        algorithm: field("x-amz-server-side-encryption").map(ServerSideEncryption::from),
+        kms_key_id: field("x-amz-server-side-encryption-aws-kms-key-id"),
+        context: field("x-amz-server-side-encryption-context"),
+        bucket_key: fields
             .get("x-amz-server-side-encryption-bucket-key-enabled")
             .map(|v| v.eq_ignore_ascii_case("true")),
-        kms_context_present: fields.get("x-amz-server-side-encryption-context").is_some(),
-    })
-    .map_err(PostError::S3)?;
+        customer_algorithm: field("x-amz-server-side-encryption-customer-algorithm"),
+        customer_key: fields
+            .get("x-amz-server-side-encryption-customer-key")
+            .is_some(),
+    };
+    // Checked here against no bucket default, so a form S3 refuses fails before its file is
+    // read; the bucket's default joins in when the upload starts.
+    encryption::request::choose(&sse.headers(), None).map_err(PostError::S3)?;
     let storage_class = field("x-amz-storage-class").map(StorageClass::from);
     let object_lock = fields.list.iter().any(|(n, _)| {
         strip_prefix_ignore_case(n, "x-amz-object-lock-").is_some_and(|rest| !rest.is_empty())
@@ -676,7 +720,10 @@ pub(crate) fn plan_upload(
             content_md5: field("Content-MD5"),
             if_none_match: None,
             if_match: None,
+            // Chosen with the bucket's default in `PostObject::handle`.
+            sse: Sse::S3,
         },
+        sse,
         algorithm: field("x-amz-checksum-algorithm").map(ChecksumAlgorithm::from),
         size: SizeRange {
             min: size.min,
@@ -854,10 +901,20 @@ fn success(
     if let Ok(v) = HeaderValue::from_str(&etag) {
         headers.insert(http::header::ETAG, v);
     }
-    headers.insert(
-        "x-amz-server-side-encryption",
-        HeaderValue::from_static(crate::service::MODE_SSE_S3),
-    );
+    let view = SseView::of(&rec.envelope);
+    for (name, value) in [
+        ("x-amz-server-side-encryption", Some(view.algorithm.as_str().to_owned())),
+        ("x-amz-server-side-encryption-aws-kms-key-id", view.kms_key_arn),
+        ("x-amz-server-side-encryption-context", view.context),
+        (
+            "x-amz-server-side-encryption-bucket-key-enabled",
+            view.bucket_key_enabled.map(|b| b.to_string()),
+        ),
+    ] {
+        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(name, v);
+        }
+    }
     let c = &rec.checksums;
     for (name, value) in [
         ("x-amz-checksum-crc32", &c.crc32),

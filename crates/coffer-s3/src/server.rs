@@ -33,6 +33,15 @@ use crate::sigv4::percent_decode;
 /// Largest error body the front layer rewrites (s3s error bodies are a few hundred bytes).
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// What the front layer knows of a request that the operations need too (in its extensions).
+#[derive(Clone, Debug)]
+pub struct RequestInfo {
+    /// The id the response carries (and the audit log, for KMS calls S3 makes).
+    pub request_id: String,
+    /// Whether it is signed with Signature Version 2.
+    pub sigv2: bool,
+}
+
 /// What the front layer needs besides the S3 service itself.
 pub struct FrontendConfig {
     pub credentials: Credentials,
@@ -172,12 +181,20 @@ impl Frontend {
         let mut resp = match (early, post) {
             (Some(r), _) => r,
             // Form uploads never reach `s3s`, which would buffer the file before any check.
-            (None, Some(post)) => self.post.handle(post, req, conn).await,
-            (None, None) => {
+            (None, post) => {
                 let mut req = req;
-                // For the access check's `aws:SecureTransport` and `aws:SourceIp`.
+                // For the access check's `aws:SecureTransport` and `aws:SourceIp`, and the KMS
+                // calls S3 makes on the caller's behalf.
+                let sigv2 = sigv2::is_sigv2(&req);
+                req.extensions_mut().insert(RequestInfo {
+                    request_id: request_id.clone(),
+                    sigv2,
+                });
                 req.extensions_mut().insert(conn.clone());
-                self.call_s3(req).await
+                match post {
+                    Some(post) => self.post.handle(post, req, conn).await,
+                    None => self.call_s3(req).await,
+                }
             }
         };
         let status = resp.status();

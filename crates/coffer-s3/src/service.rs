@@ -4,44 +4,54 @@
 
 use std::sync::Arc;
 
-use coffer_crypto::Key256;
-use coffer_store::{BlobStore, Envelope, MetaStore, PartLayout, StoreError};
+use coffer_store::{BlobStore, MetaStore, PartLayout, StoreError};
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
-use crate::binding::{self, ObjectId, RecordMac};
-use crate::error::{crypto_error, internal, store_error};
+use crate::binding::RecordMac;
+use crate::encryption::{DataKeys, Encryption, KmsClient};
+use crate::error::{internal, store_error};
 use crate::keyring::ServiceKeyRing;
 
-/// Envelope mode of SSE-S3 objects (the `x-amz-server-side-encryption` value).
-pub const MODE_SSE_S3: &str = "AES256";
-
-/// The S3 service: metadata, blobs, and the SSE-S3 key ring. Cheap to clone (shared state).
+/// The S3 service: metadata, blobs, keys. Cheap to clone (shared state).
 #[derive(Clone)]
 pub struct Coffer {
     pub(crate) meta: Arc<MetaStore>,
     pub(crate) blobs: Arc<BlobStore>,
+    /// The SSE-S3 key ring: user metadata is sealed under it, whatever the object's mode.
     pub(crate) ring: Arc<ServiceKeyRing>,
-    /// Authenticates object, upload and part records (see [`binding`]).
+    /// Makes and opens the data keys of every mode.
+    pub(crate) encryption: Arc<Encryption>,
+    /// Authenticates object, upload and part records (see [`crate::binding`]).
     pub(crate) records: Arc<RecordMac>,
     pub(crate) region: String,
+    /// Whether requests that involve the KMS (SSE-KMS, DSSE-KMS) may come over plain HTTP.
+    pub(crate) allow_insecure_http: bool,
+}
+
+/// What [`Coffer::new`] is built from.
+pub struct CofferParts {
+    pub meta: Arc<MetaStore>,
+    pub blobs: Arc<BlobStore>,
+    pub ring: Arc<ServiceKeyRing>,
+    pub records: Arc<RecordMac>,
+    /// The key service SSE-KMS and DSSE-KMS use; without one they are refused.
+    pub kms: Option<Arc<dyn KmsClient>>,
+    pub region: String,
+    pub allow_insecure_http: bool,
 }
 
 impl Coffer {
-    /// Builds the service over opened stores and a loaded key ring.
-    pub fn new(
-        meta: Arc<MetaStore>,
-        blobs: Arc<BlobStore>,
-        ring: Arc<ServiceKeyRing>,
-        records: Arc<RecordMac>,
-        region: String,
-    ) -> Coffer {
+    /// Builds the service over opened stores, a loaded key ring and the key service.
+    pub fn new(parts: CofferParts) -> Coffer {
         Coffer {
-            meta,
-            blobs,
-            ring,
-            records,
-            region,
+            encryption: Arc::new(Encryption::new(Arc::clone(&parts.ring), parts.kms)),
+            meta: parts.meta,
+            blobs: parts.blobs,
+            ring: parts.ring,
+            records: parts.records,
+            region: parts.region,
+            allow_insecure_http: parts.allow_insecure_http,
         }
     }
 
@@ -69,66 +79,26 @@ impl Coffer {
         f(&self.meta).map_err(store_error)
     }
 
-    /// A fresh data key for object version `id`, wrapped by the current service key with `id`
-    /// in the associated data, and its envelope.
-    pub(crate) fn new_data_key(&self, id: &ObjectId<'_>) -> S3Result<(Key256, Envelope)> {
-        let dek = Key256::generate().map_err(crypto_error)?;
-        let (key_id, service_key) = self.ring.current();
-        let wrapped = coffer_crypto::wrap_key(&service_key, &dek, &binding::dek_aad(id, &key_id))
-            .map_err(crypto_error)?;
-        let envelope = Envelope {
-            mode: MODE_SSE_S3.to_owned(),
-            key_id,
-            wrapped_dek: wrapped,
-            format_version: coffer_crypto::FORMAT_VERSION,
-            segment_size: coffer_crypto::SEGMENT_SIZE as u32,
-        };
-        Ok((dek, envelope))
-    }
-
-    /// Unwraps the data key of object version `id` (a key wrapped for another object fails).
-    pub(crate) fn open_data_key(&self, envelope: &Envelope, id: &ObjectId<'_>) -> S3Result<Key256> {
-        let service_key = self.service_key_of(envelope)?;
-        coffer_crypto::unwrap_key(
-            &service_key,
-            &envelope.wrapped_dek,
-            &binding::dek_aad(id, &envelope.key_id),
-        )
-        .map_err(crypto_error)
-    }
-
-    /// The service key that wrapped an envelope's data key, once the envelope is one this build
-    /// opens.
-    pub(crate) fn service_key_of(&self, envelope: &Envelope) -> S3Result<Key256> {
-        if envelope.mode != MODE_SSE_S3 {
-            return Err(internal(
-                "envelope",
-                format!("unsupported encryption mode {:?}", envelope.mode),
-            ));
-        }
-        if envelope.format_version != coffer_crypto::FORMAT_VERSION
-            || envelope.segment_size as usize != coffer_crypto::SEGMENT_SIZE
-        {
-            return Err(internal("envelope", "unsupported object format version"));
-        }
-        self.ring.by_key_id(&envelope.key_id).ok_or_else(|| {
-            internal(
-                "envelope",
-                format!("service key {} is not in the key ring", envelope.key_id),
-            )
-        })
-    }
-
-    /// The key that opens one part: the data key itself, or its HKDF part key.
-    pub(crate) fn part_key(dek: &Key256, layout: &PartLayout) -> S3Result<Key256> {
+    /// The keys that open one part: the data keys themselves (single PUT), or their HKDF part
+    /// keys under the part's salt (multipart).
+    pub(crate) fn part_keys(keys: &DataKeys, layout: &PartLayout) -> S3Result<DataKeys> {
         match &layout.part_salt {
-            None => Ok(dek.clone()),
+            None => Ok(DataKeys {
+                inner: keys.inner.clone(),
+                outer: keys.outer.clone(),
+            }),
             Some(salt) => {
                 let salt: &[u8; coffer_crypto::PART_SALT_LEN] = salt
                     .as_slice()
                     .try_into()
                     .map_err(|_| internal("part layout", "bad part salt length"))?;
-                Ok(coffer_crypto::derive_part_key(dek, salt))
+                Ok(DataKeys {
+                    inner: coffer_crypto::derive_part_key(&keys.inner, salt),
+                    outer: keys
+                        .outer
+                        .as_ref()
+                        .map(|outer| coffer_crypto::derive_part_key(outer, salt)),
+                })
             }
         }
     }

@@ -6,6 +6,8 @@
 //! record carries `v` ([`RECORD_VERSION`]); changing a shape (renaming, retyping or removing a field,
 //! changing an encoding) needs a new version number and code that keeps reading the old one.
 
+use std::collections::BTreeMap;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -83,17 +85,37 @@ pub struct Checksums {
 /// Embedded in versioned records: changing the shape needs a new [`RECORD_VERSION`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Envelope {
-    /// `"AES256"` for SSE-S3 (later `"aws:kms"`, `"aws:kms:dsse"`, `"SSE-C"`).
+    /// `"AES256"` (SSE-S3), `"aws:kms"` (SSE-KMS) or `"aws:kms:dsse"` (DSSE-KMS).
     pub mode: String,
-    /// Which key wrapped the DEK, e.g. `"service-key/3"`.
+    /// Which key wrapped the DEK: `"service-key/3"` for SSE-S3, the KMS key's ARN otherwise.
     pub key_id: String,
-    /// The data key, wrapped (base64 in JSON).
+    /// The data key, wrapped: by the service key (SSE-S3), as a KMS ciphertext blob (SSE-KMS,
+    /// DSSE's first layer), or by the Bucket Key (base64 in JSON).
     #[serde(with = "base64_bytes")]
     pub wrapped_dek: Vec<u8>,
     /// Version of the segment stream format of the object's blobs.
     pub format_version: u8,
     /// Plaintext bytes per segment.
     pub segment_size: u32,
+    /// The KMS encryption context the data key (or the Bucket Key) was made under: `aws:s3:arn`
+    /// and the caller's pairs. KMS modes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<BTreeMap<String, String>>,
+    /// DSSE-KMS: the second layer's data key, as the KMS ciphertext blob (base64 in JSON).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "base64_opt_bytes"
+    )]
+    pub outer_wrapped_dek: Option<Vec<u8>>,
+    /// SSE-KMS with an S3 Bucket Key: the Bucket Key, as the KMS ciphertext blob; `wrapped_dek`
+    /// is then the data key wrapped by the Bucket Key (base64 in JSON).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "base64_opt_bytes"
+    )]
+    pub bucket_key: Option<Vec<u8>>,
 }
 
 /// One encrypted stream on disk: a whole single-part object, or one multipart part.
@@ -347,6 +369,9 @@ pub(crate) mod tests {
             wrapped_dek: vec![0xde, 0xad, 0xbe, 0xef],
             format_version: 1,
             segment_size: 65536,
+            context: None,
+            outer_wrapped_dek: None,
+            bucket_key: None,
         }
     }
 

@@ -1,0 +1,50 @@
+//! How S3 reaches a key service: a typed trait (no JSON), so that a remote AWS-KMS-API endpoint
+//! can take the built-in KMS's place, and its implementation over the built-in
+//! [`coffer_kms::Kms`].
+//!
+//! Every call is made on behalf of the S3 caller (its principal, identity policies, source IP and
+//! request id travel in the [`Caller`]): the key service authorizes and audits the caller, with
+//! `kms:ViaService` telling its policies that S3 asked.
+
+use std::collections::BTreeMap;
+
+use coffer_crypto::Key256;
+use coffer_kms::{Caller, KmsError};
+
+/// The service name S3 calls the key service as.
+pub const SERVICE: &str = "s3";
+
+/// A data key from the key service.
+pub struct DataKey {
+    /// The key itself (zeroized on drop).
+    pub plaintext: Key256,
+    /// The same key encrypted under the KMS key: what the envelope stores.
+    pub ciphertext: Vec<u8>,
+    /// The full ARN of the KMS key.
+    pub key_arn: String,
+}
+
+/// What S3 needs of a key service.
+#[async_trait::async_trait]
+pub trait KmsClient: Send + Sync {
+    /// A fresh 256-bit data key under `key_id` (any form the KMS API accepts; `None` = the AWS
+    /// managed key `aws/s3`) and `context`.
+    async fn generate_data_key(
+        &self,
+        caller: &Caller,
+        key_id: Option<&str>,
+        context: &BTreeMap<String, String>,
+    ) -> Result<DataKey, KmsError>;
+
+    /// The data key in `ciphertext`, made under `context`; with the ARN of its KMS key.
+    async fn decrypt(
+        &self,
+        caller: &Caller,
+        ciphertext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<(Key256, String), KmsError>;
+
+    /// The full ARN of `key_id` (`None` = the AWS managed key), to check a request's key before
+    /// any data is read and to name it in responses.
+    async fn resolve(&self, caller: &Caller, key_id: Option<&str>) -> Result<String, KmsError>;
+}

@@ -1,0 +1,521 @@
+//! How every object version is encrypted: the choice of mode for a write ([`request`]), and the
+//! envelope of each mode — a fresh data key, wrapped so that it opens only for its object, by the
+//! SSE-S3 service key, by a KMS key through the key service ([`kms_client`]), by an S3 Bucket
+//! Key, or (DSSE-KMS) two data keys for two layers. The one place that makes and opens data
+//! keys; the write and read paths only ask for [`DataKeys`].
+//!
+//! Keys are held only as `Key256` (zeroized, never printed); a Bucket Key is cached in memory
+//! for a bounded time, per bucket, KMS key, context and caller, never written anywhere but as
+//! its KMS ciphertext.
+
+pub mod kms_client;
+pub mod request;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use coffer_crypto::Key256;
+use coffer_kms::{Caller, KmsError};
+use coffer_store::Envelope;
+use s3s::S3Error;
+use s3s::dto::ServerSideEncryption;
+
+use crate::authz::Authorizer;
+use crate::binding::{self, ObjectId};
+use crate::kms_api::Connection;
+use crate::server::RequestInfo;
+use crate::error::{api_error, crypto_error, internal};
+use crate::keyring::ServiceKeyRing;
+pub use kms_client::KmsClient;
+pub use request::{Sse, SseHeaders};
+
+/// Envelope modes (the `x-amz-server-side-encryption` value). Frozen: stored in every record.
+pub const MODE_SSE_S3: &str = ServerSideEncryption::AES256;
+pub const MODE_SSE_KMS: &str = ServerSideEncryption::AWS_KMS;
+pub const MODE_DSSE_KMS: &str = ServerSideEncryption::AWS_KMS_DSSE;
+
+/// How long a Bucket Key is used for new objects, and kept to open them, before the KMS is asked
+/// again. S3 keeps its Bucket Keys "time-limited"; this bounds how long a disabled or deleted KMS
+/// key keeps working for objects under a Bucket Key.
+const BUCKET_KEY_LIFETIME: Duration = Duration::from_secs(300);
+/// Most Bucket Keys cached at once (each is 32 bytes plus its blob).
+const MAX_CACHED_BUCKET_KEYS: usize = 4096;
+
+/// The data keys of one object version: one per layer.
+pub struct DataKeys {
+    /// The (inner) layer's key: every mode has one.
+    pub inner: Key256,
+    /// DSSE-KMS's outer layer's key.
+    pub outer: Option<Key256>,
+}
+
+/// Makes and opens the envelopes of object versions.
+pub struct Encryption {
+    ring: Arc<ServiceKeyRing>,
+    kms: Option<Arc<dyn KmsClient>>,
+    bucket_keys: Mutex<HashMap<BucketKeyId, CachedBucketKey>>,
+}
+
+/// What one cached Bucket Key is for: S3 reuses a Bucket Key only for the same bucket, KMS key,
+/// context and caller (so a caller never rides on another's KMS permission).
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum BucketKeyId {
+    /// For new objects: (bucket ARN, requested key id, caller's context, principal).
+    Writing(String, Option<String>, BTreeMap<String, String>, String),
+    /// For reading: (SHA-256 of the Bucket Key's KMS blob, principal).
+    Reading([u8; 32], String),
+}
+
+struct CachedBucketKey {
+    key: Key256,
+    blob: Vec<u8>,
+    key_arn: String,
+    context: BTreeMap<String, String>,
+    made: Instant,
+}
+
+impl Encryption {
+    pub fn new(ring: Arc<ServiceKeyRing>, kms: Option<Arc<dyn KmsClient>>) -> Encryption {
+        Encryption {
+            ring,
+            kms,
+            bucket_keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn kms(&self) -> Result<&dyn KmsClient, S3Error> {
+        self.kms.as_deref().ok_or_else(|| {
+            api_error!(
+                NotImplemented,
+                "The key service is not running: SSE-KMS and DSSE-KMS are not available"
+            )
+        })
+    }
+
+    /// Fresh data keys for object version `id` under `sse`, and the envelope that keeps them.
+    pub async fn new_data_keys(
+        &self,
+        sse: &Sse,
+        id: &ObjectId<'_>,
+        caller: &Caller,
+    ) -> Result<(DataKeys, Envelope), S3Error> {
+        match sse {
+            Sse::S3 => {
+                let dek = Key256::generate().map_err(crypto_error)?;
+                let (key_id, service_key) = self.ring.current();
+                let wrapped =
+                    coffer_crypto::wrap_key(&service_key, &dek, &binding::dek_aad(id, &key_id))
+                        .map_err(crypto_error)?;
+                Ok((
+                    DataKeys {
+                        inner: dek,
+                        outer: None,
+                    },
+                    envelope(MODE_SSE_S3, key_id, wrapped),
+                ))
+            }
+            Sse::Kms {
+                key_id,
+                context,
+                bucket_key: false,
+            } => {
+                let context = request::full_context(context, &object_arn(id))?;
+                let key = self
+                    .kms()?
+                    .generate_data_key(caller, key_id.as_deref(), &context)
+                    .await
+                    .map_err(kms_error)?;
+                let mut env = envelope(MODE_SSE_KMS, key.key_arn, key.ciphertext);
+                env.context = Some(context);
+                Ok((
+                    DataKeys {
+                        inner: key.plaintext,
+                        outer: None,
+                    },
+                    env,
+                ))
+            }
+            Sse::Kms {
+                key_id,
+                context,
+                bucket_key: true,
+            } => {
+                let bucket = self.bucket_key_for_writing(caller, id, key_id, context).await?;
+                let dek = Key256::generate().map_err(crypto_error)?;
+                let wrapped = coffer_crypto::wrap_key(
+                    &bucket.key,
+                    &dek,
+                    &binding::dek_aad(id, &bucket_key_label(&bucket.key_arn)),
+                )
+                .map_err(crypto_error)?;
+                let mut env = envelope(MODE_SSE_KMS, bucket.key_arn, wrapped);
+                env.context = Some(bucket.context);
+                env.bucket_key = Some(bucket.blob);
+                Ok((
+                    DataKeys {
+                        inner: dek,
+                        outer: None,
+                    },
+                    env,
+                ))
+            }
+            Sse::Dsse { key_id, context } => {
+                let context = request::full_context(context, &object_arn(id))?;
+                let kms = self.kms()?;
+                let inner = kms
+                    .generate_data_key(caller, key_id.as_deref(), &context)
+                    .await
+                    .map_err(kms_error)?;
+                let outer = kms
+                    .generate_data_key(caller, Some(&inner.key_arn), &context)
+                    .await
+                    .map_err(kms_error)?;
+                let mut env = envelope(MODE_DSSE_KMS, inner.key_arn, inner.ciphertext);
+                env.context = Some(context);
+                env.outer_wrapped_dek = Some(outer.ciphertext);
+                Ok((
+                    DataKeys {
+                        inner: inner.plaintext,
+                        outer: Some(outer.plaintext),
+                    },
+                    env,
+                ))
+            }
+        }
+    }
+
+    /// The data keys of object version `id` from its envelope.
+    pub async fn open_data_keys(
+        &self,
+        env: &Envelope,
+        id: &ObjectId<'_>,
+        caller: &Caller,
+    ) -> Result<DataKeys, S3Error> {
+        if env.format_version != coffer_crypto::FORMAT_VERSION
+            || env.segment_size as usize != coffer_crypto::SEGMENT_SIZE
+        {
+            return Err(internal("envelope", "unsupported object format version"));
+        }
+        let context = || {
+            env.context
+                .as_ref()
+                .ok_or_else(|| internal("envelope", "a KMS envelope without its context"))
+        };
+        match env.mode.as_str() {
+            MODE_SSE_S3 => {
+                let service_key = self.ring.by_key_id(&env.key_id).ok_or_else(|| {
+                    internal(
+                        "envelope",
+                        format!("service key {} is not in the key ring", env.key_id),
+                    )
+                })?;
+                let dek = coffer_crypto::unwrap_key(
+                    &service_key,
+                    &env.wrapped_dek,
+                    &binding::dek_aad(id, &env.key_id),
+                )
+                .map_err(crypto_error)?;
+                Ok(DataKeys {
+                    inner: dek,
+                    outer: None,
+                })
+            }
+            MODE_SSE_KMS => match &env.bucket_key {
+                None => {
+                    let (dek, _) = self
+                        .kms()?
+                        .decrypt(caller, &env.wrapped_dek, context()?)
+                        .await
+                        .map_err(kms_error)?;
+                    Ok(DataKeys {
+                        inner: dek,
+                        outer: None,
+                    })
+                }
+                Some(blob) => {
+                    let bucket_key = self.bucket_key_for_reading(caller, blob, context()?).await?;
+                    let dek = coffer_crypto::unwrap_key(
+                        &bucket_key,
+                        &env.wrapped_dek,
+                        &binding::dek_aad(id, &bucket_key_label(&env.key_id)),
+                    )
+                    .map_err(crypto_error)?;
+                    Ok(DataKeys {
+                        inner: dek,
+                        outer: None,
+                    })
+                }
+            },
+            MODE_DSSE_KMS => {
+                let kms = self.kms()?;
+                let outer_blob = env
+                    .outer_wrapped_dek
+                    .as_ref()
+                    .ok_or_else(|| internal("envelope", "a DSSE envelope without its second key"))?;
+                let (inner, _) = kms
+                    .decrypt(caller, &env.wrapped_dek, context()?)
+                    .await
+                    .map_err(kms_error)?;
+                let (outer, _) = kms
+                    .decrypt(caller, outer_blob, context()?)
+                    .await
+                    .map_err(kms_error)?;
+                Ok(DataKeys {
+                    inner,
+                    outer: Some(outer),
+                })
+            }
+            other => Err(internal(
+                "envelope",
+                format!("unsupported encryption mode {other:?}"),
+            )),
+        }
+    }
+
+    async fn bucket_key_for_writing(
+        &self,
+        caller: &Caller,
+        id: &ObjectId<'_>,
+        key_id: &Option<String>,
+        context: &BTreeMap<String, String>,
+    ) -> Result<CachedCopy, S3Error> {
+        let bucket_arn = format!("arn:aws:s3:::{}", id.bucket);
+        let slot = BucketKeyId::Writing(
+            bucket_arn.clone(),
+            key_id.clone(),
+            context.clone(),
+            caller.principal_arn.clone(),
+        );
+        if let Some(hit) = self.cached(&slot) {
+            return Ok(hit);
+        }
+        let full = request::full_context(context, &bucket_arn)?;
+        let key = self
+            .kms()?
+            .generate_data_key(caller, key_id.as_deref(), &full)
+            .await
+            .map_err(kms_error)?;
+        let made = CachedCopy {
+            key: key.plaintext,
+            blob: key.ciphertext,
+            key_arn: key.key_arn,
+            context: full,
+        };
+        self.remember(slot, &made);
+        Ok(made)
+    }
+
+    async fn bucket_key_for_reading(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<Key256, S3Error> {
+        let slot = BucketKeyId::Reading(coffer_crypto::sha256(blob), caller.principal_arn.clone());
+        if let Some(hit) = self.cached(&slot) {
+            return Ok(hit.key);
+        }
+        let (key, key_arn) = self
+            .kms()?
+            .decrypt(caller, blob, context)
+            .await
+            .map_err(kms_error)?;
+        let made = CachedCopy {
+            key,
+            blob: blob.to_vec(),
+            key_arn,
+            context: context.clone(),
+        };
+        self.remember(slot, &made);
+        Ok(made.key)
+    }
+
+    fn cached(&self, slot: &BucketKeyId) -> Option<CachedCopy> {
+        let mut keys = self
+            .bucket_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match keys.get(slot) {
+            Some(k) if k.made.elapsed() < BUCKET_KEY_LIFETIME => Some(CachedCopy {
+                key: k.key.clone(),
+                blob: k.blob.clone(),
+                key_arn: k.key_arn.clone(),
+                context: k.context.clone(),
+            }),
+            Some(_) => {
+                keys.remove(slot);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remember(&self, slot: BucketKeyId, key: &CachedCopy) {
+        let mut keys = self
+            .bucket_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if keys.len() >= MAX_CACHED_BUCKET_KEYS {
+            keys.retain(|_, k| k.made.elapsed() < BUCKET_KEY_LIFETIME);
+            if keys.len() >= MAX_CACHED_BUCKET_KEYS {
+                keys.clear();
+            }
+        }
+        keys.insert(
+            slot,
+            CachedBucketKey {
+                key: key.key.clone(),
+                blob: key.blob.clone(),
+                key_arn: key.key_arn.clone(),
+                context: key.context.clone(),
+                made: Instant::now(),
+            },
+        );
+    }
+}
+
+/// A Bucket Key handed out of the cache.
+struct CachedCopy {
+    key: Key256,
+    blob: Vec<u8>,
+    key_arn: String,
+    context: BTreeMap<String, String>,
+}
+
+/// The key id a data key wrapped by a Bucket Key is bound to in its AAD. Frozen format v2.
+fn bucket_key_label(key_arn: &str) -> String {
+    format!("bucket-key:{key_arn}")
+}
+
+fn object_arn(id: &ObjectId<'_>) -> String {
+    format!("arn:aws:s3:::{}/{}", id.bucket, id.key)
+}
+
+fn envelope(mode: &str, key_id: String, wrapped_dek: Vec<u8>) -> Envelope {
+    Envelope {
+        mode: mode.to_owned(),
+        key_id,
+        wrapped_dek,
+        format_version: coffer_crypto::FORMAT_VERSION,
+        segment_size: coffer_crypto::SEGMENT_SIZE as u32,
+        context: None,
+        outer_wrapped_dek: None,
+        bucket_key: None,
+    }
+}
+
+/// What the response headers say of an object's encryption.
+pub struct SseView {
+    pub algorithm: ServerSideEncryption,
+    /// The KMS key's ARN (KMS modes).
+    pub kms_key_arn: Option<String>,
+    /// `x-amz-server-side-encryption-context` (KMS modes).
+    pub context: Option<String>,
+    /// `x-amz-server-side-encryption-bucket-key-enabled: true` when a Bucket Key was used.
+    pub bucket_key_enabled: Option<bool>,
+}
+
+impl SseView {
+    /// The headers of an envelope.
+    pub fn of(env: &Envelope) -> SseView {
+        let kms = env.mode != MODE_SSE_S3;
+        SseView {
+            algorithm: ServerSideEncryption::from(env.mode.clone()),
+            kms_key_arn: kms.then(|| env.key_id.clone()),
+            context: env.context.as_ref().map(request::context_header),
+            bucket_key_enabled: env.bucket_key.is_some().then_some(true),
+        }
+    }
+}
+
+/// Who a request is from and how it came, as the key service and S3's transport rules need it.
+pub struct Requester {
+    /// The caller the KMS calls are made for.
+    pub caller: Caller,
+    pub secure: bool,
+    pub sigv2: bool,
+}
+
+impl Requester {
+    /// From what the front layer and the access check left in a request's extensions.
+    pub fn of(ext: &http::Extensions, headers: &http::HeaderMap) -> Result<Requester, S3Error> {
+        let authz = ext
+            .get::<Authorizer>()
+            .ok_or_else(|| api_error!(AccessDenied, "Access Denied"))?;
+        let conn = ext.get::<Connection>();
+        let info = ext.get::<RequestInfo>();
+        Ok(Requester {
+            caller: authz.kms_caller(
+                conn,
+                info.map_or("", |i| i.request_id.as_str()),
+                headers,
+            ),
+            secure: conn.is_some_and(|c| c.secure),
+            sigv2: info.is_some_and(|i| i.sigv2),
+        })
+    }
+
+    /// S3's rules for requests that involve the KMS (writing or reading an SSE-KMS or DSSE-KMS
+    /// object): SigV4 only, and HTTPS unless the operator allowed plain HTTP.
+    pub fn check_kms_transport(&self, allow_insecure_http: bool) -> Result<(), S3Error> {
+        if self.sigv2 {
+            return Err(api_error!(
+                InvalidArgument,
+                "Requests specifying Server Side Encryption with AWS KMS managed keys require AWS Signature Version 4."
+            ));
+        }
+        if !self.secure && !allow_insecure_http {
+            return Err(api_error!(
+                InvalidArgument,
+                "Requests specifying Server Side Encryption with AWS KMS managed keys must be made over a secure connection."
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The entity tag of an object (or part) under `mode`: the MD5 of the plaintext for SSE-S3, as
+/// S3 gives it; for the KMS modes a value that is not the MD5 (S3 does not reveal it there): the
+/// first 16 bytes of HMAC-SHA256 of the MD5 under a key derived from the data key
+/// (HKDF info "coffer etag v1"), hex. Frozen: stored ETags must stay what clients saw.
+pub fn etag(mode: &str, keys: &DataKeys, md5: &[u8; 16]) -> String {
+    if mode == MODE_SSE_S3 {
+        hex::encode(md5)
+    } else {
+        let key = coffer_crypto::derive_key(&keys.inner, &[], b"coffer etag v1");
+        hex::encode(&coffer_crypto::hmac_sha256(key.expose_secret(), md5)[..16])
+    }
+}
+
+/// The one mapping of key-service errors to what S3 answers (S3 prefixes the KMS's codes with
+/// `KMS.` where it passes them on).
+pub fn kms_error(e: KmsError) -> S3Error {
+    match e {
+        KmsError::Disabled(m) => api_error!(KmsDisabled, "{m}"),
+        KmsError::InvalidState(m) => api_error!(KmsInvalidState, "{m}"),
+        KmsError::NotFound(m) | KmsError::InvalidArn(m) => api_error!(KmsNotFound, "{m}"),
+        KmsError::AccessDenied(m) => api_error!(AccessDenied, "{m}"),
+        KmsError::Throttling(m) | KmsError::LimitExceeded(m) => {
+            api_error!(SlowDown, "Please reduce your request rate. {m}")
+        }
+        KmsError::Validation(m) | KmsError::InvalidKeyUsage(m) => api_error!(InvalidArgument, "{m}"),
+        KmsError::InvalidCiphertext(m) | KmsError::IncorrectKey(m) => {
+            tracing::error!(error = %m, "an object's data key does not decrypt under its KMS key");
+            api_error!(InternalError, "We encountered an internal error. Please try again.")
+        }
+        other @ (KmsError::AlreadyExists(_)
+        | KmsError::InvalidAliasName(_)
+        | KmsError::MalformedPolicyDocument(_)
+        | KmsError::InvalidMarker(_)
+        | KmsError::Tag(_)
+        | KmsError::UnsupportedOperation(_)
+        | KmsError::DryRunOperation(_)
+        | KmsError::Internal(_)
+        | KmsError::UnknownOperation(_)
+        | KmsError::Serialization(_)) => {
+            tracing::error!(error = %other.message(), "key service failure");
+            api_error!(InternalError, "We encountered an internal error. Please try again.")
+        }
+    }
+}
