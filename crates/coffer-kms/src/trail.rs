@@ -654,6 +654,41 @@ mod tests {
     }
 
     #[test]
+    fn a_call_made_by_s3_for_the_root_user_has_cloudtrails_shape() {
+        let c = caller("arn:aws:iam::111122223333:root");
+        let err = KmsError::Disabled("k is disabled.".into());
+        let event = service_call(
+            &arns(),
+            ServiceCall {
+                caller: &c,
+                invoked_by: "s3.amazonaws.com",
+                event_name: "Decrypt",
+                read_only: true,
+                time: OffsetDateTime::UNIX_EPOCH,
+                parameters: json!({"encryptionAlgorithm": "SYMMETRIC_DEFAULT"}),
+                response: None,
+                resources: &["arn:k".into()],
+                error: Some(&err),
+            },
+        );
+        assert_eq!(
+            event["userIdentity"],
+            json!({"type": "Root", "principalId": "111122223333", "arn": "arn:aws:iam::111122223333:root",
+                   "accountId": "111122223333", "accessKeyId": "AKIAEXAMPLE", "invokedBy": "s3.amazonaws.com"})
+        );
+        assert_eq!(event["sourceIPAddress"], "s3.amazonaws.com");
+        assert_eq!(event["userAgent"], "s3.amazonaws.com");
+        assert_eq!(
+            event["additionalEventData"],
+            json!({"callerSourceIPAddress": "192.0.2.1", "callerUserAgent": "aws-cli/2"})
+        );
+        assert_eq!(event["requestID"], "req-1");
+        assert_eq!(event["eventType"], "AwsApiCall");
+        assert_eq!(event["errorCode"], "DisabledException");
+        assert_eq!(event["resources"][0]["ARN"], "arn:k");
+    }
+
+    #[test]
     fn service_events_name_the_key() {
         let event = service_event(
             &arns(),
