@@ -308,7 +308,7 @@ impl Kms {
     /// Finds the key a blob names, checks it against the `KeyId` the caller gave (if any), the
     /// policy (`action`) and the key state, and opens the blob.
     #[allow(clippy::too_many_arguments)]
-    fn open_blob(
+    pub(crate) fn open_blob(
         &self,
         req: &mut Request<'_>,
         blob: &[u8],
@@ -355,13 +355,17 @@ impl Kms {
 }
 
 /// Seals under the key's newest version.
-fn seal(key: &Key, plaintext: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, KmsError> {
+pub(crate) fn seal(
+    key: &Key,
+    plaintext: &[u8],
+    context: &EncryptionContext,
+) -> Result<Vec<u8>, KmsError> {
     let (version, material) = key.current();
     Ok(blob::seal(material, key.uuid, version, plaintext, context)?)
 }
 
 /// The one answer for every reason a blob does not open.
-fn invalid_ciphertext() -> KmsError {
+pub(crate) fn invalid_ciphertext() -> KmsError {
     KmsError::InvalidCiphertext(
         "The ciphertext is invalid: it is damaged, was not made by this key service, or was encrypted under a different encryption context"
             .to_owned(),
@@ -430,7 +434,7 @@ fn data_key_len(number_of_bytes: Option<i64>, key_spec: Option<&str>) -> Result<
 }
 
 /// `kms:EncryptionContext:<key>` for each pair, `kms:EncryptionContextKeys`, and the algorithm.
-fn context_conditions(context: &EncryptionContext) -> Conditions {
+pub(crate) fn context_conditions(context: &EncryptionContext) -> Conditions {
     let mut conditions = Conditions::with_capacity(context.len() + 2);
     for (k, v) in context {
         conditions.insert(format!("kms:EncryptionContext:{k}"), vec![v.clone()]);

@@ -66,6 +66,11 @@ impl Arns {
         )
     }
 
+    /// The partition of every ARN: `aws`, `aws-cn` or `aws-us-gov`.
+    pub fn partition(&self) -> &str {
+        self.partition
+    }
+
     /// The account id keys belong to.
     pub fn account(&self) -> &str {
         &self.account

@@ -38,6 +38,58 @@ pub fn default_key_policy(account_id: &str) -> String {
     )
 }
 
+/// The key policy AWS gives the AWS managed key of a service, byte for byte as GetKeyPolicy
+/// returns it for `aws/s3` (policy id `auto-s3-2`): every principal of the account may use the key
+/// for cryptography, but only through the service (`kms:ViaService`, e.g.
+/// `s3.us-east-1.amazonaws.com`) and only from this account (`kms:CallerAccount`); the account may
+/// read the key's metadata directly. Nothing else, for anyone: no policy change, no disabling, no
+/// deletion — which is what keeps an AWS managed key the service's.
+pub fn aws_managed_key_policy(
+    service_id: &str,
+    service_name: &str,
+    via_service: &str,
+    partition: &str,
+    account_id: &str,
+) -> String {
+    let quote = |s: &str| Value::String(s.to_owned());
+    let id = quote(&format!("auto-{service_id}-2"));
+    let sid = quote(&format!(
+        "Allow access through {service_name} for all principals in the account that are authorized to use {service_name}"
+    ));
+    let account = quote(account_id);
+    let via = quote(via_service);
+    let root = quote(&format!("arn:{partition}:iam::{account_id}:root"));
+    format!(
+        r#"{{
+  "Version" : "2012-10-17",
+  "Id" : {id},
+  "Statement" : [ {{
+    "Sid" : {sid},
+    "Effect" : "Allow",
+    "Principal" : {{
+      "AWS" : "*"
+    }},
+    "Action" : [ "kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey" ],
+    "Resource" : "*",
+    "Condition" : {{
+      "StringEquals" : {{
+        "kms:CallerAccount" : {account},
+        "kms:ViaService" : {via}
+      }}
+    }}
+  }}, {{
+    "Sid" : "Allow direct access to key metadata to the account",
+    "Effect" : "Allow",
+    "Principal" : {{
+      "AWS" : {root}
+    }},
+    "Action" : [ "kms:Describe*", "kms:Get*", "kms:List*" ],
+    "Resource" : "*"
+  }} ]
+}}"#
+    )
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct GetPolicyInput {
@@ -168,7 +220,7 @@ fn check_policy_name(name: Option<&str>) -> Result<(), KmsError> {
 mod tests {
     use serde_json::json;
 
-    use super::default_key_policy;
+    use super::{aws_managed_key_policy, default_key_policy};
     use crate::testing::{ALICE, BOB, Harness, ROOT};
 
     #[test]
@@ -179,6 +231,48 @@ mod tests {
             \"AWS\" : \"arn:aws:iam::111122223333:root\"\n    },\n    \
             \"Action\" : \"kms:*\",\n    \"Resource\" : \"*\"\n  } ]\n}";
         assert_eq!(default_key_policy("111122223333"), expected);
+    }
+
+    /// The text of `aws/s3`'s policy in us-east-1, as GetKeyPolicy returns it on AWS (account id
+    /// replaced).
+    #[test]
+    fn aws_managed_policy_is_byte_for_byte_what_aws_returns_for_aws_s3() {
+        let expected = r#"{
+  "Version" : "2012-10-17",
+  "Id" : "auto-s3-2",
+  "Statement" : [ {
+    "Sid" : "Allow access through S3 for all principals in the account that are authorized to use S3",
+    "Effect" : "Allow",
+    "Principal" : {
+      "AWS" : "*"
+    },
+    "Action" : [ "kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey" ],
+    "Resource" : "*",
+    "Condition" : {
+      "StringEquals" : {
+        "kms:CallerAccount" : "111122223333",
+        "kms:ViaService" : "s3.us-east-1.amazonaws.com"
+      }
+    }
+  }, {
+    "Sid" : "Allow direct access to key metadata to the account",
+    "Effect" : "Allow",
+    "Principal" : {
+      "AWS" : "arn:aws:iam::111122223333:root"
+    },
+    "Action" : [ "kms:Describe*", "kms:Get*", "kms:List*" ],
+    "Resource" : "*"
+  } ]
+}"#;
+        let text = aws_managed_key_policy(
+            "s3",
+            "S3",
+            "s3.us-east-1.amazonaws.com",
+            "aws",
+            "111122223333",
+        );
+        assert_eq!(text, expected);
+        coffer_policy::PolicyDocument::parse(&text).unwrap();
     }
 
     #[tokio::test]

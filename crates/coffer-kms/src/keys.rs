@@ -15,7 +15,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::model::{
-    ENCRYPT_DECRYPT, Key, KeyMeta, KeyState, SYMMETRIC_DEFAULT, VersionMeta, VersionOrigin,
+    ENCRYPT_DECRYPT, Key, KeyManager, KeyMeta, KeyState, SYMMETRIC_DEFAULT, VersionMeta,
+    VersionOrigin,
 };
 use crate::service::{Conditions, Kms, Request};
 use crate::wire::{self, not_in_enum};
@@ -176,6 +177,7 @@ impl Kms {
                     created_ms: req.now_ms(),
                     origin: VersionOrigin::Created,
                 }],
+                key_manager: KeyManager::Customer,
             },
             uuid,
             arn,

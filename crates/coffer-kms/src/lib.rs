@@ -10,10 +10,12 @@
 //!
 //! Map: `service.rs` (the [`Kms`] handle: open, dispatch, policy, audit, due tasks) in front of one
 //! file per family of operations (`keys.rs`, `aliases.rs`, `crypto.rs`, `rotation.rs`,
-//! `lifecycle.rs`, `key_policy.rs`); `router.rs` is the table of operations; `blob.rs` the ciphertext
-//! format; `store.rs` the sealed records; `trail.rs` the CloudTrail events; `audit/` and
-//! `throttle.rs` the log and the quotas; `refusals.rs` the aggregation of requests refused before
-//! authentication. The policy language is the `coffer-policy` crate.
+//! `lifecycle.rs`, `key_policy.rs`); `for_services.rs` is the typed API AWS services (S3) call on
+//! their callers' behalf, with the AWS managed keys (`alias/aws/<service>`) it creates on first
+//! use; `router.rs` is the table of operations; `blob.rs` the ciphertext format; `store.rs` the
+//! sealed records; `trail.rs` the CloudTrail events; `audit/` and `throttle.rs` the log and the
+//! quotas; `refusals.rs` the aggregation of requests refused before authentication. The policy
+//! language is the `coffer-policy` crate.
 
 pub mod audit;
 pub mod throttle;
@@ -23,6 +25,7 @@ mod blob;
 mod clock;
 mod crypto;
 mod error;
+mod for_services;
 mod ids;
 mod key_policy;
 mod keys;
@@ -41,6 +44,7 @@ mod testing;
 
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use error::KmsError;
+pub use for_services::{AwsService, DataKey, ServiceCalls, ServiceRequest};
 pub use service::Kms;
 pub use trail::{RefusedCall, audit_log_recovered};
 

@@ -47,6 +47,35 @@ impl KeyState {
     }
 }
 
+/// Who manages a key, as DescribeKey's `KeyManager` says. Stored in the key record since issue 8;
+/// records written before have no field and are customer managed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyManager {
+    /// Created by CreateKey: the account manages it (policy, state, rotation, deletion).
+    #[default]
+    #[serde(rename = "CUSTOMER")]
+    Customer,
+    /// Created by the key service for an AWS service on first use (`alias/aws/<service>`): its
+    /// policy, state, rotation and life are the service's, never a caller's.
+    #[serde(rename = "AWS")]
+    Aws,
+}
+
+impl KeyManager {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyManager::Customer => "CUSTOMER",
+            KeyManager::Aws => "AWS",
+        }
+    }
+
+    /// Whether this is the default, which stored records leave out.
+    fn is_customer(&self) -> bool {
+        *self == KeyManager::Customer
+    }
+}
+
 /// How a version of key material came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VersionOrigin {
@@ -112,6 +141,11 @@ pub struct KeyMeta {
     pub policy: String,
     /// Every version, oldest first; the last one encrypts.
     pub versions: Vec<VersionMeta>,
+    /// Customer or AWS managed. Left out of the stored JSON for customer managed keys, so their
+    /// records are byte for byte what earlier builds wrote, and records without it read as
+    /// customer managed.
+    #[serde(default, skip_serializing_if = "KeyManager::is_customer")]
+    pub key_manager: KeyManager,
 }
 
 /// A key as the service holds it: metadata, the parsed policy and the decrypted material of every
@@ -190,7 +224,7 @@ impl Key {
             "KeyUsage": ENCRYPT_DECRYPT,
             "KeyState": m.state.as_str(),
             "Origin": "AWS_KMS",
-            "KeyManager": "CUSTOMER",
+            "KeyManager": m.key_manager.as_str(),
             "CustomerMasterKeySpec": SYMMETRIC_DEFAULT,
             "KeySpec": SYMMETRIC_DEFAULT,
             "EncryptionAlgorithms": [SYMMETRIC_DEFAULT],
@@ -249,6 +283,7 @@ mod tests {
                 created_ms: 1,
                 origin: VersionOrigin::OnDemand,
             }],
+            key_manager: KeyManager::Customer,
         };
         let text = serde_json::to_string(&meta).unwrap();
         assert_eq!(
@@ -256,6 +291,20 @@ mod tests {
             r#"{"id":"k","created_ms":1,"description":"","state":"PendingDeletion","deletion_ms":2,"pending_window_days":7,"rotation":{"period_days":90,"anchor_ms":3},"tags":{},"policy":"{}","versions":[{"number":1,"created_ms":1,"origin":"OnDemand"}]}"#
         );
         assert_eq!(serde_json::from_str::<KeyMeta>(&text).unwrap(), meta);
+    }
+
+    #[test]
+    fn aws_managed_keys_say_so_and_old_records_are_customer_managed() {
+        let old = r#"{"id":"k","created_ms":1,"description":"","state":"Enabled","deletion_ms":null,"pending_window_days":null,"rotation":null,"tags":{},"policy":"{}","versions":[]}"#;
+        let meta: KeyMeta = serde_json::from_str(old).unwrap();
+        assert_eq!(meta.key_manager, KeyManager::Customer);
+        let managed = KeyMeta {
+            key_manager: KeyManager::Aws,
+            ..meta
+        };
+        let text = serde_json::to_string(&managed).unwrap();
+        assert!(text.ends_with(r#","key_manager":"AWS"}"#), "{text}");
+        assert_eq!(serde_json::from_str::<KeyMeta>(&text).unwrap(), managed);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::audit::AuditLog;
+use crate::for_services::ServiceCounters;
 use crate::ids::{Arns, KeyRef};
 use crate::model::{Alias, ENCRYPT_DECRYPT, Key, SYMMETRIC_DEFAULT, unix_ms};
 use crate::refusals::{Refusals, Summary};
@@ -40,6 +41,8 @@ pub struct Kms {
     refusals: Refusals,
     state: RwLock<State>,
     writer: tokio::sync::Mutex<()>,
+    /// Calls made through the typed API for AWS services (`for_services.rs`).
+    pub(crate) service_counters: ServiceCounters,
 }
 
 impl std::fmt::Debug for Kms {
@@ -115,6 +118,7 @@ impl Kms {
                 aliases: loaded.aliases,
             }),
             writer: tokio::sync::Mutex::new(()),
+            service_counters: ServiceCounters::default(),
         })
     }
 
@@ -144,11 +148,10 @@ impl Kms {
                 "The operation '{}' is not a KMS operation this service implements",
                 trail::sanitize_event_name(operation)
             ))),
-            Some(op) if !self.quotas.try_acquire(op.name()) => Err(KmsError::Throttling(
-                "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."
-                    .to_owned(),
-            )),
-            Some(op) => self.dispatch(op, &mut req, body).await,
+            Some(op) => match self.admit(op) {
+                Ok(()) => self.dispatch(op, &mut req, body).await,
+                Err(throttled) => Err(throttled),
+            },
         };
         let sanitized;
         let event_name = match op {
@@ -290,6 +293,17 @@ impl Kms {
 
     // ---- shared helpers for the operation files ----
 
+    /// `ThrottlingException` unless the quota of `op`'s group has room for one more request.
+    pub(crate) fn admit(&self, op: Op) -> Result<(), KmsError> {
+        if self.quotas.try_acquire(op.name()) {
+            return Ok(());
+        }
+        Err(KmsError::Throttling(
+            "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls."
+                .to_owned(),
+        ))
+    }
+
     /// A read view of the state; never hold it across an `await`.
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state
@@ -352,17 +366,23 @@ impl Kms {
     /// If the store write fails nothing changes.
     pub(crate) async fn commit(
         &self,
-        _writing: &Writing<'_>,
+        writing: &Writing<'_>,
         ops: Vec<KvOp>,
         apply: impl FnOnce(&mut State),
     ) -> Result<(), KmsError> {
         self.records.write(ops).await?;
+        self.apply(writing, apply);
+        Ok(())
+    }
+
+    /// Applies a change already written to the store to the in-memory state (the second half of
+    /// [`Kms::commit`], for a change whose audit events must be durable before anyone can see it).
+    pub(crate) fn apply(&self, _writing: &Writing<'_>, apply: impl FnOnce(&mut State)) {
         let mut state = self
             .state
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         apply(&mut state);
-        Ok(())
     }
 
     /// Changes one key under the writer lock: resolves it afresh, records it in the request,
@@ -481,6 +501,8 @@ impl Kms {
             req.now.format(&Rfc3339).unwrap_or_default(),
         );
         put("aws:EpochTime", req.now.unix_timestamp().to_string());
+        // A service acting for its caller sets "true" (and kms:ViaService) before this.
+        put("aws:ViaAWSService", "false".to_owned());
         put("kms:CallerAccount", self.arns.account().to_owned());
         put("kms:KeyOrigin", "AWS_KMS".to_owned());
         put("kms:KeySpec", SYMMETRIC_DEFAULT.to_owned());

@@ -237,6 +237,7 @@ mod tests {
                         origin: VersionOrigin::Created,
                     })
                     .collect(),
+                key_manager: Default::default(),
             },
             uuid: Uuid::try_parse(id).unwrap(),
             arn: arns().key(id),

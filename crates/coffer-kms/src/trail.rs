@@ -216,9 +216,8 @@ pub struct ApiCall<'a> {
     pub error: Option<&'a KmsError>,
 }
 
-/// The CloudTrail record of an API request.
-pub fn api_call(arns: &Arns, call: ApiCall<'_>) -> Value {
-    let caller = call.caller;
+/// CloudTrail's `userIdentity` of an authenticated caller: `Root` or `IAMUser`.
+fn caller_identity(arns: &Arns, caller: &Caller) -> Value {
     let mut identity = json!({
         "arn": caller.principal_arn,
         "accountId": arns.account(),
@@ -235,6 +234,13 @@ pub fn api_call(arns: &Arns, call: ApiCall<'_>) -> Value {
             identity["principalId"] = arns.account().into();
         }
     }
+    identity
+}
+
+/// The CloudTrail record of an API request.
+pub fn api_call(arns: &Arns, call: ApiCall<'_>) -> Value {
+    let caller = call.caller;
+    let identity = caller_identity(arns, caller);
     let mut event = api_event(
         arns,
         identity,
@@ -250,6 +256,66 @@ pub fn api_call(arns: &Arns, call: ApiCall<'_>) -> Value {
         serde_json::to_value(p).unwrap_or(Value::Null)
     });
     event["responseElements"] = call.response.unwrap_or(Value::Null);
+    event["readOnly"] = call.read_only.into();
+    event["resources"] = resources(arns, call.resources);
+    if let Some(err) = call.error {
+        event["errorCode"] = err.error_type().into();
+        event["errorMessage"] = err.message().into();
+    }
+    event
+}
+
+/// What one call an AWS service made for its caller did (see `for_services.rs`), for its audit
+/// event.
+pub struct ServiceCall<'a> {
+    /// The service's caller, on whose behalf the call was made.
+    pub caller: &'a Caller,
+    /// The service, as CloudTrail names it: `s3.amazonaws.com`.
+    pub invoked_by: &'a str,
+    /// The operation: `GenerateDataKey`, `Decrypt`, or `CreateKey` / `CreateAlias` for an AWS
+    /// managed key made on first use.
+    pub event_name: &'a str,
+    /// Whether the operation changes nothing.
+    pub read_only: bool,
+    /// When the call was made.
+    pub time: OffsetDateTime,
+    /// `requestParameters`: built by the caller of this function from typed fields, never from
+    /// anything secret.
+    pub parameters: Value,
+    /// Non-secret response fields, or none.
+    pub response: Option<Value>,
+    /// ARNs of the keys the call touched.
+    pub resources: &'a [String],
+    /// The outcome.
+    pub error: Option<&'a KmsError>,
+}
+
+/// The CloudTrail record of a call an AWS service made on its caller's behalf, in the shape
+/// CloudTrail gives the KMS events of SSE-KMS: `userIdentity` is the caller with `invokedBy` the
+/// service, and `sourceIPAddress` and `userAgent` are the service. The caller's own address and
+/// user agent, which CloudTrail does not show there, are kept in `additionalEventData`
+/// (`callerSourceIPAddress`, `callerUserAgent`).
+pub fn service_call(arns: &Arns, call: ServiceCall<'_>) -> Value {
+    let caller = call.caller;
+    let mut identity = caller_identity(arns, caller);
+    identity["invokedBy"] = call.invoked_by.into();
+    let mut event = api_event(
+        arns,
+        identity,
+        call.time,
+        call.event_name,
+        EventOrigin {
+            source_ip: call.invoked_by,
+            user_agent: Some(call.invoked_by),
+            request_id: &caller.request_id,
+        },
+    );
+    event["requestParameters"] = call.parameters;
+    event["responseElements"] = call.response.unwrap_or(Value::Null);
+    event["additionalEventData"] = json!({
+        "callerSourceIPAddress": caller.source_ip,
+        "callerUserAgent": caller.user_agent.as_deref().map(|ua| cap(ua, MAX_USER_AGENT)),
+    });
     event["readOnly"] = call.read_only.into();
     event["resources"] = resources(arns, call.resources);
     if let Some(err) = call.error {
@@ -585,6 +651,41 @@ mod tests {
         assert_eq!(event["userIdentity"]["type"], "Root");
         assert_eq!(event["userIdentity"]["principalId"], "111122223333");
         assert!(event.get("errorCode").is_none());
+    }
+
+    #[test]
+    fn a_call_made_by_s3_for_the_root_user_has_cloudtrails_shape() {
+        let c = caller("arn:aws:iam::111122223333:root");
+        let err = KmsError::Disabled("k is disabled.".into());
+        let event = service_call(
+            &arns(),
+            ServiceCall {
+                caller: &c,
+                invoked_by: "s3.amazonaws.com",
+                event_name: "Decrypt",
+                read_only: true,
+                time: OffsetDateTime::UNIX_EPOCH,
+                parameters: json!({"encryptionAlgorithm": "SYMMETRIC_DEFAULT"}),
+                response: None,
+                resources: &["arn:k".into()],
+                error: Some(&err),
+            },
+        );
+        assert_eq!(
+            event["userIdentity"],
+            json!({"type": "Root", "principalId": "111122223333", "arn": "arn:aws:iam::111122223333:root",
+                   "accountId": "111122223333", "accessKeyId": "AKIAEXAMPLE", "invokedBy": "s3.amazonaws.com"})
+        );
+        assert_eq!(event["sourceIPAddress"], "s3.amazonaws.com");
+        assert_eq!(event["userAgent"], "s3.amazonaws.com");
+        assert_eq!(
+            event["additionalEventData"],
+            json!({"callerSourceIPAddress": "192.0.2.1", "callerUserAgent": "aws-cli/2"})
+        );
+        assert_eq!(event["requestID"], "req-1");
+        assert_eq!(event["eventType"], "AwsApiCall");
+        assert_eq!(event["errorCode"], "DisabledException");
+        assert_eq!(event["resources"][0]["ARN"], "arn:k");
     }
 
     #[test]
