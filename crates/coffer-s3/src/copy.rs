@@ -10,12 +10,12 @@ use s3s::{S3Request, S3Response, S3Result};
 
 use crate::checksum::Claimed;
 use crate::conditional::{self, Conditions, OnNotModified, timestamp_from_ms};
+use crate::encryption::{Requester, SseHeaders, SseView, request};
 use crate::error::api_error;
 use crate::metadata;
 use crate::object::{self, ContentHeaders, NewObject};
 use crate::pipeline::{self, ByteSource, ObjectName};
 use crate::service::Coffer;
-use crate::encryption::{Requester, SseHeaders, SseView, request};
 
 /// The source bucket and key of a copy (access point and outpost sources are refused).
 fn source_of(src: &CopySource) -> S3Result<(String, String, Option<String>)> {

@@ -39,11 +39,12 @@ mod users;
 
 pub use auth::{Account, Credentials, Principal};
 pub use binding::RecordMac;
+pub use encryption::KmsClient;
 pub use iam_api::IamFront;
 pub use keyring::{KeyringError, ServiceKeyRing};
 pub use kms_api::{Connection, KmsFront};
 pub use server::{ConnectionService, Frontend, FrontendConfig};
-pub use service::Coffer;
+pub use service::{Coffer, CofferParts};
 pub use upgrade::{UpgradeError, upgrade_records};
 pub use users::{
     AccessKey, FULL_ACCESS_POLICY, MIGRATED_POLICY_NAME, UserError, UserRecord, Users,

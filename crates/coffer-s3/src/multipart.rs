@@ -14,12 +14,12 @@ use coffer_store::{Envelope, ObjectRecord, PartLayout, RECORD_VERSION, UploadRec
 use crate::binding::{self, ObjectId};
 use crate::checksum::{self, Claimed};
 use crate::conditional::timestamp_from_ms;
+use crate::encryption::{self, DataKeys, Requester, SseHeaders, SseView, request};
 use crate::error::api_error;
 use crate::metadata;
 use crate::object::{self, format_expires};
 use crate::pipeline::{self, ByteSource};
 use crate::service::{Coffer, now_ms};
-use crate::encryption::{self, DataKeys, Requester, SseHeaders, SseView, request};
 
 /// S3's minimum size of every part but the last.
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;

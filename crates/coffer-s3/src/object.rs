@@ -12,14 +12,14 @@ use s3s::dto::*;
 use s3s::{S3Error, S3Request, S3Response, S3Result};
 
 use crate::binding::{self, ObjectId};
-use crate::encryption::{self, DataKeys, Requester, Sse, SseHeaders, SseView};
-use coffer_crypto::Key256;
 use crate::checksum::{self, Claimed};
 use crate::conditional::{self, Conditions, OnNotModified, timestamp_from_ms};
+use crate::encryption::{self, DataKeys, Requester, Sse, SseHeaders, SseView};
 use crate::error::api_error;
 use crate::metadata;
 use crate::pipeline::{self, ObjectName, ReadPart};
 use crate::service::{Coffer, now_ms};
+use coffer_crypto::Key256;
 
 /// The non-secret HTTP attributes stored with an object.
 #[derive(Default, Clone)]
@@ -110,7 +110,7 @@ pub async fn store_object(
     let written = pipeline::write_stream(
         &c.blobs,
         &blob_id,
-        &dek,
+        dek,
         nonce_prefix,
         source,
         hasher,

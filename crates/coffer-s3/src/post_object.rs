@@ -31,15 +31,15 @@ use time::OffsetDateTime;
 use crate::auth::Credentials;
 use crate::authz::{Authorizer, resource_arn};
 use crate::checksum::Claimed;
+use crate::encryption::{self, Sse, SseHeaders, SseView};
 use crate::error::api_error;
 use crate::form::{self, FilePart, FormError, FormReader, MAX_PRE_DATA};
 use crate::kms_api::Connection;
 use crate::object::{self, ContentHeaders, NewObject};
 use crate::pipeline;
 use crate::post_policy::{self, FormView, PolicyError, SizeRange};
-use crate::service::Coffer;
-use crate::encryption::{self, Sse, SseHeaders, SseView};
 use crate::server::RequestInfo;
+use crate::service::Coffer;
 
 /// How much of a refused form's body is still read (and dropped) so that the client sees the
 /// answer rather than a reset; past it, or after [`LINGER_TIME`], the connection is closed.
@@ -903,8 +903,14 @@ fn success(
     }
     let view = SseView::of(&rec.envelope);
     for (name, value) in [
-        ("x-amz-server-side-encryption", Some(view.algorithm.as_str().to_owned())),
-        ("x-amz-server-side-encryption-aws-kms-key-id", view.kms_key_arn),
+        (
+            "x-amz-server-side-encryption",
+            Some(view.algorithm.as_str().to_owned()),
+        ),
+        (
+            "x-amz-server-side-encryption-aws-kms-key-id",
+            view.kms_key_arn,
+        ),
         ("x-amz-server-side-encryption-context", view.context),
         (
             "x-amz-server-side-encryption-bucket-key-enabled",
@@ -1374,7 +1380,11 @@ mod tests {
             Err(e) => status(e),
             Ok(_) => panic!("{pairs:?} was accepted"),
         };
-        assert_eq!(refused(&[("x-amz-server-side-encryption", "aws:kms")]), 501);
+        assert_eq!(refused(&[("x-amz-server-side-encryption", "aws:rot13")]), 400);
+        assert_eq!(
+            refused(&[("x-amz-server-side-encryption-aws-kms-key-id", "alias/app")]),
+            400
+        );
         assert_eq!(
             refused(&[("x-amz-server-side-encryption-customer-algorithm", "AES256")]),
             501

@@ -11,7 +11,8 @@ use anyhow::Context as _;
 use coffer_kms::throttle::QuotaConfig;
 use coffer_kms::{Clock, Kms, KmsConfig, OffsetClock, SystemClock};
 use coffer_s3::{
-    Coffer, Credentials, Frontend, FrontendConfig, IamFront, KmsFront, RecordMac, ServiceKeyRing,
+    Coffer, CofferParts, Credentials, Frontend, FrontendConfig, IamFront, KmsClient, KmsFront,
+    RecordMac, ServiceKeyRing,
 };
 use coffer_store::{BlobStore, MetaStore};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -237,13 +238,15 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     )?);
 
     let sweeper = (Arc::clone(&meta), Arc::clone(&blobs));
-    let coffer = Coffer::new(
+    let coffer = Coffer::new(CofferParts {
         meta,
         blobs,
-        Arc::new(ring),
-        Arc::new(records),
-        settings.region.clone(),
-    );
+        ring: Arc::new(ring),
+        records: Arc::new(records),
+        kms: Some(Arc::clone(&kms) as Arc<dyn KmsClient>),
+        region: settings.region.clone(),
+        allow_insecure_http: settings.allow_insecure_http,
+    });
     let frontend = Frontend::new(
         coffer,
         FrontendConfig {

@@ -9,10 +9,7 @@
 use std::collections::BTreeMap;
 
 use coffer_crypto::Key256;
-use coffer_kms::{Caller, KmsError};
-
-/// The service name S3 calls the key service as.
-pub const SERVICE: &str = "s3";
+use coffer_kms::{AwsService, Caller, Kms, KmsError, ServiceRequest};
 
 /// A data key from the key service.
 pub struct DataKey {
@@ -47,4 +44,46 @@ pub trait KmsClient: Send + Sync {
     /// The full ARN of `key_id` (`None` = the AWS managed key), to check a request's key before
     /// any data is read and to name it in responses.
     async fn resolve(&self, caller: &Caller, key_id: Option<&str>) -> Result<String, KmsError>;
+}
+
+#[async_trait::async_trait]
+impl KmsClient for Kms {
+    async fn generate_data_key(
+        &self,
+        caller: &Caller,
+        key_id: Option<&str>,
+        context: &BTreeMap<String, String>,
+    ) -> Result<DataKey, KmsError> {
+        let req = ServiceRequest {
+            caller,
+            service: AwsService::S3,
+        };
+        let key = self.generate_data_key_for(&req, key_id, context).await?;
+        Ok(DataKey {
+            plaintext: key.plaintext,
+            ciphertext: key.ciphertext,
+            key_arn: key.key_arn,
+        })
+    }
+
+    async fn decrypt(
+        &self,
+        caller: &Caller,
+        ciphertext: &[u8],
+        context: &BTreeMap<String, String>,
+    ) -> Result<(Key256, String), KmsError> {
+        let req = ServiceRequest {
+            caller,
+            service: AwsService::S3,
+        };
+        self.decrypt_for(&req, ciphertext, context).await
+    }
+
+    async fn resolve(&self, caller: &Caller, key_id: Option<&str>) -> Result<String, KmsError> {
+        let req = ServiceRequest {
+            caller,
+            service: AwsService::S3,
+        };
+        self.resolve_for(&req, key_id).await
+    }
 }

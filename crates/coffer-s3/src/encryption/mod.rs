@@ -23,10 +23,10 @@ use s3s::dto::ServerSideEncryption;
 
 use crate::authz::Authorizer;
 use crate::binding::{self, ObjectId};
-use crate::kms_api::Connection;
-use crate::server::RequestInfo;
 use crate::error::{api_error, crypto_error, internal};
 use crate::keyring::ServiceKeyRing;
+use crate::kms_api::Connection;
+use crate::server::RequestInfo;
 pub use kms_client::KmsClient;
 pub use request::{Sse, SseHeaders};
 
@@ -141,7 +141,9 @@ impl Encryption {
                 context,
                 bucket_key: true,
             } => {
-                let bucket = self.bucket_key_for_writing(caller, id, key_id, context).await?;
+                let bucket = self
+                    .bucket_key_for_writing(caller, id, key_id, context)
+                    .await?;
                 let dek = Key256::generate().map_err(crypto_error)?;
                 let wrapped = coffer_crypto::wrap_key(
                     &bucket.key,
@@ -234,7 +236,9 @@ impl Encryption {
                     })
                 }
                 Some(blob) => {
-                    let bucket_key = self.bucket_key_for_reading(caller, blob, context()?).await?;
+                    let bucket_key = self
+                        .bucket_key_for_reading(caller, blob, context()?)
+                        .await?;
                     let dek = coffer_crypto::unwrap_key(
                         &bucket_key,
                         &env.wrapped_dek,
@@ -249,10 +253,9 @@ impl Encryption {
             },
             MODE_DSSE_KMS => {
                 let kms = self.kms()?;
-                let outer_blob = env
-                    .outer_wrapped_dek
-                    .as_ref()
-                    .ok_or_else(|| internal("envelope", "a DSSE envelope without its second key"))?;
+                let outer_blob = env.outer_wrapped_dek.as_ref().ok_or_else(|| {
+                    internal("envelope", "a DSSE envelope without its second key")
+                })?;
                 let (inner, _) = kms
                     .decrypt(caller, &env.wrapped_dek, context()?)
                     .await
@@ -446,11 +449,7 @@ impl Requester {
         let conn = ext.get::<Connection>();
         let info = ext.get::<RequestInfo>();
         Ok(Requester {
-            caller: authz.kms_caller(
-                conn,
-                info.map_or("", |i| i.request_id.as_str()),
-                headers,
-            ),
+            caller: authz.kms_caller(conn, info.map_or("", |i| i.request_id.as_str()), headers),
             secure: conn.is_some_and(|c| c.secure),
             sigv2: info.is_some_and(|i| i.sigv2),
         })
@@ -499,10 +498,15 @@ pub fn kms_error(e: KmsError) -> S3Error {
         KmsError::Throttling(m) | KmsError::LimitExceeded(m) => {
             api_error!(SlowDown, "Please reduce your request rate. {m}")
         }
-        KmsError::Validation(m) | KmsError::InvalidKeyUsage(m) => api_error!(InvalidArgument, "{m}"),
+        KmsError::Validation(m) | KmsError::InvalidKeyUsage(m) => {
+            api_error!(InvalidArgument, "{m}")
+        }
         KmsError::InvalidCiphertext(m) | KmsError::IncorrectKey(m) => {
             tracing::error!(error = %m, "an object's data key does not decrypt under its KMS key");
-            api_error!(InternalError, "We encountered an internal error. Please try again.")
+            api_error!(
+                InternalError,
+                "We encountered an internal error. Please try again."
+            )
         }
         other @ (KmsError::AlreadyExists(_)
         | KmsError::InvalidAliasName(_)
@@ -515,7 +519,10 @@ pub fn kms_error(e: KmsError) -> S3Error {
         | KmsError::UnknownOperation(_)
         | KmsError::Serialization(_)) => {
             tracing::error!(error = %other.message(), "key service failure");
-            api_error!(InternalError, "We encountered an internal error. Please try again.")
+            api_error!(
+                InternalError,
+                "We encountered an internal error. Please try again."
+            )
         }
     }
 }

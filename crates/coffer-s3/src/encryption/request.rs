@@ -103,7 +103,11 @@ pub fn choose(h: &SseHeaders<'_>, default: Option<&BucketEncryption>) -> Result<
             "x-amz-server-side-encryption-aws-kms-key-id must not be empty"
         ));
     }
-    let context = h.kms_context.map(parse_context).transpose()?.unwrap_or_default();
+    let context = h
+        .kms_context
+        .map(parse_context)
+        .transpose()?
+        .unwrap_or_default();
     let key_id = h.kms_key_id.map(str::to_owned);
     // A request without the header takes the bucket's default (SSE-S3 when it has none).
     let (algorithm, key_id, default_bucket_key) = match (requested, default) {
@@ -129,10 +133,12 @@ pub fn choose(h: &SseHeaders<'_>, default: Option<&BucketEncryption>) -> Result<
             context,
             bucket_key,
         }),
-        ServerSideEncryption::AWS_KMS_DSSE if h.bucket_key_enabled == Some(true) => Err(api_error!(
-            InvalidArgument,
-            "S3 Bucket Keys are not supported with aws:kms:dsse"
-        )),
+        ServerSideEncryption::AWS_KMS_DSSE if h.bucket_key_enabled == Some(true) => {
+            Err(api_error!(
+                InvalidArgument,
+                "S3 Bucket Keys are not supported with aws:kms:dsse"
+            ))
+        }
         ServerSideEncryption::AWS_KMS_DSSE => Ok(Sse::Dsse { key_id, context }),
         _ if h.bucket_key_enabled == Some(true) => Err(api_error!(
             InvalidArgument,
@@ -384,7 +390,8 @@ mod tests {
         assert_eq!(full["app"], "x");
         let same = BTreeMap::from([(S3_ARN_CONTEXT_KEY.to_owned(), arn.to_owned())]);
         assert!(full_context(&same, arn).is_ok());
-        let other = BTreeMap::from([(S3_ARN_CONTEXT_KEY.to_owned(), "arn:aws:s3:::b/o".to_owned())]);
+        let other =
+            BTreeMap::from([(S3_ARN_CONTEXT_KEY.to_owned(), "arn:aws:s3:::b/o".to_owned())]);
         assert!(full_context(&other, arn).is_err());
         assert_eq!(parse_context(&context_header(&full)).unwrap(), full);
     }

@@ -324,64 +324,6 @@ async fn object_lock_and_unknown_storage_classes_are_refused_not_ignored() {
 }
 
 #[tokio::test]
-async fn sse_kms_and_dsse_kms_are_not_implemented_and_write_nothing() {
-    let (_server, s3) = setup().await;
-    put(&s3, "bkt", "existing", b"existing").await;
-    for sse in [
-        ServerSideEncryption::AwsKms,
-        ServerSideEncryption::AwsKmsDsse,
-    ] {
-        assert_s3_error(
-            s3.put_object()
-                .bucket("bkt")
-                .key("k")
-                .server_side_encryption(sse.clone())
-                .body(ByteStream::from_static(b"must not be stored"))
-                .send()
-                .await,
-            501,
-            "NotImplemented",
-        );
-        assert_s3_error(
-            s3.create_multipart_upload()
-                .bucket("bkt")
-                .key("k")
-                .server_side_encryption(sse.clone())
-                .send()
-                .await,
-            501,
-            "NotImplemented",
-        );
-        assert_s3_error(
-            s3.copy_object()
-                .bucket("bkt")
-                .key("k")
-                .copy_source("bkt/existing")
-                .server_side_encryption(sse.clone())
-                .send()
-                .await,
-            501,
-            "NotImplemented",
-        );
-    }
-    assert_s3_error(
-        s3.put_object()
-            .bucket("bkt")
-            .key("k")
-            .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id("alias/app")
-            .body(ByteStream::from_static(b"must not be stored"))
-            .send()
-            .await,
-        501,
-        "NotImplemented",
-    );
-    assert_s3_status(s3.head_object().bucket("bkt").key("k").send().await, 404);
-    let uploads = ok(s3.list_multipart_uploads().bucket("bkt").send().await);
-    assert!(uploads.uploads().is_empty(), "a refused upload was created");
-}
-
-#[tokio::test]
 async fn sse_c_is_not_implemented_and_writes_nothing() {
     let (_server, s3) = setup().await;
     let key = [7u8; 32];

@@ -681,14 +681,30 @@ async fn a_bucket_post_that_is_not_a_form_is_precondition_failed() {
     );
 }
 
+/// The form's encryption fields choose the object's encryption as a PUT's headers do.
 #[tokio::test]
-async fn a_kms_encryption_field_is_not_implemented_yet() {
+async fn a_form_with_sse_kms_fields_stores_the_file_under_the_kms_key() {
     let (server, s3) = setup().await;
     let form = Signed::new("kms.txt")
         .condition(json!({ "x-amz-server-side-encryption": "aws:kms" }))
         .form("kms.txt", &[("x-amz-server-side-encryption", "aws:kms")]);
-    assert_error(&post(&server, BUCKET, &form, b"x"), 501, "NotImplemented");
-    assert!(absent(&s3, "kms.txt").await);
+    let resp = post(&server, BUCKET, &form, b"under a KMS key");
+    assert_eq!(resp.status, 204, "{}", resp.body_text());
+    assert_eq!(resp.header("x-amz-server-side-encryption"), Some("aws:kms"));
+    let head = ok(s3.head_object().bucket(BUCKET).key("kms.txt").send().await);
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+    );
+    assert!(
+        head.ssekms_key_id()
+            .is_some_and(|k| k.starts_with("arn:aws:kms:")),
+        "{head:?}"
+    );
+    assert_eq!(
+        common::get(&s3, BUCKET, "kms.txt").await,
+        b"under a KMS key"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
