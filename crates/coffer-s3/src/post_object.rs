@@ -1380,7 +1380,10 @@ mod tests {
             Err(e) => status(e),
             Ok(_) => panic!("{pairs:?} was accepted"),
         };
-        assert_eq!(refused(&[("x-amz-server-side-encryption", "aws:rot13")]), 400);
+        assert_eq!(
+            refused(&[("x-amz-server-side-encryption", "aws:rot13")]),
+            400
+        );
         assert_eq!(
             refused(&[("x-amz-server-side-encryption-aws-kms-key-id", "alias/app")]),
             400

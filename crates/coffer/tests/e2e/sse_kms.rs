@@ -1,0 +1,772 @@
+//! SSE-KMS and S3 Bucket Keys end to end (issue 8): objects under keys of the built-in KMS,
+//! written and read with aws-sdk-s3 and checked with aws-sdk-kms and the audit log — every way of
+//! naming a key, the AWS managed key, encryption contexts, both permissions, key states through
+//! to crypto-shredding, copies between modes, multipart, Bucket Keys and bucket defaults.
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::{
+    DAY, TestServer, assert_s3_error, create_bucket, create_key, get, get_range, key_arn, ok,
+    pattern, put, set_clock_offset,
+};
+
+const BUCKET: &str = "vault";
+
+fn server() -> TestServer {
+    TestServer::builder()
+        .args(["--kms-quotas", "off", "--kms-task-interval", "1"])
+        .start()
+}
+
+async fn setup() -> (TestServer, Client, aws_sdk_kms::Client) {
+    let server = server();
+    let s3 = server.client();
+    create_bucket(&s3, BUCKET).await;
+    let kms = server.kms_client();
+    (server, s3, kms)
+}
+
+async fn put_kms(
+    s3: &Client,
+    key: &str,
+    body: &[u8],
+    kms_key: Option<&str>,
+) -> aws_sdk_s3::operation::put_object::PutObjectOutput {
+    ok(s3
+        .put_object()
+        .bucket(BUCKET)
+        .key(key)
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .set_ssekms_key_id(kms_key.map(str::to_owned))
+        .body(ByteStream::from(body.to_vec()))
+        .send()
+        .await)
+}
+
+/// The audit events S3 made on a caller's behalf (`invokedBy` s3.amazonaws.com).
+fn s3_kms_events(server: &TestServer) -> Vec<serde_json::Value> {
+    server
+        .audit_events()
+        .into_iter()
+        .filter(|e| e["userIdentity"]["invokedBy"] == "s3.amazonaws.com")
+        .collect()
+}
+
+#[tokio::test]
+async fn every_way_of_naming_a_key_stores_under_it_and_reads_back() {
+    let (_server, s3, kms) = setup().await;
+    let key = create_key(&kms, "app").await;
+    let id = key.key_id().to_owned();
+    let arn = key_arn(&id);
+    ok(kms
+        .create_alias()
+        .alias_name("alias/app")
+        .target_key_id(&id)
+        .send()
+        .await);
+    let alias_arn = arn.replace(&format!("key/{id}"), "alias/app");
+    for (n, name) in [id.as_str(), arn.as_str(), "alias/app", alias_arn.as_str()]
+        .into_iter()
+        .enumerate()
+    {
+        let object = format!("obj-{n}");
+        let body = pattern(100_000 + n, n as u64);
+        let out = put_kms(&s3, &object, &body, Some(name)).await;
+        assert_eq!(
+            out.server_side_encryption(),
+            Some(&ServerSideEncryption::AwsKms)
+        );
+        assert_eq!(out.ssekms_key_id(), Some(arn.as_str()), "named as {name}");
+        let etag = out.e_tag().unwrap().trim_matches('"').to_owned();
+        assert_ne!(
+            etag,
+            common::md5_hex(&body),
+            "an SSE-KMS ETag is not the MD5"
+        );
+        let got = ok(s3.get_object().bucket(BUCKET).key(&object).send().await);
+        assert_eq!(
+            got.server_side_encryption(),
+            Some(&ServerSideEncryption::AwsKms)
+        );
+        assert_eq!(got.ssekms_key_id(), Some(arn.as_str()));
+        assert_eq!(
+            got.body.collect().await.unwrap().into_bytes().to_vec(),
+            body
+        );
+        let head = ok(s3.head_object().bucket(BUCKET).key(&object).send().await);
+        assert_eq!(head.ssekms_key_id(), Some(arn.as_str()));
+        assert_eq!(head.e_tag().unwrap().trim_matches('"'), etag);
+    }
+    // Ranges across segment boundaries.
+    let body = pattern(200_000, 9);
+    put_kms(&s3, "ranged", &body, Some("alias/app")).await;
+    for (first, last) in [(0, 0), (65_535, 65_537), (131_000, 199_999)] {
+        let (bytes, _) = get_range(&s3, BUCKET, "ranged", &format!("bytes={first}-{last}")).await;
+        assert_eq!(bytes, body[first..=last]);
+    }
+}
+
+#[tokio::test]
+async fn without_a_key_id_the_aws_managed_key_is_created_and_used() {
+    let (_server, s3, kms) = setup().await;
+    let out = put_kms(&s3, "managed", b"under aws/s3", None).await;
+    let arn = out.ssekms_key_id().unwrap().to_owned();
+    let aliases = ok(kms.list_aliases().send().await);
+    let managed = aliases
+        .aliases()
+        .iter()
+        .find(|a| a.alias_name() == Some("alias/aws/s3"))
+        .expect("alias/aws/s3 is listed");
+    assert!(arn.ends_with(managed.target_key_id().unwrap()));
+    let meta = ok(kms.describe_key().key_id("alias/aws/s3").send().await)
+        .key_metadata
+        .unwrap();
+    assert_eq!(
+        meta.key_manager(),
+        Some(&aws_sdk_kms::types::KeyManagerType::Aws)
+    );
+    assert_eq!(get(&s3, BUCKET, "managed").await, b"under aws/s3");
+    // Used once: a second object goes under the same key.
+    let again = put_kms(&s3, "managed-2", b"x", None).await;
+    assert_eq!(again.ssekms_key_id(), Some(arn.as_str()));
+    // Only through S3: a client may not use it directly, nor change it.
+    common::assert_kms_error(
+        kms.encrypt()
+            .key_id("alias/aws/s3")
+            .plaintext(aws_sdk_kms::primitives::Blob::new("x"))
+            .send()
+            .await,
+        "AccessDeniedException",
+    );
+    common::assert_kms_error(
+        kms.disable_key().key_id(meta.key_id()).send().await,
+        "AccessDeniedException",
+    );
+    common::assert_kms_error(
+        kms.create_alias()
+            .alias_name("alias/aws/mine")
+            .target_key_id(meta.key_id())
+            .send()
+            .await,
+        "InvalidAliasNameException",
+    );
+}
+
+#[tokio::test]
+async fn the_encryption_context_is_checked_merged_returned_and_audited() {
+    let (server, s3, kms) = setup().await;
+    let id = create_key(&kms, "ctx").await.key_id().to_owned();
+    let context = B64.encode(br#"{"department":"billing"}"#);
+    let out = ok(s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("invoices/1")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&id)
+        .ssekms_encryption_context(&context)
+        .body(ByteStream::from_static(b"invoice"))
+        .send()
+        .await);
+    let returned: serde_json::Value = serde_json::from_slice(
+        &B64.decode(out.ssekms_encryption_context().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(returned["department"], "billing");
+    assert_eq!(
+        returned["aws:s3:arn"],
+        format!("arn:aws:s3:::{BUCKET}/invoices/1")
+    );
+    // GET and HEAD return it too.
+    for method in ["HEAD", "GET"] {
+        let path = format!("/{BUCKET}/invoices/1");
+        let mut headers = vec![("host".to_string(), server.addr().to_string())];
+        common::sigv4::Signer::root().sign(
+            method,
+            &path,
+            &[],
+            &mut headers,
+            &common::sigv4::sha256_hex(b""),
+            std::time::SystemTime::now(),
+        );
+        let raw = common::raw_http::request(server.addr(), method, &path, &headers, b"");
+        assert_eq!(
+            raw.header("x-amz-server-side-encryption-context"),
+            out.ssekms_encryption_context(),
+            "{method} returns the context"
+        );
+    }
+    assert_eq!(get(&s3, BUCKET, "invoices/1").await, b"invoice");
+
+    // The audit log shows the object, the caller and S3.
+    let events = s3_kms_events(&server);
+    let generate = events
+        .iter()
+        .find(|e| e["eventName"] == "GenerateDataKey")
+        .expect("GenerateDataKey audited");
+    assert_eq!(
+        generate["requestParameters"]["encryptionContext"]["aws:s3:arn"],
+        format!("arn:aws:s3:::{BUCKET}/invoices/1")
+    );
+    assert_eq!(
+        generate["userIdentity"]["arn"],
+        "arn:aws:iam::111122223333:root"
+    );
+    assert!(events.iter().any(|e| e["eventName"] == "Decrypt"));
+
+    for bad in [
+        "not base64!",
+        &B64.encode(b"[1]"),
+        &B64.encode(br#"{"a":1}"#),
+        &B64.encode(br#"{"aws:s3:arn":"arn:aws:s3:::other/key"}"#),
+    ] {
+        assert_s3_error(
+            s3.put_object()
+                .bucket(BUCKET)
+                .key("bad-context")
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_encryption_context(bad)
+                .body(ByteStream::from_static(b"no"))
+                .send()
+                .await,
+            400,
+            "InvalidArgument",
+        );
+    }
+    assert_s3_error(
+        s3.head_object()
+            .bucket(BUCKET)
+            .key("bad-context")
+            .send()
+            .await,
+        404,
+        "NotFound",
+    );
+}
+
+#[tokio::test]
+async fn writing_needs_generate_data_key_and_reading_needs_decrypt_for_the_caller() {
+    let mut server = server();
+    let s3 = server.client();
+    create_bucket(&s3, BUCKET).await;
+    let kms = server.kms_client();
+    let id = create_key(&kms, "guarded").await.key_id().to_owned();
+    put_kms(&s3, "secret", b"root wrote this", Some(&id)).await;
+    // Bob may use S3 fully but no KMS action.
+    let s3_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+    let (bob_key, bob_secret) = server.add_user_with_policy("bob", s3_only);
+    let bob = server.client_as(&bob_key, &bob_secret);
+    let failure = common::s3_failure(
+        bob.put_object()
+            .bucket(BUCKET)
+            .key("by-bob")
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&id)
+            .body(ByteStream::from_static(b"no"))
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (failure.status, failure.code.as_deref()),
+        (403, Some("AccessDenied"))
+    );
+    assert!(
+        failure
+            .message
+            .unwrap_or_default()
+            .contains("kms:GenerateDataKey")
+    );
+    assert_s3_error(
+        bob.head_object().bucket(BUCKET).key("by-bob").send().await,
+        404,
+        "NotFound",
+    );
+    let failure = common::s3_failure(bob.get_object().bucket(BUCKET).key("secret").send().await);
+    assert_eq!(
+        (failure.status, failure.code.as_deref()),
+        (403, Some("AccessDenied"))
+    );
+    assert!(failure.message.unwrap_or_default().contains("kms:Decrypt"));
+    // HEAD needs no KMS call (as on S3).
+    ok(bob.head_object().bucket(BUCKET).key("secret").send().await);
+    // A key policy can grant bob directly, with a condition on the object.
+    let kms = server.kms_client();
+    let policy = serde_json::json!({"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"},
+        {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/bob"},
+         "Action":["kms:Decrypt","kms:GenerateDataKey"],"Resource":"*",
+         "Condition":{"StringEquals":{"kms:ViaService":"s3.us-east-1.amazonaws.com"},
+                      "StringLike":{"kms:EncryptionContext:aws:s3:arn":"arn:aws:s3:::vault/shared/*"}}}]});
+    ok(kms
+        .put_key_policy()
+        .key_id(&id)
+        .policy_name("default")
+        .policy(policy.to_string())
+        .send()
+        .await);
+    put_kms(&bob, "shared/by-bob", b"bob may", Some(&id)).await;
+    assert_eq!(get(&bob, BUCKET, "shared/by-bob").await, b"bob may");
+    assert_s3_error(
+        bob.get_object().bucket(BUCKET).key("secret").send().await,
+        403,
+        "AccessDenied",
+    );
+}
+
+#[tokio::test]
+async fn key_states_are_obeyed_through_to_crypto_shredding_across_a_restart() {
+    let clock_dir = tempfile::tempdir().unwrap();
+    let clock = clock_dir.path().join("clock-offset");
+    set_clock_offset(&clock, 0);
+    let mut server = TestServer::builder()
+        .args(["--kms-quotas", "off", "--kms-task-interval", "1"])
+        .arg("--clock-offset-file")
+        .arg(&clock)
+        .start();
+    let s3 = server.client();
+    create_bucket(&s3, BUCKET).await;
+    let kms = server.kms_client();
+    let doomed = create_key(&kms, "doomed").await.key_id().to_owned();
+    let kept = create_key(&kms, "kept").await.key_id().to_owned();
+    put_kms(&s3, "doomed-obj", &pattern(70_000, 1), Some(&doomed)).await;
+    put_kms(&s3, "kept-obj", b"kept", Some(&kept)).await;
+
+    ok(kms.disable_key().key_id(&doomed).send().await);
+    assert_s3_error(
+        s3.get_object()
+            .bucket(BUCKET)
+            .key("doomed-obj")
+            .send()
+            .await,
+        400,
+        "KMS.DisabledException",
+    );
+    assert_s3_error(
+        s3.put_object()
+            .bucket(BUCKET)
+            .key("new")
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&doomed)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await,
+        400,
+        "KMS.DisabledException",
+    );
+    ok(kms.enable_key().key_id(&doomed).send().await);
+    assert_eq!(get(&s3, BUCKET, "doomed-obj").await, pattern(70_000, 1));
+
+    // Rotation: old objects read, new ones are written under the new version.
+    ok(kms.rotate_key_on_demand().key_id(&doomed).send().await);
+    put_kms(&s3, "after-rotation", b"new version", Some(&doomed)).await;
+    assert_eq!(get(&s3, BUCKET, "doomed-obj").await, pattern(70_000, 1));
+    assert_eq!(get(&s3, BUCKET, "after-rotation").await, b"new version");
+
+    ok(kms
+        .schedule_key_deletion()
+        .key_id(&doomed)
+        .pending_window_in_days(7)
+        .send()
+        .await);
+    assert_s3_error(
+        s3.get_object()
+            .bucket(BUCKET)
+            .key("doomed-obj")
+            .send()
+            .await,
+        400,
+        "KMS.KMSInvalidStateException",
+    );
+
+    set_clock_offset(&clock, 8 * DAY);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while kms.describe_key().key_id(&doomed).send().await.is_ok() {
+        assert!(Instant::now() < deadline, "the key was not deleted");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    server.restart();
+    let s3 = server.client();
+    for _ in 0..2 {
+        let failure = common::s3_failure(
+            s3.get_object()
+                .bucket(BUCKET)
+                .key("doomed-obj")
+                .send()
+                .await,
+        );
+        assert_eq!(failure.status, 400, "{failure:?}");
+        assert_eq!(failure.code.as_deref(), Some("KMS.NotFoundException"));
+    }
+    // Its metadata still answers (as on S3); unrelated objects are untouched.
+    ok(s3
+        .head_object()
+        .bucket(BUCKET)
+        .key("doomed-obj")
+        .send()
+        .await);
+    assert_eq!(get(&s3, BUCKET, "kept-obj").await, b"kept");
+}
+
+#[tokio::test]
+async fn copies_and_multipart_move_between_every_mode_byte_exact() {
+    let (_server, s3, kms) = setup().await;
+    let a = create_key(&kms, "a").await.key_id().to_owned();
+    let b = create_key(&kms, "b").await.key_id().to_owned();
+    let body = pattern(300_000, 4);
+    put(&s3, BUCKET, "plain", &body).await;
+    let steps: [(&str, &str, Option<(ServerSideEncryption, Option<&str>)>); 3] = [
+        (
+            "plain",
+            "under-a",
+            Some((ServerSideEncryption::AwsKms, Some(a.as_str()))),
+        ),
+        (
+            "under-a",
+            "under-b",
+            Some((ServerSideEncryption::AwsKms, Some(b.as_str()))),
+        ),
+        (
+            "under-b",
+            "back-to-s3",
+            Some((ServerSideEncryption::Aes256, None)),
+        ),
+    ];
+    for (from, to, sse) in steps {
+        let mut req = s3
+            .copy_object()
+            .bucket(BUCKET)
+            .key(to)
+            .copy_source(format!("{BUCKET}/{from}"));
+        if let Some((mode, key)) = sse {
+            req = req
+                .server_side_encryption(mode)
+                .set_ssekms_key_id(key.map(str::to_owned));
+        }
+        ok(req.send().await);
+        assert_eq!(get(&s3, BUCKET, to).await, body, "{from} -> {to}");
+    }
+    let head = ok(s3.head_object().bucket(BUCKET).key("under-b").send().await);
+    assert_eq!(head.ssekms_key_id(), Some(key_arn(&b).as_str()));
+    let head = ok(s3
+        .head_object()
+        .bucket(BUCKET)
+        .key("back-to-s3")
+        .send()
+        .await);
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&ServerSideEncryption::Aes256)
+    );
+    assert_eq!(head.ssekms_key_id(), None);
+
+    // Multipart under key A: parts inherit, UploadPartCopy from an object under key B.
+    let upload = ok(s3
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key("multi")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&a)
+        .send()
+        .await);
+    assert_eq!(upload.ssekms_key_id(), Some(key_arn(&a).as_str()));
+    let id = upload.upload_id().unwrap();
+    let first = pattern(5 * 1024 * 1024, 5);
+    let p1 = ok(s3
+        .upload_part()
+        .bucket(BUCKET)
+        .key("multi")
+        .upload_id(id)
+        .part_number(1)
+        .body(ByteStream::from(first.clone()))
+        .send()
+        .await);
+    assert_eq!(
+        p1.server_side_encryption(),
+        Some(&ServerSideEncryption::AwsKms)
+    );
+    let p2 = ok(s3
+        .upload_part_copy()
+        .bucket(BUCKET)
+        .key("multi")
+        .upload_id(id)
+        .part_number(2)
+        .copy_source(format!("{BUCKET}/under-b"))
+        .send()
+        .await);
+    let done = ok(s3
+        .complete_multipart_upload()
+        .bucket(BUCKET)
+        .key("multi")
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(p1.e_tag().unwrap())
+                        .build(),
+                )
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(2)
+                        .e_tag(p2.copy_part_result().unwrap().e_tag().unwrap())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await);
+    assert_eq!(
+        done.server_side_encryption(),
+        Some(&ServerSideEncryption::AwsKms)
+    );
+    let mut expected = first;
+    expected.extend_from_slice(&body);
+    assert_eq!(get(&s3, BUCKET, "multi").await, expected);
+    let (part2, _) = get_range(
+        &s3,
+        BUCKET,
+        "multi",
+        &format!("bytes={}-{}", 5 * 1024 * 1024, 5 * 1024 * 1024 + 9),
+    )
+    .await;
+    assert_eq!(part2, body[..10]);
+    let by_number = ok(s3
+        .get_object()
+        .bucket(BUCKET)
+        .key("multi")
+        .part_number(2)
+        .send()
+        .await);
+    assert_eq!(
+        by_number
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes()
+            .to_vec(),
+        body
+    );
+}
+
+#[tokio::test]
+async fn bucket_default_encryption_applies_to_writes_without_headers() {
+    let (_server, s3, kms) = setup().await;
+    let id = create_key(&kms, "default").await.key_id().to_owned();
+    let got = ok(s3.get_bucket_encryption().bucket(BUCKET).send().await);
+    let rule = &got.server_side_encryption_configuration().unwrap().rules()[0];
+    assert_eq!(
+        rule.apply_server_side_encryption_by_default()
+            .unwrap()
+            .sse_algorithm(),
+        &ServerSideEncryption::Aes256
+    );
+    let config = |algorithm: ServerSideEncryption, key: Option<&str>, bucket_key: bool| {
+        ServerSideEncryptionConfiguration::builder()
+            .rules(
+                ServerSideEncryptionRule::builder()
+                    .apply_server_side_encryption_by_default(
+                        ServerSideEncryptionByDefault::builder()
+                            .sse_algorithm(algorithm)
+                            .set_kms_master_key_id(key.map(str::to_owned))
+                            .build()
+                            .unwrap(),
+                    )
+                    .bucket_key_enabled(bucket_key)
+                    .build(),
+            )
+            .build()
+            .unwrap()
+    };
+    ok(s3
+        .put_bucket_encryption()
+        .bucket(BUCKET)
+        .server_side_encryption_configuration(config(ServerSideEncryption::AwsKms, Some(&id), true))
+        .send()
+        .await);
+    let got = ok(s3.get_bucket_encryption().bucket(BUCKET).send().await);
+    let rule = &got.server_side_encryption_configuration().unwrap().rules()[0];
+    assert_eq!(rule.bucket_key_enabled(), Some(true));
+    assert_eq!(
+        rule.apply_server_side_encryption_by_default()
+            .unwrap()
+            .kms_master_key_id(),
+        Some(id.as_str())
+    );
+    let out = ok(s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("defaulted")
+        .body(ByteStream::from_static(b"d"))
+        .send()
+        .await);
+    assert_eq!(
+        out.server_side_encryption(),
+        Some(&ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(out.ssekms_key_id(), Some(key_arn(&id).as_str()));
+    assert_eq!(out.bucket_key_enabled(), Some(true));
+    // An explicit header still wins.
+    let out = ok(s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("explicit")
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .body(ByteStream::from_static(b"e"))
+        .send()
+        .await);
+    assert_eq!(
+        out.server_side_encryption(),
+        Some(&ServerSideEncryption::Aes256)
+    );
+    // Invalid configurations are refused; deleting goes back to SSE-S3.
+    assert_s3_error(
+        s3.put_bucket_encryption()
+            .bucket(BUCKET)
+            .server_side_encryption_configuration(config(
+                ServerSideEncryption::Aes256,
+                Some(&id),
+                false,
+            ))
+            .send()
+            .await,
+        400,
+        "InvalidArgument",
+    );
+    ok(s3.delete_bucket_encryption().bucket(BUCKET).send().await);
+    let out = ok(s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("after-delete")
+        .body(ByteStream::from_static(b"f"))
+        .send()
+        .await);
+    assert_eq!(
+        out.server_side_encryption(),
+        Some(&ServerSideEncryption::Aes256)
+    );
+    assert_eq!(get(&s3, BUCKET, "defaulted").await, b"d");
+}
+
+/// Issue 8 point 7: under a Bucket Key, many objects share few KMS calls.
+#[tokio::test]
+async fn a_bucket_key_serves_many_objects_with_few_kms_calls() {
+    let (server, s3, kms) = setup().await;
+    let id = create_key(&kms, "bucket-key").await.key_id().to_owned();
+    const N: usize = 100;
+    for i in 0..N {
+        let out = ok(s3
+            .put_object()
+            .bucket(BUCKET)
+            .key(format!("bk/{i}"))
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&id)
+            .bucket_key_enabled(true)
+            .body(ByteStream::from(format!("object {i}").into_bytes()))
+            .send()
+            .await);
+        assert_eq!(out.bucket_key_enabled(), Some(true));
+        let ctx: serde_json::Value = serde_json::from_slice(
+            &B64.decode(out.ssekms_encryption_context().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            ctx["aws:s3:arn"],
+            format!("arn:aws:s3:::{BUCKET}"),
+            "a Bucket Key's context names the bucket"
+        );
+    }
+    for i in 0..N {
+        assert_eq!(
+            get(&s3, BUCKET, &format!("bk/{i}")).await,
+            format!("object {i}").into_bytes()
+        );
+    }
+    let head = ok(s3.head_object().bucket(BUCKET).key("bk/0").send().await);
+    assert_eq!(head.bucket_key_enabled(), Some(true));
+    let calls = s3_kms_events(&server).len();
+    assert!(
+        calls <= 2,
+        "{N} PUTs and {N} GETs under a Bucket Key made {calls} KMS calls"
+    );
+
+    // Without one, one call per object and direction.
+    for i in 0..10 {
+        put_kms(&s3, &format!("nbk/{i}"), b"x", Some(&id)).await;
+        get(&s3, BUCKET, &format!("nbk/{i}")).await;
+    }
+    assert_eq!(s3_kms_events(&server).len(), calls + 20);
+}
+
+/// S3 refuses SSE-KMS over plain HTTP (the data key travels the connection in effect).
+#[tokio::test]
+async fn sse_kms_over_plain_http_is_refused_unless_allowed() {
+    let server = TestServer::builder()
+        .without_insecure_http()
+        .args(["--kms-quotas", "off"])
+        .start();
+    let s3 = server.client();
+    create_bucket(&s3, BUCKET).await;
+    let failure = common::s3_failure(
+        s3.put_object()
+            .bucket(BUCKET)
+            .key("k")
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await,
+    );
+    assert_eq!(
+        (failure.status, failure.code.as_deref()),
+        (400, Some("InvalidArgument"))
+    );
+    assert!(
+        failure
+            .message
+            .unwrap_or_default()
+            .contains("secure connection")
+    );
+    // SSE-S3 still works over HTTP.
+    put(&s3, BUCKET, "plain", b"fine").await;
+}
+
+/// What is on disk after SSE-KMS writes: neither the plaintext nor a data key in the clear.
+#[tokio::test]
+async fn the_data_dir_holds_no_plaintext_and_no_data_key() {
+    let (mut server, s3, kms) = setup().await;
+    let id = create_key(&kms, "scan").await.key_id().to_owned();
+    let marker = b"PLAINTEXT-MARKER-a8f3b2c1-do-not-store-me".repeat(2000);
+    put_kms(&s3, "big", &marker, Some(&id)).await;
+    put_kms(&s3, "small", &marker[..1000], Some(&id)).await;
+    ok(s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("bk")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&id)
+        .bucket_key_enabled(true)
+        .body(ByteStream::from(marker[..500].to_vec()))
+        .send()
+        .await);
+    server.stop();
+    for file in common::files_under(server.data_dir()) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !common::contains_bytes(&bytes, b"PLAINTEXT-MARKER"),
+            "{} holds the plaintext",
+            file.display()
+        );
+    }
+}
