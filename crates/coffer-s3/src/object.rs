@@ -435,6 +435,7 @@ pub fn read_parts(c: &Coffer, loaded: &mut Loaded) -> S3Result<Vec<ReadPart>> {
             Ok(ReadPart {
                 layout: p.clone(),
                 key: Coffer::part_key(&dek, p)?,
+                outer_key: None, // DSSE-KMS: the part key of the outer data key
                 inline: if p.inline { inline.take() } else { None },
             })
         })
