@@ -142,10 +142,10 @@ impl Sealer {
 }
 
 /// Streams `source` into a new sealed stream with id `blob_id`, sealing it under `keys` (one
-/// layer, or two for DSSE-KMS) with the STREAM construction: in memory when the whole plaintext is at most `inline_max` bytes
-/// ([`SealedData::Inline`]; 0 means always a file, even for an empty body), else into a new
-/// blob file. Fails with `EntityTooLarge` past `max_size`. Nothing is visible to readers until
-/// the caller commits the blob (if any) *and* the metadata record.
+/// layer, or two for DSSE-KMS) with the STREAM construction: in memory when the whole plaintext
+/// is at most `inline_max` bytes ([`SealedData::Inline`]; 0 means always a file, even for an
+/// empty body), else into a new blob file. Fails with `EntityTooLarge` past `max_size`. Nothing
+/// is visible to readers until the caller commits the blob (if any) *and* the metadata record.
 ///
 /// This task hashes each chunk (MD5, checksums) and passes it on by reference count; the
 /// sealing thread cuts segments, seals them in place and writes — so the plaintext is copied
