@@ -12,7 +12,8 @@
 //! `AES-256-GCM(outer_key, outer_nonce_i, outer_aad, inner_sealed_i)`, with
 //!
 //! ```text
-//! outer_nonce_i = nonce_prefix (7) ‖ i (u32 BE) ‖ (OUTER_LAYER_MARK | last) (1 byte: 0x02, or 0x03 on the final segment)
+//! outer_nonce_i = nonce_prefix (7) ‖ i (u32 BE)
+//!                 ‖ (OUTER_LAYER_MARK | last) (1 byte: 0x02, or 0x03 on the final segment)
 //! outer_aad     = "coffer dsse outer layer" (23 ASCII bytes) ‖ FORMAT_VERSION (1)
 //!                 ‖ SEGMENT_SIZE (u32 BE) ‖ len(stream_id) (u16 BE) ‖ stream_id
 //! ```
@@ -62,9 +63,8 @@ pub(crate) fn outer_nonce(
     nonce
 }
 
-/// AAD of every outer segment of a stream:
-/// `OUTER_AAD_LABEL ‖ FORMAT_VERSION ‖ SEGMENT_SIZE (u32 BE) ‖ len(stream_id) (u16 BE) ‖ stream_id`.
-/// Frozen format (DSSE stream v1).
+/// AAD of every outer segment of a stream: `OUTER_AAD_LABEL ‖ FORMAT_VERSION ‖ SEGMENT_SIZE
+/// (u32 BE) ‖ len(stream_id) (u16 BE) ‖ stream_id`. Frozen format (DSSE stream v1).
 fn outer_aad(stream_id: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let id_len = u16::try_from(stream_id.len())
         .map_err(|_| CryptoError::Malformed("a stream id must be at most 65535 bytes"))?;
