@@ -1,5 +1,5 @@
 //! Coffer's cipher layer: zeroized key types, the segmented AES-256-GCM stream that every object is
-//! stored in, key wrapping, sealing of small records, and HKDF.
+//! stored in (one layer, or two for DSSE-KMS), key wrapping, sealing of small records, and HKDF.
 //!
 //! This is the only crate that touches cipher primitives (DESIGN §2, §4). Everything here is a pure
 //! function over bytes: it must never do I/O, log, or hand out key bytes except through
@@ -12,8 +12,10 @@ mod gcm;
 mod kdf;
 mod key;
 mod md5;
+mod outer;
 mod seal;
 mod segment;
+mod stream;
 #[cfg(test)]
 mod test_vectors;
 
@@ -28,3 +30,4 @@ pub use segment::{
     FORMAT_VERSION, NONCE_PREFIX_LEN, SEALED_SEGMENT_SIZE, SEGMENT_SIZE, SegmentCipher, TAG_LEN,
     sealed_len, segment_count,
 };
+pub use stream::{StreamCipher, StreamKind};

@@ -49,7 +49,11 @@ pub fn sealed_len(plain_len: u64) -> u64 {
 
 /// Nonce of one segment: `nonce_prefix ‖ index (u32 BE) ‖ last (1 byte: 1 for the final segment)`.
 /// Frozen format v1.
-fn segment_nonce(prefix: &[u8; NONCE_PREFIX_LEN], index: u32, last: bool) -> [u8; NONCE_LEN] {
+pub(crate) fn segment_nonce(
+    prefix: &[u8; NONCE_PREFIX_LEN],
+    index: u32,
+    last: bool,
+) -> [u8; NONCE_LEN] {
     let mut nonce = [0u8; NONCE_LEN];
     nonce[..NONCE_PREFIX_LEN].copy_from_slice(prefix);
     nonce[NONCE_PREFIX_LEN..NONCE_LEN - 1].copy_from_slice(&index.to_be_bytes());

@@ -204,14 +204,14 @@ pub async fn store_part(
             .as_ref()
             .map(|outer| coffer_crypto::derive_part_key(outer, &salt)),
     };
-    let part_key = object::single_layer(&part_keys)?;
+
     let blob_id = coffer_store::BlobStore::new_blob_id();
     let nonce_prefix = coffer_crypto::random_array().map_err(crate::error::crypto_error)?;
     let hasher = checksum::hasher_for(&digests.claimed, algorithm.as_ref(), headers)?;
     let written = pipeline::write_stream(
         &c.blobs,
         &blob_id,
-        part_key,
+        object::stream_keys(&part_keys),
         nonce_prefix,
         source,
         hasher,

@@ -19,7 +19,6 @@ use crate::error::api_error;
 use crate::metadata;
 use crate::pipeline::{self, ObjectName, ReadPart};
 use crate::service::{Coffer, now_ms};
-use coffer_crypto::Key256;
 
 /// The non-secret HTTP attributes stored with an object.
 #[derive(Default, Clone)]
@@ -102,7 +101,6 @@ pub async fn store_object(
         .encryption
         .new_data_keys(&obj.sse, &id, &who.caller)
         .await?;
-    let dek = single_layer(&keys)?;
     let sealed_user_metadata = metadata::seal(&c.ring, obj.metadata.as_ref(), &id)?;
     let blob_id = coffer_store::BlobStore::new_blob_id();
     let nonce_prefix = coffer_crypto::random_array().map_err(crate::error::crypto_error)?;
@@ -110,7 +108,7 @@ pub async fn store_object(
     let written = pipeline::write_stream(
         &c.blobs,
         &blob_id,
-        dek,
+        stream_keys(&keys),
         nonce_prefix,
         source,
         hasher,
@@ -214,16 +212,12 @@ pub(crate) async fn write_encryption(
     Ok(sse)
 }
 
-/// The one key of a single-layer stream. Until the pipeline seals dual-layer streams, a DSSE-KMS
-/// object is refused rather than stored with one layer.
-pub(crate) fn single_layer(keys: &DataKeys) -> S3Result<&Key256> {
-    if keys.outer.is_some() {
-        return Err(api_error!(
-            NotImplemented,
-            "Dual-layer server-side encryption (aws:kms:dsse) is not available in this build"
-        ));
+/// The keys a stream is sealed with: one layer, or DSSE-KMS's two.
+pub(crate) fn stream_keys(keys: &DataKeys) -> pipeline::StreamKeys<'_> {
+    pipeline::StreamKeys {
+        inner: &keys.inner,
+        outer: keys.outer.as_ref(),
     }
-    Ok(&keys.inner)
 }
 
 /// [`check_write_options`] on the storage class and Object Lock fields of a PutObject,
@@ -499,7 +493,8 @@ pub async fn read_parts(
             let keys = Coffer::part_keys(&keys, p)?;
             Ok(ReadPart {
                 layout: p.clone(),
-                key: single_layer(&keys)?.clone(),
+                key: keys.inner,
+                outer_key: keys.outer,
                 inline: if p.inline { inline.take() } else { None },
             })
         })

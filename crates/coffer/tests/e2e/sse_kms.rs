@@ -424,7 +424,12 @@ async fn copies_and_multipart_move_between_every_mode_byte_exact() {
     let b = create_key(&kms, "b").await.key_id().to_owned();
     let body = pattern(300_000, 4);
     put(&s3, BUCKET, "plain", &body).await;
-    let steps: [(&str, &str, Option<(ServerSideEncryption, Option<&str>)>); 3] = [
+    type Step<'a> = (
+        &'a str,
+        &'a str,
+        Option<(ServerSideEncryption, Option<&'a str>)>,
+    );
+    let steps: [Step<'_>; 3] = [
         (
             "plain",
             "under-a",
@@ -742,31 +747,222 @@ async fn sse_kms_over_plain_http_is_refused_unless_allowed() {
     put(&s3, BUCKET, "plain", b"fine").await;
 }
 
-/// What is on disk after SSE-KMS writes: neither the plaintext nor a data key in the clear.
+/// The raw JSON record of an object, read from meta.redb (server stopped).
+fn raw_record(dir: &std::path::Path, bucket: &str, key: &str) -> serde_json::Value {
+    const OBJECTS: redb::TableDefinition<(&str, &str), &[u8]> =
+        redb::TableDefinition::new("objects");
+    let db = redb::Database::open(dir.join("meta.redb")).unwrap();
+    let txn = db.begin_read().unwrap();
+    let table = txn.open_table(OBJECTS).unwrap();
+    let value = table.get((bucket, key)).unwrap().unwrap().value().to_vec();
+    serde_json::from_slice(&value).unwrap()
+}
+
+/// The plaintext of a data key an envelope holds as a KMS ciphertext, from the KMS API (the root
+/// user may decrypt under a customer managed key directly).
+async fn data_key(
+    kms: &aws_sdk_kms::Client,
+    wrapped_b64: &serde_json::Value,
+    context: &serde_json::Value,
+) -> Vec<u8> {
+    let blob = B64.decode(wrapped_b64.as_str().unwrap()).unwrap();
+    let mut req = kms
+        .decrypt()
+        .ciphertext_blob(aws_sdk_kms::primitives::Blob::new(blob));
+    for (k, v) in context.as_object().unwrap() {
+        req = req.encryption_context(k, v.as_str().unwrap());
+    }
+    ok(req.send().await).plaintext.unwrap().into_inner()
+}
+
 #[tokio::test]
-async fn the_data_dir_holds_no_plaintext_and_no_data_key() {
+async fn dsse_kms_stores_two_layers_under_two_data_keys() {
     let (mut server, s3, kms) = setup().await;
-    let id = create_key(&kms, "scan").await.key_id().to_owned();
-    let marker = b"PLAINTEXT-MARKER-a8f3b2c1-do-not-store-me".repeat(2000);
-    put_kms(&s3, "big", &marker, Some(&id)).await;
-    put_kms(&s3, "small", &marker[..1000], Some(&id)).await;
+    let id = create_key(&kms, "dsse").await.key_id().to_owned();
+    let body = pattern(200_000, 11);
+    for (key, data) in [
+        ("dsse-big", &body[..]),
+        ("dsse-small", &body[..1000]),
+        ("dsse-empty", &body[..0]),
+    ] {
+        let out = ok(s3
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .server_side_encryption(ServerSideEncryption::AwsKmsDsse)
+            .ssekms_key_id(&id)
+            .body(ByteStream::from(data.to_vec()))
+            .send()
+            .await);
+        assert_eq!(
+            out.server_side_encryption(),
+            Some(&ServerSideEncryption::AwsKmsDsse)
+        );
+        assert_eq!(out.ssekms_key_id(), Some(key_arn(&id).as_str()));
+        assert_eq!(get(&s3, BUCKET, key).await, data, "{key}");
+        let head = ok(s3.head_object().bucket(BUCKET).key(key).send().await);
+        assert_eq!(
+            head.server_side_encryption(),
+            Some(&ServerSideEncryption::AwsKmsDsse)
+        );
+    }
+    let (range, _) = get_range(&s3, BUCKET, "dsse-big", "bytes=65530-131080").await;
+    assert_eq!(range, body[65530..=131080]);
+    // Multipart and copies in and out of DSSE.
+    let upload = ok(s3
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key("dsse-multi")
+        .server_side_encryption(ServerSideEncryption::AwsKmsDsse)
+        .ssekms_key_id(&id)
+        .send()
+        .await);
+    let upload_id = upload.upload_id().unwrap();
+    let part = ok(s3
+        .upload_part()
+        .bucket(BUCKET)
+        .key("dsse-multi")
+        .upload_id(upload_id)
+        .part_number(1)
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await);
+    ok(s3
+        .complete_multipart_upload()
+        .bucket(BUCKET)
+        .key("dsse-multi")
+        .upload_id(upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(part.e_tag().unwrap())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await);
+    assert_eq!(get(&s3, BUCKET, "dsse-multi").await, body);
+    ok(s3
+        .copy_object()
+        .bucket(BUCKET)
+        .key("from-dsse")
+        .copy_source(format!("{BUCKET}/dsse-big"))
+        .send()
+        .await);
+    assert_eq!(get(&s3, BUCKET, "from-dsse").await, body);
+    // A Bucket Key does not apply to DSSE (as on S3).
+    assert_s3_error(
+        s3.put_object()
+            .bucket(BUCKET)
+            .key("dsse-bk")
+            .server_side_encryption(ServerSideEncryption::AwsKmsDsse)
+            .bucket_key_enabled(true)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await,
+        400,
+        "InvalidArgument",
+    );
+
+    // On disk: a dual-layer stream. Both data keys open it; either one alone does not.
+    server.stop();
+    let rec = raw_record(server.data_dir(), BUCKET, "dsse-big");
+    server.restart();
+    let kms = server.kms_client();
+    let env = &rec["envelope"];
+    assert_eq!(env["mode"], "aws:kms:dsse");
+    let inner = data_key(&kms, &env["wrapped_dek"], &env["context"]).await;
+    let outer = data_key(&kms, &env["outer_wrapped_dek"], &env["context"]).await;
+    assert_ne!(inner, outer, "two independent data keys");
+    let part = &rec["parts"][0];
+    let blob_id = part["blob_id"].as_str().unwrap();
+    let blob = std::fs::read(
+        server
+            .data_dir()
+            .join("blobs")
+            .join(&blob_id[..2])
+            .join(blob_id),
+    )
+    .unwrap();
+    let prefix: [u8; 7] = B64
+        .decode(part["nonce_prefix"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let key = |bytes: &[u8]| coffer_crypto::Key256::from_slice(bytes).unwrap();
+    let first_segment = |cipher: coffer_crypto::StreamCipher| {
+        let size = cipher.kind().sealed_segment_size();
+        let mut segment = blob[..size].to_vec();
+        cipher
+            .open_segment(0, false, &mut segment)
+            .map(|p| p.to_vec())
+    };
+    let both =
+        coffer_crypto::StreamCipher::dual(&key(&inner), &key(&outer), prefix, blob_id.as_bytes())
+            .unwrap();
+    assert_eq!(first_segment(both).unwrap(), body[..65536]);
+    let random = coffer_crypto::Key256::generate().unwrap();
+    for (a, b) in [(&key(&inner), &random), (&random, &key(&outer))] {
+        let wrong = coffer_crypto::StreamCipher::dual(a, b, prefix, blob_id.as_bytes()).unwrap();
+        assert!(
+            first_segment(wrong).is_err(),
+            "one layer's key alone opens nothing"
+        );
+    }
+    let inner_only =
+        coffer_crypto::StreamCipher::single(&key(&inner), prefix, blob_id.as_bytes()).unwrap();
+    assert!(first_segment(inner_only).is_err());
+}
+
+/// The data dir after SSE-KMS and DSSE-KMS writes holds neither plaintext nor any data key in
+/// the clear (the keys are taken from the KMS with the envelopes' own ciphertexts).
+#[tokio::test]
+async fn the_data_dir_holds_no_data_key_in_the_clear() {
+    let (mut server, s3, kms) = setup().await;
+    let id = create_key(&kms, "keys").await.key_id().to_owned();
+    let marker = b"PLAINTEXT-MARKER-5e2d-no-data-key".repeat(3000);
+    put_kms(&s3, "kms-big", &marker, Some(&id)).await;
     ok(s3
         .put_object()
         .bucket(BUCKET)
-        .key("bk")
-        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .key("dsse-big")
+        .server_side_encryption(ServerSideEncryption::AwsKmsDsse)
         .ssekms_key_id(&id)
-        .bucket_key_enabled(true)
-        .body(ByteStream::from(marker[..500].to_vec()))
+        .body(ByteStream::from(marker.clone()))
         .send()
         .await);
+    server.stop();
+    let envelopes: Vec<serde_json::Value> = ["kms-big", "dsse-big"]
+        .iter()
+        .map(|key| raw_record(server.data_dir(), BUCKET, key)["envelope"].clone())
+        .collect();
+    server.restart();
+    let kms = server.kms_client();
+    let mut keys = Vec::new();
+    for env in &envelopes {
+        keys.push(data_key(&kms, &env["wrapped_dek"], &env["context"]).await);
+        if !env["outer_wrapped_dek"].is_null() {
+            keys.push(data_key(&kms, &env["outer_wrapped_dek"], &env["context"]).await);
+        }
+    }
+    assert_eq!(keys.len(), 3);
     server.stop();
     for file in common::files_under(server.data_dir()) {
         let bytes = std::fs::read(&file).unwrap();
         assert!(
             !common::contains_bytes(&bytes, b"PLAINTEXT-MARKER"),
-            "{} holds the plaintext",
+            "{} holds plaintext",
             file.display()
         );
+        for key in &keys {
+            assert!(
+                !common::contains_bytes(&bytes, key),
+                "{} holds a data key",
+                file.display()
+            );
+        }
     }
 }
