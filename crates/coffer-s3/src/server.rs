@@ -167,7 +167,7 @@ impl Frontend {
             .is_some_and(|v| v.as_bytes() == b"0");
         let req = sigv2_bucket_path(req);
         let early = (route == Route::Admin)
-            .then(|| admin(&path, &self.stats))
+            .then(|| admin(&path, &self.stats, self.kms.as_deref()))
             .flatten()
             .or_else(|| sigv2::refusal(&req, self.allow_sigv2, &self.credentials))
             .or_else(|| {
@@ -356,15 +356,27 @@ fn new_request_id() -> String {
 
 /// The admin surface under `/-/` (a GET or HEAD [`Route::Admin`]); `None` for a path it does
 /// not serve.
-fn admin(path: &str, stats: &Stats) -> Option<Response<Body>> {
+/// Metrics are Prometheus text: request and error counters, and the KMS calls S3 made on its
+/// callers' behalf (`op="GenerateDataKey"` / `op="Decrypt"`), which show what Bucket Keys save.
+fn admin(path: &str, stats: &Stats, kms: Option<&KmsFront>) -> Option<Response<Body>> {
     let body = match path {
         "/-/health" | "/-/ready" => "ok\n".to_owned(),
-        "/-/metrics" => format!(
-            "# TYPE coffer_requests_total counter\ncoffer_requests_total {}\n# TYPE coffer_responses_4xx_total counter\ncoffer_responses_4xx_total {}\n# TYPE coffer_responses_5xx_total counter\ncoffer_responses_5xx_total {}\n",
-            stats.requests.load(Ordering::Relaxed),
-            stats.errors_4xx.load(Ordering::Relaxed),
-            stats.errors_5xx.load(Ordering::Relaxed),
-        ),
+        "/-/metrics" => {
+            let mut text = format!(
+                "# TYPE coffer_requests_total counter\ncoffer_requests_total {}\n# TYPE coffer_responses_4xx_total counter\ncoffer_responses_4xx_total {}\n# TYPE coffer_responses_5xx_total counter\ncoffer_responses_5xx_total {}\n",
+                stats.requests.load(Ordering::Relaxed),
+                stats.errors_4xx.load(Ordering::Relaxed),
+                stats.errors_5xx.load(Ordering::Relaxed),
+            );
+            if let Some(front) = kms {
+                let calls = front.kms.service_calls();
+                text.push_str(&format!(
+                    "# TYPE coffer_kms_service_calls_total counter\ncoffer_kms_service_calls_total{{op=\"GenerateDataKey\"}} {}\ncoffer_kms_service_calls_total{{op=\"Decrypt\"}} {}\n",
+                    calls.generate_data_key, calls.decrypt,
+                ));
+            }
+            text
+        }
         _ => return None,
     };
     let mut resp = Response::new(Body::from(Bytes::from(body)));

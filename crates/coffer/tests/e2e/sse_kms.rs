@@ -713,6 +713,16 @@ async fn a_bucket_key_serves_many_objects_with_few_kms_calls() {
         get(&s3, BUCKET, &format!("nbk/{i}")).await;
     }
     assert_eq!(s3_kms_events(&server).len(), calls + 20);
+    // `/-/metrics` counts the same calls, which is what `coffer bench` reports.
+    let metrics = common::raw_http::request(server.addr(), "GET", "/-/metrics", &[], b"");
+    assert_eq!(metrics.status, 200);
+    let counted: u64 = metrics
+        .body_text()
+        .lines()
+        .filter(|l| l.starts_with("coffer_kms_service_calls_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(counted as usize, calls + 20, "{}", metrics.body_text());
 }
 
 /// S3 refuses SSE-KMS over plain HTTP (the data key travels the connection in effect).
