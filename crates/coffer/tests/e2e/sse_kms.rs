@@ -224,6 +224,37 @@ async fn the_encryption_context_is_checked_merged_returned_and_audited() {
     );
     assert!(events.iter().any(|e| e["eventName"] == "Decrypt"));
 
+    // `coffer audit tail --key-id` answers "which objects, by whom" for one key: the write and
+    // the read of the object, each naming it, the caller and S3.
+    let tail = server.audit_command(&["tail", "--key-id", &id, "-n", "100"]);
+    assert!(tail.status.success(), "{tail:?}");
+    let tailed: Vec<serde_json::Value> = String::from_utf8(tail.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for op in ["GenerateDataKey", "Decrypt"] {
+        let event = tailed
+            .iter()
+            .find(|e| {
+                e["eventName"] == op
+                    && e["requestParameters"]["encryptionContext"]["aws:s3:arn"]
+                        == format!("arn:aws:s3:::{BUCKET}/invoices/1")
+            })
+            .unwrap_or_else(|| panic!("no {op} of invoices/1 in {tailed:#?}"));
+        assert_eq!(
+            event["userIdentity"]["arn"],
+            "arn:aws:iam::111122223333:root"
+        );
+        assert_eq!(event["userIdentity"]["invokedBy"], "s3.amazonaws.com");
+    }
+    assert!(
+        tailed
+            .iter()
+            .all(|e| e["resources"].to_string().contains(&id)),
+        "--key-id keeps only that key's events"
+    );
+
     for bad in [
         "not base64!",
         &B64.encode(b"[1]"),
@@ -723,6 +754,103 @@ async fn a_bucket_key_serves_many_objects_with_few_kms_calls() {
         .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
         .sum();
     assert_eq!(counted as usize, calls + 20, "{}", metrics.body_text());
+}
+
+/// Issue 8 point 5: when the KMS throttles, S3 clients see `503 SlowDown` (which SDKs retry) and
+/// nothing is stored for the refused writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_throttling_reaches_s3_clients_as_slow_down() {
+    let server = TestServer::builder()
+        .args(["--kms-quota-cryptographic", "5"])
+        .start();
+    let (s3, kms) = (server.client(), server.kms_client());
+    create_bucket(&s3, BUCKET).await;
+    let id = create_key(&kms, "throttled").await.key_id().to_owned();
+    // Start with a full bucket of tokens.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let (s3, id) = (s3.clone(), id.clone());
+        tasks.spawn(async move {
+            let key = format!("burst/{i}");
+            let result = s3
+                .put_object()
+                .bucket(BUCKET)
+                .key(&key)
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(&id)
+                .body(ByteStream::from(key.clone().into_bytes()))
+                .send()
+                .await;
+            (
+                key,
+                result
+                    .map(|_| ())
+                    .map_err(|e| common::s3_failure::<(), _>(Err(e))),
+            )
+        });
+    }
+    let (mut stored, mut refused) = (Vec::new(), Vec::new());
+    while let Some(done) = tasks.join_next().await {
+        match done.unwrap() {
+            (key, Ok(())) => stored.push(key),
+            (key, Err(failure)) => refused.push((key, failure)),
+        }
+    }
+    assert!(!stored.is_empty(), "the burst allowance lets some through");
+    assert!(
+        refused.len() >= 20,
+        "at 5 calls/s most of 40 simultaneous writes are throttled, {} were",
+        refused.len()
+    );
+    for (key, failure) in &refused {
+        assert_eq!(
+            (failure.status, failure.code.as_deref()),
+            (503, Some("SlowDown")),
+            "{key}: {failure:?}"
+        );
+        assert_s3_error(
+            s3.head_object().bucket(BUCKET).key(key).send().await,
+            404,
+            "NotFound",
+        );
+    }
+    // Reads are throttled the same way; a throttled read is an error, never wrong bytes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let (s3, key) = (s3.clone(), stored[i % stored.len()].clone());
+        tasks.spawn(async move {
+            let result = s3.get_object().bucket(BUCKET).key(&key).send().await;
+            match result {
+                Ok(out) => Ok((key, out.body.collect().await.unwrap().to_vec())),
+                Err(e) => Err(common::s3_failure::<(), _>(Err(e))),
+            }
+        });
+    }
+    let mut throttled_reads = 0;
+    while let Some(done) = tasks.join_next().await {
+        match done.unwrap() {
+            Ok((key, body)) => assert_eq!(body, key.as_bytes()),
+            Err(failure) => {
+                assert_eq!(
+                    (failure.status, failure.code.as_deref()),
+                    (503, Some("SlowDown"))
+                );
+                throttled_reads += 1;
+            }
+        }
+    }
+    assert!(
+        throttled_reads >= 20,
+        "{throttled_reads} of 40 reads throttled"
+    );
+    // At a pace under the quota everything works again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for key in stored.iter().take(4) {
+        assert_eq!(get(&s3, BUCKET, key).await, key.as_bytes());
+    }
 }
 
 /// S3 refuses SSE-KMS over plain HTTP (the data key travels the connection in effect).
