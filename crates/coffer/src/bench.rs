@@ -6,20 +6,25 @@
 //! write+fsync, 4 KiB write+fdatasync and AES-256-GCM. It prints one table, with the ratios that
 //! issue 3 sets as targets.
 //!
+//! `--sse` runs the server workloads once per encryption mode (the server's default, SSE-S3,
+//! SSE-KMS, SSE-KMS with a Bucket Key, DSSE-KMS), counts the KMS calls each made from the
+//! server's `/-/metrics`, and judges the KMS modes against SSE-S3 as issue 8 asks.
+//!
 //! Every response is checked — ETag, length and every byte read back — and the first error ends
 //! the run: a benchmark that measures errors is worthless. The client's memory stays bounded
 //! whatever the object size: bodies are generated block by block and GET bodies are compared as
 //! they stream, never collected. It must never reach into a server's data directory: it speaks
 //! S3, and reads only `/proc/<pid>/status` of the server.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::io::Write as _;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -121,15 +126,104 @@ impl Plan {
 const MEDIUM_IDS: u64 = 1 << 40;
 const LARGE_IDS: u64 = 2 << 40;
 
+/// How the benchmark's PUTs ask to be encrypted (`--sse`): each mode runs the same workloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SseMode {
+    /// No encryption headers: whatever the server does by default (SSE-S3 on Coffer); the only
+    /// mode that works against servers without encryption.
+    Default,
+    /// `x-amz-server-side-encryption: AES256`.
+    SseS3,
+    /// `aws:kms`, one KMS data key per object.
+    SseKms,
+    /// `aws:kms` with `x-amz-server-side-encryption-bucket-key-enabled: true`.
+    SseKmsBucketKey,
+    /// `aws:kms:dsse`: two layers under two data keys.
+    DsseKms,
+}
+
+impl SseMode {
+    fn label(self) -> &'static str {
+        match self {
+            SseMode::Default => "default",
+            SseMode::SseS3 => "sse-s3",
+            SseMode::SseKms => "sse-kms",
+            SseMode::SseKmsBucketKey => "sse-kms-bucket-key",
+            SseMode::DsseKms => "dsse-kms",
+        }
+    }
+
+    /// The `x-amz-server-side-encryption` value sent and expected back; `None` for the
+    /// server's default, which is not checked (it differs between servers).
+    fn algorithm(self) -> Option<&'static str> {
+        match self {
+            SseMode::Default => None,
+            SseMode::SseS3 => Some("AES256"),
+            SseMode::SseKms | SseMode::SseKmsBucketKey => Some("aws:kms"),
+            SseMode::DsseKms => Some("aws:kms:dsse"),
+        }
+    }
+
+    fn uses_kms(self) -> bool {
+        matches!(
+            self,
+            SseMode::SseKms | SseMode::SseKmsBucketKey | SseMode::DsseKms
+        )
+    }
+
+    /// The request headers of a PUT in this mode.
+    fn put_headers(self, kms_key_id: Option<&str>) -> anyhow::Result<HeaderMap> {
+        let mut headers = HeaderMap::new();
+        if let Some(algorithm) = self.algorithm() {
+            headers.insert(SSE_HEADER, HeaderValue::from_static(algorithm));
+        }
+        if let Some(key_id) = kms_key_id.filter(|_| self.uses_kms()) {
+            headers.insert(
+                "x-amz-server-side-encryption-aws-kms-key-id",
+                HeaderValue::from_str(key_id).context("--sse-kms-key-id is not a header value")?,
+            );
+        }
+        if self == SseMode::SseKmsBucketKey {
+            headers.insert(BUCKET_KEY_HEADER, HeaderValue::from_static("true"));
+        }
+        Ok(headers)
+    }
+
+    /// Checks the encryption headers of a PUT or GET response.
+    fn check_response(self, what: &str, headers: &HeaderMap) -> anyhow::Result<()> {
+        if let Some(algorithm) = self.algorithm() {
+            let got = headers.get(SSE_HEADER);
+            ensure!(
+                got.is_some_and(|v| v.as_bytes() == algorithm.as_bytes()),
+                "{what}: {SSE_HEADER} {got:?}, expected {algorithm}"
+            );
+        }
+        if self == SseMode::SseKmsBucketKey {
+            let got = headers.get(BUCKET_KEY_HEADER);
+            ensure!(
+                got.is_some_and(|v| v.as_bytes() == b"true"),
+                "{what}: {BUCKET_KEY_HEADER} {got:?}, expected true"
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the ETag of a single-part upload is the MD5 of its data (S3: not so for the KMS
+    /// modes).
+    fn etag_is_md5(self) -> bool {
+        !self.uses_kms()
+    }
+}
+
+const SSE_HEADER: &str = "x-amz-server-side-encryption";
+const BUCKET_KEY_HEADER: &str = "x-amz-server-side-encryption-bucket-key-enabled";
+
 /// Everything one run measured.
 struct Measured {
     /// `/proc/loadavg` at the start: other work on the machine skews every figure.
     load: String,
-    medium: (Rate, Rate),
-    large: (Rate, Rate),
-    /// 4 KiB PUTs and GETs at 1 and at `MANY_CLIENTS` clients.
-    tiny_puts: [Ops; 2],
-    tiny_gets: [Ops; 2],
+    /// The server's figures, one set per `--sse` mode, in the order given.
+    modes: Vec<ModeFigures>,
     rss_before: Option<Rss>,
     rss_after: Option<Rss>,
     tcp: Rate,
@@ -141,6 +235,28 @@ struct Measured {
     aes: Rate,
 }
 
+/// The server's figures in one encryption mode.
+struct ModeFigures {
+    mode: SseMode,
+    medium: (Rate, Rate),
+    large: (Rate, Rate),
+    /// 4 KiB PUTs and GETs at 1 and at `MANY_CLIENTS` clients.
+    tiny_puts: [Ops; 2],
+    tiny_gets: [Ops; 2],
+    /// KMS calls the server made during these workloads (from its `/-/metrics`; `None` when it
+    /// has none), and how many object PUTs and GETs they served.
+    kms_calls: Option<u64>,
+    object_requests: u64,
+}
+
+impl ModeFigures {
+    /// KMS calls per 1,000 object PUTs and GETs.
+    fn kms_calls_per_1000(&self) -> Option<f64> {
+        self.kms_calls
+            .map(|calls| calls as f64 * 1000.0 / self.object_requests.max(1) as f64)
+    }
+}
+
 async fn bench(args: &BenchArgs) -> anyhow::Result<String> {
     let plan = Plan::new(args.quick);
     let load = std::fs::read_to_string("/proc/loadavg").map_or_else(
@@ -150,6 +266,13 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<String> {
     let scratch = args.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
     let rss_before = args.server_pid.map(read_rss).transpose()?;
     let pattern = Pattern::new();
+    let mut modes: Vec<SseMode> = Vec::new();
+    for mode in &args.sse {
+        if !modes.contains(mode) {
+            modes.push(*mode);
+        }
+    }
+    ensure!(!modes.is_empty(), "--sse names no encryption mode");
     // Endpoint and credentials are checked before the slow reference measurements.
     let target = Arc::new(Target::connect(args, pattern.clone()).await?);
 
@@ -181,57 +304,22 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<String> {
     progress("reference: AES-256-GCM");
     let aes = blocking(move || aes_throughput(plan.aes_bytes)).await?;
 
-    let medium = target
-        .single_stream("medium", MEDIUM_IDS, MEDIUM_SIZE, plan.medium_reps)
-        .await?;
-    let large = target
-        .single_stream("large", LARGE_IDS, plan.large_size, plan.large_reps)
-        .await?;
-    let written = Arc::new(AtomicU64::new(0));
-    let put = |clients: usize| {
-        progress(&format!("PUT 4 KiB, {clients} client(s)"));
-        let (target, written) = (target.clone(), written.clone());
-        run_clients(clients, plan.ops_duration, move || {
-            let target = target.clone();
-            let index = written.fetch_add(1, Ordering::Relaxed);
-            async move { target.put_tiny(index).await }
-        })
-    };
-    let tiny_puts = [put(1).await?, put(MANY_CLIENTS).await?];
-    // Every index below `written` was stored: a failed PUT would have ended the run.
-    let written = written.load(Ordering::Relaxed);
-    ensure!(
-        written > 0,
-        "no 4 KiB PUT finished in {:?}",
-        plan.ops_duration
-    );
-    let etags: Arc<Vec<String>> = Arc::new(
-        (0..written)
-            .map(|index| target.pattern.etag(index, TINY_SIZE))
-            .collect(),
-    );
-    let get = |clients: usize| {
-        progress(&format!("GET 4 KiB, {clients} client(s)"));
-        let (target, etags) = (target.clone(), etags.clone());
-        let next = Arc::new(AtomicU64::new(0));
-        run_clients(clients, plan.ops_duration, move || {
-            let (target, etags) = (target.clone(), etags.clone());
-            let index = next.fetch_add(1, Ordering::Relaxed) % written;
-            async move { target.get_tiny(index, &etags[index as usize]).await }
-        })
-    };
-    let tiny_gets = [get(1).await?, get(MANY_CLIENTS).await?];
+    let mut figures = Vec::new();
+    for mode in modes {
+        let workload = Arc::new(Workload {
+            target: target.clone(),
+            mode,
+            kms_key_id: args.sse_kms_key_id.clone(),
+            etags: Mutex::new(HashMap::new()),
+        });
+        figures.push(workload.measure(&plan).await?);
+    }
     let rss_after = args.server_pid.map(read_rss).transpose()?;
-
-    progress("deleting the objects of this run");
-    target.clean_up(written, &plan).await?;
+    target.delete_bucket_if_created().await?;
 
     let measured = Measured {
         load,
-        medium,
-        large,
-        tiny_puts,
-        tiny_gets,
+        modes: figures,
         rss_before,
         rss_after,
         tcp,
@@ -245,42 +333,12 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<String> {
 }
 
 impl Measured {
-    /// The report: the server's figures, this machine's, and the targets of issue 3.
+    /// The report: the server's figures in each mode, this machine's, the targets of issue 3
+    /// (on the first mode) and, with several modes, the targets of issue 8 against SSE-S3.
     fn table(&self, args: &BenchArgs, plan: &Plan, scratch: &Path) -> String {
         let mut table = Table::default();
-        table.section("server, one client (lean SigV4 HTTP/1.1)");
-        for (size, reps, (put, get)) in [
-            (MEDIUM_SIZE, plan.medium_reps, &self.medium),
-            (plan.large_size, plan.large_reps, &self.large),
-        ] {
-            let detail = |rate: &Rate| {
-                format!(
-                    "{reps} object(s) in {:.2} s, ETag and bytes checked",
-                    rate.elapsed.as_secs_f64()
-                )
-            };
-            for (verb, rate) in [("PUT", put), ("GET", get)] {
-                table.row(
-                    format!("{verb} {}, 1 stream", size_label(size)),
-                    mb_s(rate.mb_per_s()),
-                    detail(rate),
-                );
-            }
-        }
-        for (verb, runs) in [("PUT", &self.tiny_puts), ("GET", &self.tiny_gets)] {
-            for (clients, ops) in [1, MANY_CLIENTS].into_iter().zip(runs) {
-                table.row(
-                    format!("{verb} 4 KiB, {clients} client(s)"),
-                    format!("{:.0} ops/s", ops.per_second()),
-                    format!(
-                        "{} ops in {:.1} s, p50 {}, p99 {}",
-                        ops.latencies.len(),
-                        ops.elapsed.as_secs_f64(),
-                        ms(ops.percentile(0.50)),
-                        ms(ops.percentile(0.99))
-                    ),
-                );
-            }
+        for figures in &self.modes {
+            figures.rows(&mut table, plan);
         }
         table.row(
             "server RSS, peak (VmHWM)".to_owned(),
@@ -296,7 +354,7 @@ impl Measured {
             },
         );
 
-        table.section("this machine, same run");
+        table.section("this machine, same run".to_owned());
         table.row(
             "loopback TCP, 1 stream".to_owned(),
             mb_s(self.tcp.mb_per_s()),
@@ -348,8 +406,27 @@ impl Measured {
             ),
         );
 
-        table.section("targets (issue 3)");
-        let get_share = self.large.1.mb_per_s() / self.tcp.mb_per_s();
+        self.issue_3_targets(&mut table, plan);
+        self.encryption_targets(&mut table, plan);
+
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let title = format!(
+            "coffer bench: {} (bucket {}), {} run, {cpus} CPUs, load average {} at start\n\
+             client: lean SigV4 over HTTP/1.1 keep-alive (see bench_client.rs), path style, \
+             {REGION}, UNSIGNED-PAYLOAD, no retries; MB = 10^6 bytes\n",
+            args.endpoint,
+            args.bucket,
+            if plan.quick { "quick" } else { "full" },
+            self.load,
+        );
+        table.render(&title)
+    }
+
+    /// Issue 3's targets, judged on the first mode's figures.
+    fn issue_3_targets(&self, table: &mut Table, plan: &Plan) {
+        let first = &self.modes[0];
+        table.section(format!("targets (issue 3), {}", first.mode.label()));
+        let get_share = first.large.1.mb_per_s() / self.tcp.mb_per_s();
         table.target(
             format!("GET {} / loopback TCP", size_label(plan.large_size)),
             format!("{:.1} %", get_share * 100.0),
@@ -358,7 +435,7 @@ impl Measured {
         );
         // The faster MD5 is the stricter reference.
         let md5 = self.md5.mb_per_s().max(self.md5_aws_lc.mb_per_s());
-        let put_share = self.large.0.mb_per_s() / md5.min(self.disk.mb_per_s());
+        let put_share = first.large.0.mb_per_s() / md5.min(self.disk.mb_per_s());
         table.target(
             format!(
                 "PUT {} / min(faster MD5, disk)",
@@ -368,14 +445,14 @@ impl Measured {
             "≥ 70 %",
             put_share >= 0.70,
         );
-        let put_many = self.tiny_puts[1].per_second();
+        let put_many = first.tiny_puts[1].per_second();
         table.target(
             format!("PUT 4 KiB, {MANY_CLIENTS} clients"),
             format!("{put_many:.0} ops/s"),
             "≥ 3000 ops/s",
             put_many >= 3000.0,
         );
-        let get_many = self.tiny_gets[1].per_second();
+        let get_many = first.tiny_gets[1].per_second();
         table.target(
             format!("GET 4 KiB, {MANY_CLIENTS} clients"),
             format!("{get_many:.0} ops/s"),
@@ -390,18 +467,122 @@ impl Measured {
                 after.hwm < 256 * MIB,
             );
         }
+    }
 
-        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-        let title = format!(
-            "coffer bench: {} (bucket {}), {} run, {cpus} CPUs, load average {} at start\n\
-             client: lean SigV4 over HTTP/1.1 keep-alive (see bench_client.rs), path style, \
-             {REGION}, UNSIGNED-PAYLOAD, no retries; MB = 10^6 bytes\n",
-            args.endpoint,
-            args.bucket,
-            if plan.quick { "quick" } else { "full" },
-            self.load,
+    /// Issue 8's targets: each KMS mode against the SSE-S3 figures of the same run (`sse-s3`,
+    /// else `default`). Skipped unless the run has both.
+    fn encryption_targets(&self, table: &mut Table, plan: &Plan) {
+        let Some(base) = [SseMode::SseS3, SseMode::Default]
+            .iter()
+            .find_map(|mode| self.modes.iter().find(|f| f.mode == *mode))
+        else {
+            return;
+        };
+        let kms_modes: Vec<&ModeFigures> =
+            self.modes.iter().filter(|f| f.mode.uses_kms()).collect();
+        if kms_modes.is_empty() {
+            return;
+        }
+        table.section(format!(
+            "targets (issue 8), each as a share of {} in this run",
+            base.mode.label()
+        ));
+        let large = size_label(plan.large_size);
+        for figures in kms_modes {
+            let label = figures.mode.label();
+            let small = match figures.mode {
+                SseMode::SseKmsBucketKey => Some(("≥ 90 %", 0.90)),
+                SseMode::SseKms => Some(("≥ 60 %", 0.60)),
+                _ => None,
+            };
+            if let Some((text, share)) = small {
+                for (verb, ours, theirs) in [
+                    ("PUT", &figures.tiny_puts[1], &base.tiny_puts[1]),
+                    ("GET", &figures.tiny_gets[1], &base.tiny_gets[1]),
+                ] {
+                    let ratio = ours.per_second() / theirs.per_second();
+                    table.target(
+                        format!("{label}: {verb} 4 KiB, {MANY_CLIENTS} clients"),
+                        format!("{:.1} %", ratio * 100.0),
+                        text,
+                        ratio >= share,
+                    );
+                }
+            }
+            for (verb, ours, theirs) in [
+                ("PUT", &figures.large.0, &base.large.0),
+                ("GET", &figures.large.1, &base.large.1),
+            ] {
+                let (text, share) = match (figures.mode, verb) {
+                    (SseMode::DsseKms, "PUT") => ("≥ 70 %", 0.70),
+                    (SseMode::DsseKms, _) => continue,
+                    _ => ("≥ 90 % (within 10 %)", 0.90),
+                };
+                let ratio = ours.mb_per_s() / theirs.mb_per_s();
+                table.target(
+                    format!("{label}: {verb} {large}, 1 stream"),
+                    format!("{:.1} %", ratio * 100.0),
+                    text,
+                    ratio >= share,
+                );
+            }
+        }
+    }
+}
+
+impl ModeFigures {
+    /// This mode's section of the table.
+    fn rows(&self, table: &mut Table, plan: &Plan) {
+        table.section(format!(
+            "server, --sse {}, one client (lean SigV4 HTTP/1.1)",
+            self.mode.label()
+        ));
+        for (size, reps, (put, get)) in [
+            (MEDIUM_SIZE, plan.medium_reps, &self.medium),
+            (plan.large_size, plan.large_reps, &self.large),
+        ] {
+            let detail = |rate: &Rate| {
+                format!(
+                    "{reps} object(s) in {:.2} s, ETag and bytes checked",
+                    rate.elapsed.as_secs_f64()
+                )
+            };
+            for (verb, rate) in [("PUT", put), ("GET", get)] {
+                table.row(
+                    format!("{verb} {}, 1 stream", size_label(size)),
+                    mb_s(rate.mb_per_s()),
+                    detail(rate),
+                );
+            }
+        }
+        for (verb, runs) in [("PUT", &self.tiny_puts), ("GET", &self.tiny_gets)] {
+            for (clients, ops) in [1, MANY_CLIENTS].into_iter().zip(runs) {
+                table.row(
+                    format!("{verb} 4 KiB, {clients} client(s)"),
+                    format!("{:.0} ops/s", ops.per_second()),
+                    format!(
+                        "{} ops in {:.1} s, p50 {}, p99 {}",
+                        ops.latencies.len(),
+                        ops.elapsed.as_secs_f64(),
+                        ms(ops.percentile(0.50)),
+                        ms(ops.percentile(0.99))
+                    ),
+                );
+            }
+        }
+        table.row(
+            "KMS calls per 1,000 objects".to_owned(),
+            self.kms_calls_per_1000()
+                .map_or("-".to_owned(), |per| format!("{per:.1}")),
+            match self.kms_calls {
+                Some(calls) => format!(
+                    "{calls} GenerateDataKey + Decrypt calls for {} object PUTs and GETs \
+                     (server /-/metrics)",
+                    self.object_requests
+                ),
+                None => "not counted: the server has no coffer /-/metrics".to_owned(),
+            },
         );
-        table.render(&title)
     }
 }
 
@@ -472,8 +653,127 @@ impl Target {
         })
     }
 
+    /// The server's count of KMS calls made for S3 requests (Coffer's `/-/metrics`), or `None`
+    /// when it has no such count (another server).
+    async fn kms_calls(&self) -> Option<u64> {
+        let mut text = Vec::new();
+        self.lean
+            .s3(
+                Method::GET,
+                "/-/metrics",
+                HeaderMap::new(),
+                crate::bench_client::full(Bytes::new()),
+                |chunk| {
+                    text.extend_from_slice(chunk);
+                    Ok(())
+                },
+            )
+            .await
+            .ok()?;
+        let text = String::from_utf8(text).ok()?;
+        let counts: Vec<u64> = text
+            .lines()
+            .filter(|line| line.starts_with("coffer_kms_service_calls_total{"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+            .collect();
+        (!counts.is_empty()).then(|| counts.iter().sum())
+    }
+
+    /// Deletes the bucket if this run created it.
+    async fn delete_bucket_if_created(&self) -> anyhow::Result<()> {
+        if self.created_bucket {
+            self.client
+                .delete_bucket()
+                .bucket(&self.bucket)
+                .send()
+                .await
+                .map_err(|e| s3_error("DeleteBucket", &self.bucket, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The workloads of one encryption mode: its objects live under their own prefix, and are
+/// deleted when the mode's measurements end.
+struct Workload {
+    target: Arc<Target>,
+    mode: SseMode,
+    kms_key_id: Option<String>,
+    /// The ETag each PUT answered with, by object id: what its GETs must answer.
+    etags: Mutex<HashMap<u64, String>>,
+}
+
+impl Workload {
+    /// Runs every server workload in this mode, then deletes what it wrote.
+    async fn measure(self: &Arc<Self>, plan: &Plan) -> anyhow::Result<ModeFigures> {
+        progress(&format!("--sse {}", self.mode.label()));
+        let kms_calls_before = self.target.kms_calls().await;
+        let medium = self
+            .single_stream("medium", MEDIUM_IDS, MEDIUM_SIZE, plan.medium_reps)
+            .await?;
+        let large = self
+            .single_stream("large", LARGE_IDS, plan.large_size, plan.large_reps)
+            .await?;
+        let written = Arc::new(AtomicU64::new(0));
+        let put = |clients: usize| {
+            progress(&format!("PUT 4 KiB, {clients} client(s)"));
+            let (workload, written) = (self.clone(), written.clone());
+            run_clients(clients, plan.ops_duration, move || {
+                let workload = workload.clone();
+                let index = written.fetch_add(1, Ordering::Relaxed);
+                async move { workload.put_tiny(index).await }
+            })
+        };
+        let tiny_puts = [put(1).await?, put(MANY_CLIENTS).await?];
+        // Every index below `written` was stored: a failed PUT would have ended the run.
+        let written = written.load(Ordering::Relaxed);
+        ensure!(
+            written > 0,
+            "no 4 KiB PUT finished in {:?}",
+            plan.ops_duration
+        );
+        let get = |clients: usize| {
+            progress(&format!("GET 4 KiB, {clients} client(s)"));
+            let workload = self.clone();
+            let next = Arc::new(AtomicU64::new(0));
+            run_clients(clients, plan.ops_duration, move || {
+                let workload = workload.clone();
+                let index = next.fetch_add(1, Ordering::Relaxed) % written;
+                async move { workload.get_tiny(index).await }
+            })
+        };
+        let tiny_gets = [get(1).await?, get(MANY_CLIENTS).await?];
+        let kms_calls = match (kms_calls_before, self.target.kms_calls().await) {
+            (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+            _ => None,
+        };
+        let reads = tiny_gets.iter().map(|ops| ops.latencies.len() as u64);
+        let object_requests =
+            2 * (plan.medium_reps + plan.large_reps) + written + reads.sum::<u64>();
+
+        progress("deleting the objects of this mode");
+        self.clean_up(written, plan).await?;
+        Ok(ModeFigures {
+            mode: self.mode,
+            medium,
+            large,
+            tiny_puts,
+            tiny_gets,
+            kms_calls,
+            object_requests,
+        })
+    }
+
     fn key(&self, kind: &str, index: u64) -> String {
-        format!("{}/{kind}/{index:08}", self.prefix)
+        format!(
+            "{}/{}/{kind}/{index:08}",
+            self.target.prefix,
+            self.mode.label()
+        )
+    }
+
+    fn path(&self, key: &str) -> String {
+        format!("/{}/{key}", self.target.bucket)
     }
 
     /// PUTs `reps` objects of `size` bytes one after another, then GETs them back the same way;
@@ -486,75 +786,91 @@ impl Target {
         reps: u64,
     ) -> anyhow::Result<(Rate, Rate)> {
         progress(&format!("PUT/GET {} x {reps}", size_label(size)));
-        let pattern = self.pattern.clone();
-        let etags: Vec<String> = blocking(move || {
-            Ok((0..reps)
-                .map(|i| pattern.etag(first_object + i, size))
-                .collect())
-        })
-        .await?;
+        // The MD5s are worked out before the clock starts.
+        let md5_etags: Vec<Option<String>> = if self.mode.etag_is_md5() {
+            let pattern = self.target.pattern.clone();
+            blocking(move || {
+                Ok((0..reps)
+                    .map(|i| Some(pattern.etag(first_object + i, size)))
+                    .collect())
+            })
+            .await?
+        } else {
+            vec![None; reps as usize]
+        };
         let start = Instant::now();
-        for (i, etag) in (0..reps).zip(&etags) {
-            self.put_stream(&self.key(kind, i), first_object + i, size, etag)
-                .await?;
+        for (i, md5_etag) in (0..reps).zip(&md5_etags) {
+            let body = PatternBody {
+                pattern: self.target.pattern.clone(),
+                object: first_object + i,
+                size,
+                sent: 0,
+            };
+            self.put(
+                &self.key(kind, i),
+                first_object + i,
+                body.boxed(),
+                size,
+                md5_etag.as_deref(),
+            )
+            .await?;
         }
         let put = Rate::since(start, size * reps);
         let start = Instant::now();
-        for (i, etag) in (0..reps).zip(&etags) {
-            self.get_and_check(&self.key(kind, i), first_object + i, size, etag)
+        for i in 0..reps {
+            self.get_and_check(&self.key(kind, i), first_object + i, size)
                 .await?;
         }
         let get = Rate::since(start, size * reps);
         Ok((put, get))
     }
 
-    fn path(&self, key: &str) -> String {
-        format!("/{}/{key}", self.bucket)
-    }
-
-    /// PUTs `key` and checks the ETag the server answers with.
-    async fn put(&self, key: &str, body: Body, size: u64, etag: &str) -> anyhow::Result<()> {
-        let mut headers = HeaderMap::new();
+    /// PUTs object `object` as `key` and checks the answer: the encryption headers of the mode,
+    /// and the ETag — the data's MD5 (`md5_etag`) where S3 promises it, else a quoted 32-digit
+    /// hex, remembered for the GETs.
+    async fn put(
+        &self,
+        key: &str,
+        object: u64,
+        body: Body,
+        size: u64,
+        md5_etag: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let mut headers = self.mode.put_headers(self.kms_key_id.as_deref())?;
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(size));
         let answer = self
+            .target
             .lean
             .s3(Method::PUT, &self.path(key), headers, body, |_| Ok(()))
             .await?;
-        let got = answer.headers.get(http::header::ETAG);
-        ensure!(
-            got.is_some_and(|v| v.as_bytes() == etag.as_bytes()),
-            "PutObject {key}: ETag {got:?}, expected {etag}"
-        );
+        let what = format!("PutObject {key}");
+        self.mode.check_response(&what, &answer.headers)?;
+        let got = answer
+            .headers
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok());
+        let etag = match (got, md5_etag) {
+            (Some(got), Some(expected)) if got == expected => got,
+            (Some(got), None) if is_quoted_hex_32(got) => got,
+            _ => anyhow::bail!(
+                "{what}: ETag {got:?}, expected {}",
+                md5_etag.unwrap_or("a quoted 32-digit hex")
+            ),
+        };
+        self.etags
+            .lock()
+            .expect("etag table lock")
+            .insert(object, etag.to_owned());
         Ok(())
     }
 
-    /// PUTs object `object` with a streamed body, generated one block at a time.
-    async fn put_stream(
-        &self,
-        key: &str,
-        object: u64,
-        size: u64,
-        etag: &str,
-    ) -> anyhow::Result<()> {
-        let body = PatternBody {
-            pattern: self.pattern.clone(),
-            object,
-            size,
-            sent: 0,
-        };
-        self.put(key, body.boxed(), size, etag).await
-    }
-
-    /// GETs `key` and checks its length, ETag and every byte as the body streams in.
-    async fn get_and_check(
-        &self,
-        key: &str,
-        object: u64,
-        size: u64,
-        etag: &str,
-    ) -> anyhow::Result<()> {
+    /// GETs `key` and checks its length, ETag (the one its PUT answered), encryption headers and
+    /// every byte as the body streams in.
+    async fn get_and_check(&self, key: &str, object: u64, size: u64) -> anyhow::Result<()> {
+        let pattern = &self.target.pattern;
         let mut offset = 0u64;
         let answer = self
+            .target
             .lean
             .s3(
                 Method::GET,
@@ -563,8 +879,7 @@ impl Target {
                 crate::bench_client::full(Bytes::new()),
                 |chunk| {
                     ensure!(
-                        offset + chunk.len() as u64 <= size
-                            && self.pattern.matches(object, offset, chunk),
+                        offset + chunk.len() as u64 <= size && pattern.matches(object, offset, chunk),
                         "GetObject {key}: the {} bytes at offset {offset} differ from what was written",
                         chunk.len()
                     );
@@ -573,19 +888,27 @@ impl Target {
                 },
             )
             .await?;
+        let what = format!("GetObject {key}");
         let length = answer.headers.get(http::header::CONTENT_LENGTH);
         ensure!(
             length.is_some_and(|v| v.as_bytes() == size.to_string().as_bytes()),
-            "GetObject {key}: Content-Length {length:?}, expected {size}"
+            "{what}: Content-Length {length:?}, expected {size}"
         );
         let got = answer.headers.get(http::header::ETAG);
+        let expected = self
+            .etags
+            .lock()
+            .expect("etag table lock")
+            .get(&object)
+            .cloned();
         ensure!(
-            got.is_some_and(|v| v.as_bytes() == etag.as_bytes()),
-            "GetObject {key}: ETag {got:?}, expected {etag}"
+            got.is_some_and(|v| Some(v.as_bytes()) == expected.as_deref().map(str::as_bytes)),
+            "{what}: ETag {got:?}, expected {expected:?} (its PUT's)"
         );
+        self.mode.check_response(&what, &answer.headers)?;
         ensure!(
             answer.body_len == size,
-            "GetObject {key}: the body ended after {} of {size} bytes",
+            "{what}: the body ended after {} of {size} bytes",
             answer.body_len
         );
         Ok(())
@@ -594,24 +917,31 @@ impl Target {
     /// PUTs the 4 KiB object `index` from memory, as small-object clients do.
     async fn put_tiny(&self, index: u64) -> anyhow::Result<()> {
         let key = self.key("tiny", index);
-        let body = self.pattern.block(index, 0, TINY_SIZE as usize);
-        let etag = etag_of(&body);
-        self.put(&key, crate::bench_client::full(body), TINY_SIZE, &etag)
+        let body = self.target.pattern.block(index, 0, TINY_SIZE as usize);
+        let md5_etag = self.mode.etag_is_md5().then(|| etag_of(&body));
+        self.put(
+            &key,
+            index,
+            crate::bench_client::full(body),
+            TINY_SIZE,
+            md5_etag.as_deref(),
+        )
+        .await
+    }
+
+    async fn get_tiny(&self, index: u64) -> anyhow::Result<()> {
+        self.get_and_check(&self.key("tiny", index), index, TINY_SIZE)
             .await
     }
 
-    async fn get_tiny(&self, index: u64, etag: &str) -> anyhow::Result<()> {
-        self.get_and_check(&self.key("tiny", index), index, TINY_SIZE, etag)
-            .await
-    }
-
-    /// Deletes every object this run wrote, and the bucket if this run created it.
+    /// Deletes every object this mode wrote.
     async fn clean_up(&self, tiny_written: u64, plan: &Plan) -> anyhow::Result<()> {
         let keys: Vec<String> = (0..plan.medium_reps)
             .map(|i| self.key("medium", i))
             .chain((0..plan.large_reps).map(|i| self.key("large", i)))
             .chain((0..tiny_written).map(|i| self.key("tiny", i)))
             .collect();
+        let (client, bucket) = (&self.target.client, &self.target.bucket);
         for batch in keys.chunks(DELETE_BATCH) {
             let objects = batch
                 .iter()
@@ -621,14 +951,13 @@ impl Target {
                 .set_objects(Some(objects))
                 .quiet(true)
                 .build()?;
-            let out = self
-                .client
+            let out = client
                 .delete_objects()
-                .bucket(&self.bucket)
+                .bucket(bucket)
                 .delete(delete)
                 .send()
                 .await
-                .map_err(|e| s3_error("DeleteObjects", &self.bucket, e))?;
+                .map_err(|e| s3_error("DeleteObjects", bucket, e))?;
             if let Some(failed) = out.errors().first() {
                 return Err(anyhow!(
                     "DeleteObjects: {} of {} keys not deleted, first {:?}: {:?}",
@@ -639,16 +968,16 @@ impl Target {
                 ));
             }
         }
-        if self.created_bucket {
-            self.client
-                .delete_bucket()
-                .bucket(&self.bucket)
-                .send()
-                .await
-                .map_err(|e| s3_error("DeleteBucket", &self.bucket, e))?;
-        }
         Ok(())
     }
+}
+
+/// Whether `etag` is `"` + 32 hex digits + `"`, the shape of every single-part ETag.
+fn is_quoted_hex_32(etag: &str) -> bool {
+    etag.len() == 34
+        && etag.starts_with('"')
+        && etag.ends_with('"')
+        && etag[1..33].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// An SDK error with its whole chain of causes (the SDK's `Display` says only "service error").
@@ -1059,12 +1388,12 @@ struct Table {
 }
 
 enum Line {
-    Section(&'static str),
+    Section(String),
     Row([String; 3]),
 }
 
 impl Table {
-    fn section(&mut self, title: &'static str) {
+    fn section(&mut self, title: String) {
         self.rows.push(Line::Section(title));
     }
 

@@ -166,6 +166,16 @@ pub struct BenchArgs {
     /// data dir [default: the system temp dir]
     #[arg(long)]
     pub scratch_dir: Option<PathBuf>,
+    /// Encryption modes to measure, comma-separated; each runs the same workloads, and with
+    /// SSE-S3 and a KMS mode in one run the table compares them: default (no encryption
+    /// headers: the server's default, SSE-S3 on Coffer), sse-s3, sse-kms, sse-kms-bucket-key,
+    /// dsse-kms
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "default")]
+    pub sse: Vec<crate::bench::SseMode>,
+    /// KMS key of the KMS modes: key id, key ARN, alias name or alias ARN [default: the AWS
+    /// managed key aws/s3]
+    #[arg(long)]
+    pub sse_kms_key_id: Option<String>,
 }
 
 /// `coffer bench-kms` settings.

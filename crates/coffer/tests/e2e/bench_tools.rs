@@ -1,7 +1,8 @@
 //! `coffer bench --quick` and `coffer bench-kms` against a real server: the benchmark's own
 //! client (lean SigV4 over HTTP/1.1) must be accepted by the server, every answer it checks must
-//! check out, and the run must clean up after itself. The figures themselves are not asserted:
-//! speed is for the benchmark to report, not for tests to time.
+//! check out, and the run must clean up after itself. Speed is not asserted — it is for the
+//! benchmark to report, not for tests to time — but the KMS calls it counts per encryption mode
+//! are.
 
 use crate::common;
 
@@ -26,6 +27,8 @@ async fn coffer_bench_quick_runs_against_coffer_and_cleans_up() {
         &pid,
         "--scratch-dir",
         scratch.path().to_str().unwrap(),
+        "--sse",
+        "default,sse-kms,sse-kms-bucket-key,dsse-kms",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -44,6 +47,28 @@ async fn coffer_bench_quick_runs_against_coffer_and_cleans_up() {
     ] {
         assert!(stdout.contains(line), "no {line:?} line in:\n{stdout}");
     }
+    // Each mode ran (every PUT and GET checked its encryption headers), and the KMS calls the
+    // server counted are what each mode promises: none for SSE-S3, one per object request for
+    // SSE-KMS, two for DSSE, and next to none under a Bucket Key.
+    let per_1000: Vec<f64> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("KMS calls per 1,000 objects"))
+        .map(|l| {
+            l.split_whitespace()
+                .nth(5)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no figure in {l:?}"))
+        })
+        .collect();
+    assert_eq!(per_1000.len(), 4, "{stdout}");
+    assert_eq!(per_1000[0], 0.0, "{stdout}");
+    assert_eq!(per_1000[1], 1000.0, "{stdout}");
+    assert!(per_1000[2] < 10.0, "{stdout}");
+    assert_eq!(per_1000[3], 2000.0, "{stdout}");
+    assert!(
+        stdout.contains("sse-kms-bucket-key: PUT 4 KiB, 32 clients"),
+        "the table compares the modes:\n{stdout}"
+    );
     // The bucket the run created is gone again.
     let s3 = server.client();
     let buckets = s3.list_buckets().send().await.unwrap();
