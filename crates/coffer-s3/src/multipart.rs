@@ -74,7 +74,7 @@ pub async fn create_multipart_upload(
         key: input.key.clone(),
         initiated_unix_ms: initiated,
         content_type: input.content_type,
-        content_encoding: input.content_encoding,
+        content_encoding: crate::object::stored_content_encoding(input.content_encoding),
         content_disposition: input.content_disposition,
         content_language: input.content_language,
         cache_control: input.cache_control,

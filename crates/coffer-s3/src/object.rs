@@ -31,6 +31,25 @@ pub struct ContentHeaders {
     pub expires: Option<String>,
 }
 
+/// The `Content-Encoding` S3 stores for one a client sent: without `aws-chunked`, which
+/// describes only the request's framing (S3 "stores the resulting object without the aws-chunked
+/// value"); `None` when nothing else is left.
+pub fn stored_content_encoding(sent: Option<String>) -> Option<String> {
+    let sent = sent?;
+    if !sent
+        .split(',')
+        .any(|token| token.trim().eq_ignore_ascii_case("aws-chunked"))
+    {
+        return Some(sent);
+    }
+    let kept: Vec<&str> = sent
+        .split(',')
+        .map(str::trim)
+        .filter(|token| !token.is_empty() && !token.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
+}
+
 /// Formats an `Expires` timestamp as the HTTP date S3 stores and returns.
 pub fn format_expires(t: Option<&Timestamp>) -> Option<String> {
     let t = t?;
@@ -364,7 +383,7 @@ pub async fn put_object(
         key: input.key,
         headers: ContentHeaders {
             content_type: input.content_type,
-            content_encoding: input.content_encoding,
+            content_encoding: stored_content_encoding(input.content_encoding),
             content_disposition: input.content_disposition,
             content_language: input.content_language,
             cache_control: input.cache_control,
@@ -891,4 +910,20 @@ pub async fn delete_objects(
         errors: (!errors.is_empty()).then_some(errors),
         ..Default::default()
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stored_content_encoding;
+
+    #[test]
+    fn aws_chunked_is_not_stored_as_a_content_encoding() {
+        let stored = |sent: &str| stored_content_encoding(Some(sent.to_owned()));
+        assert_eq!(stored("aws-chunked"), None);
+        assert_eq!(stored("aws-chunked,gzip"), Some("gzip".to_owned()));
+        assert_eq!(stored("gzip, AWS-Chunked"), Some("gzip".to_owned()));
+        assert_eq!(stored("gzip"), Some("gzip".to_owned()));
+        assert_eq!(stored("gzip, br"), Some("gzip, br".to_owned()));
+        assert_eq!(stored_content_encoding(None), None);
+    }
 }

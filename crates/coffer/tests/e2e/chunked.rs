@@ -178,7 +178,44 @@ async fn unsigned_chunked_upload_with_a_crc32_trailer_round_trips() {
         .send()
         .await);
     assert_eq!(get.checksum_crc32(), Some(crc32_b64(&data).as_str()));
+    // `aws-chunked` framed the request; it is not how the object is encoded (S3 drops it).
+    assert_eq!(get.content_encoding(), None);
     assert!(ok(get.body.collect().await).into_bytes()[..] == data[..]);
+}
+
+#[tokio::test]
+async fn a_content_encoding_sent_with_aws_chunked_is_stored_without_it() {
+    let (server, s3) = setup().await;
+    let data = pattern(1_000, 3);
+    let path = "/bkt/gz";
+    let mut headers = vec![
+        ("host".to_string(), server.addr().to_string()),
+        (
+            "content-encoding".to_string(),
+            "aws-chunked,gzip".to_string(),
+        ),
+        (
+            "x-amz-decoded-content-length".to_string(),
+            data.len().to_string(),
+        ),
+        (
+            "x-amz-trailer".to_string(),
+            "x-amz-checksum-crc32".to_string(),
+        ),
+    ];
+    Signer::root().sign(
+        "PUT",
+        path,
+        &[],
+        &mut headers,
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        SystemTime::now(),
+    );
+    let body = unsigned_chunked_body(&[&data], ("x-amz-checksum-crc32", &crc32_b64(&data)));
+    let response = request(server.addr(), "PUT", path, &headers, &body);
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    let head = ok(s3.head_object().bucket("bkt").key("gz").send().await);
+    assert_eq!(head.content_encoding(), Some("gzip"));
 }
 
 #[tokio::test]
