@@ -165,14 +165,24 @@ impl Encryption {
             Sse::Dsse { key_id, context } => {
                 let context = request::full_context(context, &object_arn(id))?;
                 let kms = self.kms()?;
-                let inner = kms
-                    .generate_data_key(caller, key_id.as_deref(), &context)
+                // Both layers' keys at once (one audit commit, not two in a row), under the one
+                // KMS key the request names: the second call names it by the ARN it resolves to.
+                let arn = kms
+                    .resolve(caller, key_id.as_deref())
                     .await
                     .map_err(kms_error)?;
-                let outer = kms
-                    .generate_data_key(caller, Some(&inner.key_arn), &context)
-                    .await
-                    .map_err(kms_error)?;
+                let (inner, outer) = tokio::join!(
+                    kms.generate_data_key(caller, key_id.as_deref(), &context),
+                    kms.generate_data_key(caller, Some(&arn), &context),
+                );
+                let (inner, outer) = (inner.map_err(kms_error)?, outer.map_err(kms_error)?);
+                if inner.key_arn != outer.key_arn {
+                    // The alias was moved between the two calls.
+                    return Err(api_error!(
+                        InvalidArgument,
+                        "The KMS key changed while the request was made; try again"
+                    ));
+                }
                 let mut env = envelope(MODE_DSSE_KMS, inner.key_arn, inner.ciphertext);
                 env.context = Some(context);
                 env.outer_wrapped_dek = Some(outer.ciphertext);
@@ -256,14 +266,13 @@ impl Encryption {
                 let outer_blob = env.outer_wrapped_dek.as_ref().ok_or_else(|| {
                     internal("envelope", "a DSSE envelope without its second key")
                 })?;
-                let (inner, _) = kms
-                    .decrypt(caller, &env.wrapped_dek, context()?)
-                    .await
-                    .map_err(kms_error)?;
-                let (outer, _) = kms
-                    .decrypt(caller, outer_blob, context()?)
-                    .await
-                    .map_err(kms_error)?;
+                let context = context()?;
+                let (inner, outer) = tokio::join!(
+                    kms.decrypt(caller, &env.wrapped_dek, context),
+                    kms.decrypt(caller, outer_blob, context),
+                );
+                let ((inner, _), (outer, _)) =
+                    (inner.map_err(kms_error)?, outer.map_err(kms_error)?);
                 Ok(DataKeys {
                     inner,
                     outer: Some(outer),
