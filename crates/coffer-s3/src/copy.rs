@@ -10,7 +10,7 @@ use s3s::{S3Request, S3Response, S3Result};
 
 use crate::checksum::Claimed;
 use crate::conditional::{self, Conditions, OnNotModified, timestamp_from_ms};
-use crate::encryption::{Requester, SseHeaders, SseView, request};
+use crate::encryption::{Requester, SseView, request};
 use crate::error::api_error;
 use crate::metadata;
 use crate::object::{self, ContentHeaders, NewObject};
@@ -86,20 +86,8 @@ pub async fn copy_object(
         ..
     } = req;
     let who = Requester::of(&extensions, &headers)?;
-    let sse = object::write_encryption(
-        c,
-        &SseHeaders {
-            server_side_encryption: input.server_side_encryption.as_ref(),
-            kms_key_id: input.ssekms_key_id.as_deref(),
-            kms_context: input.ssekms_encryption_context.as_deref(),
-            bucket_key_enabled: input.bucket_key_enabled,
-            customer_algorithm: input.sse_customer_algorithm.as_deref(),
-            customer_key_present: input.sse_customer_key.is_some(),
-        },
-        &input.bucket,
-        &who,
-    )
-    .await?;
+    let sse =
+        object::write_encryption(c, &request::sse_headers_of!(input), &input.bucket, &who).await?;
     object::check_input_write_options!(input);
     request::check_no_customer_key(
         input.copy_source_sse_customer_algorithm.as_deref(),

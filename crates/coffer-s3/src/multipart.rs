@@ -14,7 +14,7 @@ use coffer_store::{Envelope, ObjectRecord, PartLayout, RECORD_VERSION, UploadRec
 use crate::binding::{self, ObjectId};
 use crate::checksum::{self, Claimed};
 use crate::conditional::timestamp_from_ms;
-use crate::encryption::{self, DataKeys, Requester, SseHeaders, SseView, request};
+use crate::encryption::{self, DataKeys, Requester, SseView, request};
 use crate::error::api_error;
 use crate::metadata;
 use crate::object::{self, format_expires};
@@ -32,20 +32,8 @@ pub async fn create_multipart_upload(
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let who = Requester::of(&req.extensions, &req.headers)?;
     let input = req.input;
-    let sse = object::write_encryption(
-        c,
-        &SseHeaders {
-            server_side_encryption: input.server_side_encryption.as_ref(),
-            kms_key_id: input.ssekms_key_id.as_deref(),
-            kms_context: input.ssekms_encryption_context.as_deref(),
-            bucket_key_enabled: input.bucket_key_enabled,
-            customer_algorithm: input.sse_customer_algorithm.as_deref(),
-            customer_key_present: input.sse_customer_key.is_some(),
-        },
-        &input.bucket,
-        &who,
-    )
-    .await?;
+    let sse =
+        object::write_encryption(c, &request::sse_headers_of!(input), &input.bucket, &who).await?;
     object::check_input_write_options!(input);
     metadata::check_size(input.metadata.as_ref())?;
     crate::bucket::require_bucket(c, &input.bucket).await?;

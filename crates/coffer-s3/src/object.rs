@@ -352,14 +352,7 @@ pub async fn put_object(
     let who = Requester::of(&extensions, &headers)?;
     let sse = write_encryption(
         c,
-        &SseHeaders {
-            server_side_encryption: input.server_side_encryption.as_ref(),
-            kms_key_id: input.ssekms_key_id.as_deref(),
-            kms_context: input.ssekms_encryption_context.as_deref(),
-            bucket_key_enabled: input.bucket_key_enabled,
-            customer_algorithm: input.sse_customer_algorithm.as_deref(),
-            customer_key_present: input.sse_customer_key.is_some(),
-        },
+        &encryption::request::sse_headers_of!(input),
         &input.bucket,
         &who,
     )

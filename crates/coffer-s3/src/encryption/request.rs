@@ -47,6 +47,22 @@ impl Sse {
     }
 }
 
+/// The [`SseHeaders`] of a PutObject, CopyObject or CreateMultipartUpload input (the three share
+/// the field names).
+macro_rules! sse_headers_of {
+    ($input:expr) => {
+        $crate::encryption::SseHeaders {
+            server_side_encryption: $input.server_side_encryption.as_ref(),
+            kms_key_id: $input.ssekms_key_id.as_deref(),
+            kms_context: $input.ssekms_encryption_context.as_deref(),
+            bucket_key_enabled: $input.bucket_key_enabled,
+            customer_algorithm: $input.sse_customer_algorithm.as_deref(),
+            customer_key_present: $input.sse_customer_key.is_some(),
+        }
+    };
+}
+pub(crate) use sse_headers_of;
+
 /// What a write request asked for, in the headers (or form fields) that select the encryption.
 #[derive(Default)]
 pub struct SseHeaders<'a> {
