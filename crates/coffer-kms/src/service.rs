@@ -43,6 +43,8 @@ pub struct Kms {
     writer: tokio::sync::Mutex<()>,
     /// Calls made through the typed API for AWS services (`for_services.rs`).
     pub(crate) service_counters: ServiceCounters,
+    /// Bumped by every change to the state (see [`Kms::generation`]).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Kms {
@@ -119,6 +121,7 @@ impl Kms {
             }),
             writer: tokio::sync::Mutex::new(()),
             service_counters: ServiceCounters::default(),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -383,6 +386,15 @@ impl Kms {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         apply(&mut state);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// A number that changes whenever a key, its state, its key policy or an alias changes
+    /// (including a key passing from pending deletion to deleted). Whoever keeps something the
+    /// key service allowed — S3's Bucket Keys — may reuse it only while this stays the same.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Changes one key under the writer lock: resolves it afresh, records it in the request,

@@ -4,8 +4,9 @@
 //! [`ApiError::status`] are single exhaustive matches, so a reviewer sees every code a client can
 //! get and a new variant cannot ship unmapped. Handlers raise them with [`api_error!`] (the shape
 //! of `s3s`'s `s3_error!`, but checked against this enum). Lower layers' errors (`StoreError`,
-//! `CryptoError`, the KMS's) are mapped below, one `match` each. Messages never carry key material
-//! or plaintext; `InternalError` is logged where it is raised and answered without detail.
+//! `CryptoError`) are mapped below, one `match` each; the KMS's in `encryption::kms_error`, beside
+//! the code that calls it. Messages never carry key material or plaintext; `InternalError` is
+//! logged where it is raised and answered without detail.
 
 use coffer_crypto::CryptoError;
 use coffer_store::StoreError;

@@ -154,7 +154,7 @@ impl PostObject {
         // From here the reader is shared with the file source, and with a lingering drain.
         let reader = Arc::new(Mutex::new(reader));
         let plan = fields.map_err(PostError::Form).and_then(|(fields, file)| {
-            let request = Requester {
+            let request = FormRequest {
                 conn,
                 user_agent: user_agent.as_ref(),
                 now: OffsetDateTime::now_utc(),
@@ -220,7 +220,7 @@ impl PostObject {
         bucket: &str,
         raw: Vec<form::Field>,
         file: &FilePart,
-        request: &Requester<'_>,
+        request: &FormRequest<'_>,
     ) -> Result<(Plan, Authorizer, Scheme), PostError> {
         let fields = Fields::new(raw, file.filename.as_deref());
         let key = fields
@@ -261,7 +261,7 @@ impl PostObject {
 }
 
 /// What the authorization of a form needs to know of its request.
-struct Requester<'a> {
+struct FormRequest<'a> {
     conn: &'a Connection,
     user_agent: Option<&'a HeaderValue>,
     now: OffsetDateTime,

@@ -44,6 +44,10 @@ pub trait KmsClient: Send + Sync {
     /// The full ARN of `key_id` (`None` = the AWS managed key), to check a request's key before
     /// any data is read and to name it in responses.
     async fn resolve(&self, caller: &Caller, key_id: Option<&str>) -> Result<String, KmsError>;
+
+    /// Changes whenever anything the key service decides by (a key's state, its policy, an
+    /// alias) changes: a Bucket Key is reused only while it stays the same.
+    fn generation(&self) -> u64;
 }
 
 #[async_trait::async_trait]
@@ -85,5 +89,9 @@ impl KmsClient for Kms {
             service: AwsService::S3,
         };
         self.resolve_for(&req, key_id).await
+    }
+
+    fn generation(&self) -> u64 {
+        Kms::generation(self)
     }
 }

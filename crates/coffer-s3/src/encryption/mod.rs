@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use coffer_crypto::Key256;
 use coffer_kms::{Caller, KmsError};
+use coffer_policy::Identity;
 use coffer_store::Envelope;
 use s3s::S3Error;
 use s3s::dto::ServerSideEncryption;
@@ -36,8 +37,9 @@ pub const MODE_SSE_KMS: &str = ServerSideEncryption::AWS_KMS;
 pub const MODE_DSSE_KMS: &str = ServerSideEncryption::AWS_KMS_DSSE;
 
 /// How long a Bucket Key is used for new objects, and kept to open them, before the KMS is asked
-/// again. S3 keeps its Bucket Keys "time-limited"; this bounds how long a disabled or deleted KMS
-/// key keeps working for objects under a Bucket Key.
+/// again, as S3 keeps its Bucket Keys "time-limited". A change in the key service (a key disabled,
+/// scheduled for deletion, its policy changed) or in the caller's identity policies ends it at
+/// once.
 const BUCKET_KEY_LIFETIME: Duration = Duration::from_secs(300);
 /// Most Bucket Keys cached at once (each is 32 bytes plus its blob).
 const MAX_CACHED_BUCKET_KEYS: usize = 4096;
@@ -73,6 +75,21 @@ struct CachedBucketKey {
     key_arn: String,
     context: BTreeMap<String, String>,
     made: Instant,
+    /// [`KmsClient::generation`] before the KMS call that made it.
+    generation: u64,
+    /// The identity policies of the caller it was made for.
+    identity: Identity,
+}
+
+/// Whether two identities are the same policies: the credentials table parses a user's policies
+/// once per change, so a user whose policies changed holds a new `Arc` (and a cached entry keeps
+/// the old one alive, so its address cannot be reused).
+fn same_identity(a: &Identity, b: &Identity) -> bool {
+    match (a, b) {
+        (Identity::Root, Identity::Root) => true,
+        (Identity::User(a), Identity::User(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
 }
 
 impl Encryption {
@@ -165,15 +182,11 @@ impl Encryption {
             Sse::Dsse { key_id, context } => {
                 let context = request::full_context(context, &object_arn(id))?;
                 let kms = self.kms()?;
-                // Both layers' keys at once (one audit commit, not two in a row), under the one
-                // KMS key the request names: the second call names it by the ARN it resolves to.
-                let arn = kms
-                    .resolve(caller, key_id.as_deref())
-                    .await
-                    .map_err(kms_error)?;
+                // Both layers' keys at once (one audit commit, not two in a row), each asked for
+                // by the name the request gave (so that `kms:RequestAlias` conditions see it).
                 let (inner, outer) = tokio::join!(
                     kms.generate_data_key(caller, key_id.as_deref(), &context),
-                    kms.generate_data_key(caller, Some(&arn), &context),
+                    kms.generate_data_key(caller, key_id.as_deref(), &context),
                 );
                 let (inner, outer) = (inner.map_err(kms_error)?, outer.map_err(kms_error)?);
                 if inner.key_arn != outer.key_arn {
@@ -209,10 +222,35 @@ impl Encryption {
         {
             return Err(internal("envelope", "unsupported object format version"));
         }
+        // The stored context must name this object (or its bucket, under a Bucket Key), and the
+        // KMS key that opens a data key must be the one the envelope names: a wrapped key moved
+        // with its context into another record never opens there.
         let context = || {
-            env.context
+            let context = env
+                .context
                 .as_ref()
-                .ok_or_else(|| internal("envelope", "a KMS envelope without its context"))
+                .ok_or_else(|| internal("envelope", "a KMS envelope without its context"))?;
+            let expected = match env.bucket_key {
+                Some(_) => format!("arn:aws:s3:::{}", id.bucket),
+                None => object_arn(id),
+            };
+            if context.get(request::S3_ARN_CONTEXT_KEY) != Some(&expected) {
+                return Err(internal(
+                    "envelope",
+                    "the encryption context of a KMS envelope names another object",
+                ));
+            }
+            Ok(context)
+        };
+        let same_key = |(key, arn): (Key256, String)| {
+            if arn == env.key_id {
+                Ok(key)
+            } else {
+                Err(internal(
+                    "envelope",
+                    "a data key opened under another KMS key than its envelope names",
+                ))
+            }
         };
         match env.mode.as_str() {
             MODE_SSE_S3 => {
@@ -235,11 +273,12 @@ impl Encryption {
             }
             MODE_SSE_KMS => match &env.bucket_key {
                 None => {
-                    let (dek, _) = self
+                    let dek = self
                         .kms()?
                         .decrypt(caller, &env.wrapped_dek, context()?)
                         .await
-                        .map_err(kms_error)?;
+                        .map_err(kms_error)
+                        .and_then(same_key)?;
                     Ok(DataKeys {
                         inner: dek,
                         outer: None,
@@ -247,7 +286,7 @@ impl Encryption {
                 }
                 Some(blob) => {
                     let bucket_key = self
-                        .bucket_key_for_reading(caller, blob, context()?)
+                        .bucket_key_for_reading(caller, blob, context()?, &env.key_id)
                         .await?;
                     let dek = coffer_crypto::unwrap_key(
                         &bucket_key,
@@ -271,8 +310,8 @@ impl Encryption {
                     kms.decrypt(caller, &env.wrapped_dek, context),
                     kms.decrypt(caller, outer_blob, context),
                 );
-                let ((inner, _), (outer, _)) =
-                    (inner.map_err(kms_error)?, outer.map_err(kms_error)?);
+                let inner = inner.map_err(kms_error).and_then(same_key)?;
+                let outer = outer.map_err(kms_error).and_then(same_key)?;
                 Ok(DataKeys {
                     inner,
                     outer: Some(outer),
@@ -299,12 +338,14 @@ impl Encryption {
             context.clone(),
             caller.principal_arn.clone(),
         );
-        if let Some(hit) = self.cached(&slot) {
+        let kms = self.kms()?;
+        if let Some(hit) = self.cached(&slot, caller, kms.generation()) {
             return Ok(hit);
         }
         let full = request::full_context(context, &bucket_arn)?;
-        let key = self
-            .kms()?
+        // Read before the call: a change made while it runs leaves the entry stale.
+        let generation = kms.generation();
+        let key = kms
             .generate_data_key(caller, key_id.as_deref(), &full)
             .await
             .map_err(kms_error)?;
@@ -314,7 +355,7 @@ impl Encryption {
             key_arn: key.key_arn,
             context: full,
         };
-        self.remember(slot, &made);
+        self.remember(slot, &made, generation, caller);
         Ok(made)
     }
 
@@ -323,38 +364,57 @@ impl Encryption {
         caller: &Caller,
         blob: &[u8],
         context: &BTreeMap<String, String>,
+        key_arn: &str,
     ) -> Result<Key256, S3Error> {
         let slot = BucketKeyId::Reading(coffer_crypto::sha256(blob), caller.principal_arn.clone());
-        if let Some(hit) = self.cached(&slot) {
+        let kms = self.kms()?;
+        if let Some(hit) = self.cached(&slot, caller, kms.generation()) {
             return Ok(hit.key);
         }
-        let (key, key_arn) = self
-            .kms()?
+        let generation = kms.generation();
+        let (key, opened_by) = kms
             .decrypt(caller, blob, context)
             .await
             .map_err(kms_error)?;
+        if opened_by != key_arn {
+            return Err(internal(
+                "envelope",
+                "a Bucket Key opened under another KMS key than its envelope names",
+            ));
+        }
+        let key_arn = opened_by;
         let made = CachedCopy {
             key,
             blob: blob.to_vec(),
             key_arn,
             context: context.clone(),
         };
-        self.remember(slot, &made);
+        self.remember(slot, &made, generation, caller);
         Ok(made.key)
     }
 
-    fn cached(&self, slot: &BucketKeyId) -> Option<CachedCopy> {
+    /// The cached Bucket Key of `slot`, if it is younger than [`BUCKET_KEY_LIFETIME`], the key
+    /// service has changed nothing since it was made (`generation`: a disabled key, a key pending
+    /// deletion or a narrowed key policy takes effect at once), and the caller's identity policies
+    /// are the ones it was made under.
+    fn cached(&self, slot: &BucketKeyId, caller: &Caller, generation: u64) -> Option<CachedCopy> {
         let mut keys = self
             .bucket_keys
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match keys.get(slot) {
-            Some(k) if k.made.elapsed() < BUCKET_KEY_LIFETIME => Some(CachedCopy {
-                key: k.key.clone(),
-                blob: k.blob.clone(),
-                key_arn: k.key_arn.clone(),
-                context: k.context.clone(),
-            }),
+            Some(k)
+                if k.made.elapsed() < BUCKET_KEY_LIFETIME
+                    && k.generation == generation
+                    && same_identity(&k.identity, &caller.identity) =>
+            {
+                Some(CachedCopy {
+                    key: k.key.clone(),
+                    blob: k.blob.clone(),
+                    key_arn: k.key_arn.clone(),
+                    context: k.context.clone(),
+                })
+            }
             Some(_) => {
                 keys.remove(slot);
                 None
@@ -363,7 +423,7 @@ impl Encryption {
         }
     }
 
-    fn remember(&self, slot: BucketKeyId, key: &CachedCopy) {
+    fn remember(&self, slot: BucketKeyId, key: &CachedCopy, generation: u64, caller: &Caller) {
         let mut keys = self
             .bucket_keys
             .lock()
@@ -382,6 +442,8 @@ impl Encryption {
                 key_arn: key.key_arn.clone(),
                 context: key.context.clone(),
                 made: Instant::now(),
+                generation,
+                identity: caller.identity.clone(),
             },
         );
     }

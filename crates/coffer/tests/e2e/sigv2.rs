@@ -1,7 +1,8 @@
 //! AWS Signature Version 2 end to end (issue 14, point 3): refused by default as S3 refuses it
 //! on buckets created since June 2020; with `--allow-sigv2`, a correctly signed request works
 //! while a replayed one (a `Date` from 2019), an expired or 30-day presigned URL and a wrong
-//! signature are refused with S3's errors. Requests are signed here by hand (HMAC-SHA1 written
+//! signature are refused with S3's errors, and anything touching an SSE-KMS object is refused
+//! whatever the flag (issue 8). Requests are signed here by hand (HMAC-SHA1 written
 //! out over the `sha1` crate, pinned to AWS's documented example) and sent as raw HTTP.
 
 use crate::common;
@@ -9,7 +10,7 @@ use crate::common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::raw_http::{RawResponse, request};
-use common::{ACCESS_KEY, SECRET_KEY, TestServer, create_bucket, get, put};
+use common::{ACCESS_KEY, SECRET_KEY, TestServer, assert_s3_status, create_bucket, get, ok, put};
 use sha1::{Digest, Sha1};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -241,6 +242,63 @@ async fn with_allow_sigv2_a_correctly_signed_request_works() {
         );
         assert_eq!(response.status, 200, "{}", response.body_text());
     }
+}
+
+/// S3 serves no SSE-KMS object to a SigV2 request, whatever the server allows: reads and writes
+/// that involve a KMS key are refused with S3's message; an SSE-S3 object still reads.
+#[tokio::test]
+async fn with_allow_sigv2_sse_kms_reads_and_writes_are_refused() {
+    let server = sigv2_server();
+    setup(&server).await;
+    let s3 = server.client();
+    ok(s3
+        .put_object()
+        .bucket("bkt")
+        .key("kms")
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"under a KMS key",
+        ))
+        .send()
+        .await);
+    let now = SystemTime::now();
+    let response = request(
+        server.addr(),
+        "GET",
+        "/bkt/kms",
+        &signed_headers("GET", "/bkt/kms", "", now, SECRET_KEY),
+        b"",
+    );
+    assert_error(&response, 400, "InvalidArgument");
+    assert_eq!(
+        response.xml_element("Message").as_deref(),
+        Some(
+            "Requests specifying Server Side Encryption with AWS KMS managed keys require AWS Signature Version 4."
+        )
+    );
+    assert!(!response.body_text().contains("under a KMS key"));
+
+    let mut headers = signed_headers("PUT", "/bkt/kms2", "", now, SECRET_KEY);
+    // x-amz-* headers are part of what SigV2 signs.
+    let string_to_sign = format!(
+        "PUT\n\n\n{}\nx-amz-server-side-encryption:aws:kms\n/bkt/kms2",
+        headers[0].1
+    );
+    headers[1].1 = format!("AWS {ACCESS_KEY}:{}", sign(SECRET_KEY, &string_to_sign));
+    headers.push(("x-amz-server-side-encryption".into(), "aws:kms".into()));
+    let response = request(server.addr(), "PUT", "/bkt/kms2", &headers, b"no");
+    assert_error(&response, 400, "InvalidArgument");
+    assert_s3_status(s3.head_object().bucket("bkt").key("kms2").send().await, 404);
+
+    // The SSE-S3 object next to it still reads with SigV2.
+    let response = request(
+        server.addr(),
+        "GET",
+        "/bkt/k",
+        &signed_headers("GET", "/bkt/k", "", now, SECRET_KEY),
+        b"",
+    );
+    assert_eq!(response.status, 200, "{}", response.body_text());
 }
 
 #[tokio::test]

@@ -756,6 +756,89 @@ async fn a_bucket_key_serves_many_objects_with_few_kms_calls() {
     assert_eq!(counted as usize, calls + 20, "{}", metrics.body_text());
 }
 
+/// A Bucket Key is reused only while nothing it was allowed by has changed: disabling the KMS key
+/// stops reads and writes under it at once (not after the Bucket Key's lifetime), and so does a
+/// change to the caller's identity policies; a caller without kms:Decrypt never rides on
+/// another's cached Bucket Key.
+#[tokio::test]
+async fn a_bucket_key_stops_working_at_once_when_its_key_or_the_callers_policy_changes() {
+    let (server, s3, kms) = setup().await;
+    let id = create_key(&kms, "bk-revoked").await.key_id().to_owned();
+    let alice_policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:*","kms:GenerateDataKey","kms:Decrypt"],"Resource":"*"}]}"#;
+    let (alice_key, alice_secret) = server.add_user_online("alice", Some(alice_policy));
+    let s3_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+    let (bob_key, bob_secret) = server.add_user_online("bob", Some(s3_only));
+    let (alice, bob) = (
+        server.client_as(&alice_key, &alice_secret),
+        server.client_as(&bob_key, &bob_secret),
+    );
+    let put_bk = |client: &Client, key: &str| {
+        client
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&id)
+            .bucket_key_enabled(true)
+            .body(ByteStream::from(key.as_bytes().to_vec()))
+            .send()
+    };
+    for client in [&s3, &alice] {
+        ok(put_bk(client, "bk/1").await);
+        assert_eq!(get(client, BUCKET, "bk/1").await, b"bk/1");
+    }
+    let kms_errors = |failure: common::S3Failure| (failure.status, failure.code);
+
+    // Bob may use S3 but not the key: the Bucket Keys root and alice hold do not help him.
+    let failure = common::s3_failure(bob.get_object().bucket(BUCKET).key("bk/1").send().await);
+    assert_eq!(kms_errors(failure), (403, Some("AccessDenied".into())));
+    let failure = common::s3_failure(put_bk(&bob, "bk/bob").await);
+    assert_eq!(kms_errors(failure), (403, Some("AccessDenied".into())));
+
+    // Disabled: refused at once, for reads and writes alike; enabled: served again.
+    ok(kms.disable_key().key_id(&id).send().await);
+    for client in [&s3, &alice] {
+        let failure =
+            common::s3_failure(client.get_object().bucket(BUCKET).key("bk/1").send().await);
+        assert_eq!(
+            kms_errors(failure),
+            (400, Some("KMS.DisabledException".into()))
+        );
+        let failure = common::s3_failure(put_bk(client, "bk/2").await);
+        assert_eq!(
+            kms_errors(failure),
+            (400, Some("KMS.DisabledException".into()))
+        );
+    }
+    ok(kms.enable_key().key_id(&id).send().await);
+    assert_eq!(get(&alice, BUCKET, "bk/1").await, b"bk/1");
+    ok(put_bk(&alice, "bk/2").await);
+
+    // A Deny added to alice's identity policies takes effect on her next request.
+    let deny = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        deny.path(),
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"kms:Decrypt","Resource":"*"}]}"#,
+    )
+    .unwrap();
+    let endpoint = server.endpoint();
+    let out = common::run_coffer(&[
+        "user",
+        "put-policy",
+        "alice",
+        "no-decrypt",
+        "--file",
+        deny.path().to_str().unwrap(),
+        "--endpoint",
+        &endpoint,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let failure = common::s3_failure(alice.get_object().bucket(BUCKET).key("bk/1").send().await);
+    assert_eq!(kms_errors(failure), (403, Some("AccessDenied".into())));
+    // Root's cached Bucket Key still serves root.
+    assert_eq!(get(&s3, BUCKET, "bk/2").await, b"bk/2");
+}
+
 /// Issue 8 point 5: when the KMS throttles, S3 clients see `503 SlowDown` (which SDKs retry) and
 /// nothing is stored for the refused writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -883,6 +966,106 @@ async fn sse_kms_over_plain_http_is_refused_unless_allowed() {
     );
     // SSE-S3 still works over HTTP.
     put(&s3, BUCKET, "plain", b"fine").await;
+}
+
+/// Every request that would use a KMS key is refused over plain HTTP, not only a PUT that asks for
+/// one: reading a KMS object, copying from one, starting a KMS multipart upload, and writing into a
+/// bucket whose default is SSE-KMS. HEAD needs no key and answers.
+#[tokio::test]
+async fn every_request_that_uses_a_kms_key_is_refused_over_plain_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut allowed = TestServer::builder()
+        .args(["--kms-quotas", "off"])
+        .start_in(dir.path());
+    let s3 = allowed.client();
+    create_bucket(&s3, BUCKET).await;
+    put_kms(&s3, "kms-obj", b"under a KMS key", None).await;
+    create_bucket(&s3, "kms-default").await;
+    let rule = ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(
+            ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::AwsKms)
+                .build()
+                .unwrap(),
+        )
+        .build();
+    ok(s3
+        .put_bucket_encryption()
+        .bucket("kms-default")
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(rule)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await);
+    allowed.stop();
+
+    let server = TestServer::builder()
+        .without_insecure_http()
+        .args(["--kms-quotas", "off"])
+        .start_in(dir.path());
+    let s3 = server.client();
+    let secure_connection = |failure: common::S3Failure| {
+        assert_eq!(
+            (failure.status, failure.code.as_deref()),
+            (400, Some("InvalidArgument")),
+            "{failure:?}"
+        );
+        assert!(
+            failure
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("secure connection")),
+            "{failure:?}"
+        );
+    };
+    secure_connection(common::s3_failure(
+        s3.get_object().bucket(BUCKET).key("kms-obj").send().await,
+    ));
+    ok(s3.head_object().bucket(BUCKET).key("kms-obj").send().await);
+    secure_connection(common::s3_failure(
+        s3.copy_object()
+            .bucket(BUCKET)
+            .key("copy")
+            .copy_source(format!("{BUCKET}/kms-obj"))
+            .server_side_encryption(ServerSideEncryption::Aes256)
+            .send()
+            .await,
+    ));
+    secure_connection(common::s3_failure(
+        s3.create_multipart_upload()
+            .bucket(BUCKET)
+            .key("mp")
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .send()
+            .await,
+    ));
+    secure_connection(common::s3_failure(
+        s3.put_object()
+            .bucket("kms-default")
+            .key("defaulted")
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await,
+    ));
+    for (bucket, key) in [(BUCKET, "copy"), ("kms-default", "defaulted")] {
+        assert_s3_error(
+            s3.head_object().bucket(bucket).key(key).send().await,
+            404,
+            "NotFound",
+        );
+    }
+    // Asking for SSE-S3 explicitly works in the KMS-default bucket, over plain HTTP.
+    ok(s3
+        .put_object()
+        .bucket("kms-default")
+        .key("sse-s3")
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .body(ByteStream::from_static(b"fine"))
+        .send()
+        .await);
 }
 
 /// The raw JSON record of an object, read from meta.redb (server stopped).
@@ -1072,21 +1255,59 @@ async fn the_data_dir_holds_no_data_key_in_the_clear() {
         .body(ByteStream::from(marker.clone()))
         .send()
         .await);
+    ok(s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("bk-big")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(&id)
+        .bucket_key_enabled(true)
+        .body(ByteStream::from(marker.clone()))
+        .send()
+        .await);
     server.stop();
-    let envelopes: Vec<serde_json::Value> = ["kms-big", "dsse-big"]
-        .iter()
-        .map(|key| raw_record(server.data_dir(), BUCKET, key)["envelope"].clone())
+    let records: Vec<(&str, serde_json::Value)> = ["kms-big", "dsse-big", "bk-big"]
+        .into_iter()
+        .map(|key| (key, raw_record(server.data_dir(), BUCKET, key)))
         .collect();
     server.restart();
     let kms = server.kms_client();
     let mut keys = Vec::new();
-    for env in &envelopes {
-        keys.push(data_key(&kms, &env["wrapped_dek"], &env["context"]).await);
+    for (object, record) in &records {
+        let env = &record["envelope"];
+        if env["bucket_key"].is_null() {
+            keys.push(data_key(&kms, &env["wrapped_dek"], &env["context"]).await);
+        } else {
+            // The Bucket Key from the KMS; the object's own key unwrapped by it, under the AAD
+            // docs/format.md draws: lp("coffer dek v2") ‖ lp("bucket-key:<ARN>") ‖ lp(bucket) ‖
+            // lp(key) ‖ lp(version id).
+            let bucket_key = data_key(&kms, &env["bucket_key"], &env["context"]).await;
+            let mut aad = Vec::new();
+            let label = format!("bucket-key:{}", env["key_id"].as_str().unwrap());
+            for field in [
+                "coffer dek v2",
+                &label,
+                BUCKET,
+                object,
+                record["version_id"].as_str().unwrap(),
+            ] {
+                aad.extend_from_slice(&(field.len() as u32).to_be_bytes());
+                aad.extend_from_slice(field.as_bytes());
+            }
+            let dek = coffer_crypto::unwrap_key(
+                &coffer_crypto::Key256::from_slice(&bucket_key).unwrap(),
+                &B64.decode(env["wrapped_dek"].as_str().unwrap()).unwrap(),
+                &aad,
+            )
+            .expect("the object's key opens under its Bucket Key");
+            keys.push(dek.expose_secret().to_vec());
+            keys.push(bucket_key);
+        }
         if !env["outer_wrapped_dek"].is_null() {
             keys.push(data_key(&kms, &env["outer_wrapped_dek"], &env["context"]).await);
         }
     }
-    assert_eq!(keys.len(), 3);
+    assert_eq!(keys.len(), 5);
     server.stop();
     for file in common::files_under(server.data_dir()) {
         let bytes = std::fs::read(&file).unwrap();
