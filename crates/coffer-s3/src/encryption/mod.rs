@@ -339,7 +339,12 @@ impl Encryption {
             caller.principal_arn.clone(),
         );
         let kms = self.kms()?;
-        if let Some(hit) = self.cached(&slot, caller, kms.generation()) {
+        if let Some(hit) = self.cached(&slot, caller, kms.generation(), |k| CachedCopy {
+            key: k.key.clone(),
+            blob: k.blob.clone(),
+            key_arn: k.key_arn.clone(),
+            context: k.context.clone(),
+        }) {
             return Ok(hit);
         }
         let full = request::full_context(context, &bucket_arn)?;
@@ -368,8 +373,9 @@ impl Encryption {
     ) -> Result<Key256, S3Error> {
         let slot = BucketKeyId::Reading(coffer_crypto::sha256(blob), caller.principal_arn.clone());
         let kms = self.kms()?;
-        if let Some(hit) = self.cached(&slot, caller, kms.generation()) {
-            return Ok(hit.key);
+        // A read needs only the key: nothing else is copied out of the cache.
+        if let Some(key) = self.cached(&slot, caller, kms.generation(), |k| k.key.clone()) {
+            return Ok(key);
         }
         let generation = kms.generation();
         let (key, opened_by) = kms
@@ -396,8 +402,14 @@ impl Encryption {
     /// The cached Bucket Key of `slot`, if it is younger than [`BUCKET_KEY_LIFETIME`], the key
     /// service has changed nothing since it was made (`generation`: a disabled key, a key pending
     /// deletion or a narrowed key policy takes effect at once), and the caller's identity policies
-    /// are the ones it was made under.
-    fn cached(&self, slot: &BucketKeyId, caller: &Caller, generation: u64) -> Option<CachedCopy> {
+    /// are the ones it was made under; `take` copies out what the caller needs.
+    fn cached<T>(
+        &self,
+        slot: &BucketKeyId,
+        caller: &Caller,
+        generation: u64,
+        take: impl FnOnce(&CachedBucketKey) -> T,
+    ) -> Option<T> {
         let mut keys = self
             .bucket_keys
             .lock()
@@ -408,12 +420,7 @@ impl Encryption {
                     && k.generation == generation
                     && same_identity(&k.identity, &caller.identity) =>
             {
-                Some(CachedCopy {
-                    key: k.key.clone(),
-                    blob: k.blob.clone(),
-                    key_arn: k.key_arn.clone(),
-                    context: k.context.clone(),
-                })
+                Some(take(k))
             }
             Some(_) => {
                 keys.remove(slot);
