@@ -297,7 +297,7 @@ async fn writing_needs_generate_data_key_and_reading_needs_decrypt_for_the_calle
     let s3_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
     let (bob_key, bob_secret) = server.add_user_with_policy("bob", s3_only);
     let bob = server.client_as(&bob_key, &bob_secret);
-    let failure = common::s3_failure(
+    let failure = assert_s3_error(
         bob.put_object()
             .bucket(BUCKET)
             .key("by-bob")
@@ -306,10 +306,8 @@ async fn writing_needs_generate_data_key_and_reading_needs_decrypt_for_the_calle
             .body(ByteStream::from_static(b"no"))
             .send()
             .await,
-    );
-    assert_eq!(
-        (failure.status, failure.code.as_deref()),
-        (403, Some("AccessDenied"))
+        403,
+        "AccessDenied",
     );
     assert!(
         failure
@@ -322,10 +320,10 @@ async fn writing_needs_generate_data_key_and_reading_needs_decrypt_for_the_calle
         404,
         "NotFound",
     );
-    let failure = common::s3_failure(bob.get_object().bucket(BUCKET).key("secret").send().await);
-    assert_eq!(
-        (failure.status, failure.code.as_deref()),
-        (403, Some("AccessDenied"))
+    let failure = assert_s3_error(
+        bob.get_object().bucket(BUCKET).key("secret").send().await,
+        403,
+        "AccessDenied",
     );
     assert!(failure.message.unwrap_or_default().contains("kms:Decrypt"));
     // HEAD needs no KMS call (as on S3).
@@ -945,7 +943,7 @@ async fn sse_kms_over_plain_http_is_refused_unless_allowed() {
         .start();
     let s3 = server.client();
     create_bucket(&s3, BUCKET).await;
-    let failure = common::s3_failure(
+    let failure = assert_s3_error(
         s3.put_object()
             .bucket(BUCKET)
             .key("k")
@@ -953,10 +951,8 @@ async fn sse_kms_over_plain_http_is_refused_unless_allowed() {
             .body(ByteStream::from_static(b"x"))
             .send()
             .await,
-    );
-    assert_eq!(
-        (failure.status, failure.code.as_deref()),
-        (400, Some("InvalidArgument"))
+        400,
+        "InvalidArgument",
     );
     assert!(
         failure

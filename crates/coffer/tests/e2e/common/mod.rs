@@ -675,7 +675,7 @@ where
 
 /// Asserts that a request failed with this status and S3 error code.
 #[track_caller]
-pub fn assert_s3_error<T, E>(result: Result<T, SdkError<E>>, status: u16, code: &str)
+pub fn assert_s3_error<T, E>(result: Result<T, SdkError<E>>, status: u16, code: &str) -> S3Failure
 where
     T: std::fmt::Debug,
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -686,6 +686,7 @@ where
         (status, Some(code)),
         "expected {status} {code}, got {failure:?}"
     );
+    failure
 }
 
 /// Asserts that a request failed with this status (for responses without a body: HEAD, 304).
