@@ -41,18 +41,9 @@ trap 'rm -rf "$WORK"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-CHECKS=0
-STEP=""
-step() { STEP=$1; echo "== [awscli kms] $STEP"; }
-ok()   { CHECKS=$((CHECKS + 1)); echo "   ok: $*"; }
-fail() { echo "   FAIL [awscli kms] step '$STEP': $*" >&2; exit 1; }
-
-# aws with the endpoint (and --no-verify-ssl for https); on failure print the command and abort.
-awsx() {
-    if ! "$AWS_CLI" --endpoint-url "$ENDPOINT" "${TLS_ARGS[@]}" "$@"; then
-        fail "command failed: aws $*"
-    fi
-}
+TAG="awscli kms"
+# shellcheck source=scripts/ci/awscli_lib.sh
+source "$(dirname "$0")/awscli_lib.sh"
 
 # expect_error CODE ARGS...: the aws command must fail with the KMS error type CODE.
 expect_error() {
@@ -66,25 +57,6 @@ expect_error() {
         fail "aws $* failed, but not with $code: $(cat "$WORK/expect.err")"
     fi
     ok "aws $1 $2 fails with $code"
-}
-
-# pyq EXPR: evaluate a Python expression over the JSON document on stdin (as d).
-pyq() {
-    "$PYTHON" -c '
-import json, sys
-raw = sys.stdin.read().strip()
-d = json.loads(raw) if raw else {}
-v = eval(sys.argv[1], {"d": d})
-print(v if isinstance(v, str) else json.dumps(v))
-' "$1"
-}
-
-# expect_eq WHAT ACTUAL EXPECTED
-expect_eq() {
-    if [ "$2" != "$3" ]; then
-        fail "$1: expected [$3], got [$2]"
-    fi
-    ok "$1 == $3"
 }
 
 echo "awscli kms smoke: endpoint=$ENDPOINT alias=$ALIAS ($("$AWS_CLI" --version 2>&1))"

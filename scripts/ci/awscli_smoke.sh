@@ -29,39 +29,10 @@ trap 'rm -rf "$WORK"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-CHECKS=0
-STEP=""
-step() { STEP=$1; echo "== [awscli] $STEP"; }
-ok()   { CHECKS=$((CHECKS + 1)); echo "   ok: $*"; }
-fail() { echo "   FAIL [awscli] step '$STEP': $*" >&2; exit 1; }
+TAG="awscli"
+# shellcheck source=scripts/ci/awscli_lib.sh
+source "$(dirname "$0")/awscli_lib.sh"
 
-# aws with the endpoint; on failure print the command and abort.
-awsx() {
-    if ! "$AWS_CLI" --endpoint-url "$ENDPOINT" "$@"; then
-        fail "command failed: aws $*"
-    fi
-}
-
-# pyq EXPR: evaluate a Python expression over the JSON document on stdin (as d).
-pyq() {
-    "$PYTHON" -c '
-import json, sys
-raw = sys.stdin.read().strip()
-d = json.loads(raw) if raw else {}
-v = eval(sys.argv[1], {"d": d})
-print(v if isinstance(v, str) else json.dumps(v))
-' "$1"
-}
-
-# expect_eq WHAT ACTUAL EXPECTED
-expect_eq() {
-    if [ "$2" != "$3" ]; then
-        fail "$1: expected [$3], got [$2]"
-    fi
-    ok "$1 == $3"
-}
-
-sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 # Keys (last column) of `aws s3 ls` object lines; keys may contain spaces.
 ls_keys() { sed -nE 's/^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8} +[0-9]+ (.*)$/\1/p'; }

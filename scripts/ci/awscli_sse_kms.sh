@@ -53,18 +53,9 @@ trap 'exit 143' TERM
 # A command outside the checks that fails (set -e) says where, instead of ending silently.
 trap 'echo "   FAIL [awscli sse-kms] step '"'"'$STEP'"'"': command at line $LINENO failed" >&2' ERR
 
-CHECKS=0
-STEP=""
-step() { STEP=$1; echo "== [awscli sse-kms] $STEP"; }
-ok()   { CHECKS=$((CHECKS + 1)); echo "   ok: $*"; }
-fail() { echo "   FAIL [awscli sse-kms] step '$STEP': $*" >&2; exit 1; }
-
-# aws with the endpoint (and --no-verify-ssl for https); on failure print the command and abort.
-awsx() {
-    if ! "$AWS_CLI" --endpoint-url "$ENDPOINT" ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} "$@"; then
-        fail "command failed: aws $*"
-    fi
-}
+TAG="awscli sse-kms"
+# shellcheck source=scripts/ci/awscli_lib.sh
+source "$(dirname "$0")/awscli_lib.sh"
 
 # expect_s3_error CODE STATUS ARGS...: the aws command must fail, the CLI must name the error
 # code CODE (for a HEAD, which has no body, the CLI names the status), and the server must have
@@ -90,26 +81,6 @@ expect_s3_error() {
     ok "$what fails with $code (HTTP $status)"
 }
 
-# pyq EXPR: evaluate a Python expression over the JSON document on stdin (as d).
-pyq() {
-    "$PYTHON" -c '
-import json, sys
-raw = sys.stdin.read().strip()
-d = json.loads(raw) if raw else {}
-v = eval(sys.argv[1], {"d": d})
-print(v if isinstance(v, str) else json.dumps(v))
-' "$1"
-}
-
-# expect_eq WHAT ACTUAL EXPECTED
-expect_eq() {
-    if [ "$2" != "$3" ]; then
-        fail "$1: expected [$3], got [$2]"
-    fi
-    ok "$1 == $3"
-}
-
-sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 # head_json KEY [BUCKET]: head-object of KEY (in BUCKET, default $BUCKET); prints its JSON.
 head_json() { awsx s3api head-object --bucket "${2:-$BUCKET}" --key "$1"; }
