@@ -299,6 +299,9 @@ async fn serve(
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    // Signal handlers go in before the "listening" line: whoever waits for that line (a test, a
+    // supervisor) may send SIGINT at once, and an uninstalled handler would let it kill the process.
+    let mut shutdown = std::pin::pin!(shutdown_signal()?);
     println!(
         "coffer {} listening on {}://{addr} (region {}, data in {})",
         env!("CARGO_PKG_VERSION"),
@@ -318,7 +321,6 @@ async fn serve(
         }
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -375,14 +377,17 @@ async fn serve(
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
+/// Installs the SIGINT and SIGTERM handlers now and returns a future that completes on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 pub fn rotate_service_key(data_dir: &Path) -> anyhow::Result<()> {
