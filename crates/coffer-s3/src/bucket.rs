@@ -120,6 +120,9 @@ pub async fn create_bucket(
         region: c.region.clone(),
         created_unix_ms: now_ms(),
         encryption: None,
+        sse_c_allowed: false,
+        policy: None,
+        cors: None,
     };
     c.meta(move |m| m.create_bucket(&rec)).await?;
     Ok(S3Response::new(CreateBucketOutput {
@@ -251,8 +254,13 @@ pub async fn put_bucket_encryption(
         bucket_key_enabled: bucket_key,
     };
     let bucket = input.bucket;
-    c.meta(move |m| m.set_bucket_encryption(&bucket, Some(encryption)))
-        .await?;
+    c.meta(move |m| {
+        m.update_bucket(&bucket, |b| {
+            b.encryption = Some(encryption);
+            Ok(())
+        })
+    })
+    .await?;
     Ok(S3Response::new(PutBucketEncryptionOutput::default()))
 }
 
@@ -262,8 +270,13 @@ pub async fn delete_bucket_encryption(
     req: S3Request<DeleteBucketEncryptionInput>,
 ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
     let bucket = req.input.bucket;
-    c.meta(move |m| m.set_bucket_encryption(&bucket, None))
-        .await?;
+    c.meta(move |m| {
+        m.update_bucket(&bucket, |b| {
+            b.encryption = None;
+            Ok(())
+        })
+    })
+    .await?;
     Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
 }
 

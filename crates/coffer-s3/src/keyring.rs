@@ -324,6 +324,9 @@ mod tests {
             region: "us-east-1".into(),
             created_unix_ms: 0,
             encryption: None,
+            sse_c_allowed: false,
+            policy: None,
+            cors: None,
         })
         .unwrap();
         let root = Key256::generate().unwrap();

@@ -17,6 +17,7 @@ pub use blob::{BLOBS_DIR, BlobReader, BlobStore, BlobWriter};
 pub use error::StoreError;
 pub use meta::{KvOp, MetaStore};
 pub use records::{
-    BUCKET_RECORD_VERSION, BucketEncryption, BucketRecord, Checksums, Envelope,
-    LEGACY_RECORD_VERSION, ObjectRecord, PartLayout, RECORD_VERSION, UploadRecord,
+    BUCKET_RECORD_VERSION, BucketCorsRule, BucketEncryption, BucketRecord, Checksums, Envelope,
+    LEGACY_BUCKET_RECORD_VERSION, LEGACY_RECORD_VERSION, ObjectRecord, PartLayout, RECORD_VERSION,
+    UploadRecord,
 };

@@ -39,8 +39,8 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, Writ
 
 use crate::error::StoreError;
 use crate::records::{
-    BucketEncryption, BucketRecord, LEGACY_RECORD_VERSION, ObjectRecord, PartLayout,
-    RECORD_VERSION, StoredPart, UploadRecord, decode, encode,
+    BucketRecord, LEGACY_RECORD_VERSION, ObjectRecord, PartLayout, RECORD_VERSION, StoredPart,
+    UploadRecord, decode, encode,
 };
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -195,22 +195,24 @@ impl MetaStore {
         })
     }
 
-    /// Sets (or with `None`, removes) a bucket's default encryption.
+    /// Changes a bucket's settings in one transaction: `change` edits the record (its error aborts
+    /// and is returned); the record is written back as the current version.
     /// [`StoreError::BucketNotFound`] if the bucket does not exist.
-    pub fn set_bucket_encryption(
+    pub fn update_bucket<T>(
         &self,
         name: &str,
-        encryption: Option<BucketEncryption>,
-    ) -> Result<()> {
+        change: impl FnOnce(&mut BucketRecord) -> Result<T>,
+    ) -> Result<T> {
         self.write(|txn| {
             let mut buckets = txn.open_table(BUCKETS)?;
             let mut rec: BucketRecord = match buckets.get(name)? {
                 Some(v) => decode(v.value())?,
                 None => return Err(StoreError::BucketNotFound),
             };
-            rec.encryption = encryption;
+            let out = change(&mut rec)?;
+            rec.v = crate::records::BUCKET_RECORD_VERSION;
             buckets.insert(name, encode(&rec)?.as_slice())?;
-            Ok(())
+            Ok(out)
         })
     }
 
@@ -1074,6 +1076,9 @@ mod tests {
             region: "us-east-1".into(),
             created_unix_ms: 1_700_000_000_000,
             encryption: None,
+            sse_c_allowed: false,
+            policy: None,
+            cors: None,
         }
     }
 

@@ -28,8 +28,15 @@ pub const RECORD_VERSION: u32 = 2;
 /// The version of records written before [`RECORD_VERSION`] 2: read (to be upgraded), never
 /// written.
 pub const LEGACY_RECORD_VERSION: u32 = 1;
-/// Format version of bucket records (unchanged since the first format).
-pub const BUCKET_RECORD_VERSION: u32 = 1;
+/// Format version of bucket records this build writes.
+///
+/// DO NOT CHANGE without adding a new version. Version 2 adds the settings that restrict access
+/// (`sse_c_allowed`, `policy`) and CORS: a build that knows only version 1 would ignore them and
+/// serve what they forbid, so it must refuse the record instead. Version 1 records are read as
+/// they are (no policy, no CORS, SSE-C blocked) and written back as version 2 on change.
+pub const BUCKET_RECORD_VERSION: u32 = 2;
+/// Bucket records written before version 2: read, never written.
+pub const LEGACY_BUCKET_RECORD_VERSION: u32 = 1;
 
 /// A bucket. Changing the shape needs a new [`BUCKET_RECORD_VERSION`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -47,6 +54,39 @@ pub struct BucketRecord {
     /// the field existed keep their meaning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<BucketEncryption>,
+    /// Whether writes may use SSE-C (PutBucketEncryption's `BlockedEncryptionTypes` `NONE`).
+    /// `false` — the default for new buckets, as on S3 since April 2026, and for every bucket
+    /// written before version 2 (none can hold SSE-C objects) — refuses SSE-C writes.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sse_c_allowed: bool,
+    /// The bucket policy (PutBucketPolicy), as the caller sent it: the S3 layer parses it before
+    /// storing and again when loading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The CORS rules (PutBucketCors), in order; `None` when the bucket has no CORS configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Vec<BucketCorsRule>>,
+}
+
+/// One CORS rule of a bucket, as PutBucketCors stated it. Embedded in [`BucketRecord`].
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct BucketCorsRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The rule's optional name.
+    pub id: Option<String>,
+    /// Origins, each possibly holding one `*` wildcard.
+    pub allowed_origins: Vec<String>,
+    /// `GET`, `PUT`, `POST`, `DELETE`, `HEAD`.
+    pub allowed_methods: Vec<String>,
+    /// Request headers a preflight may ask for, each possibly holding one `*` wildcard.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_headers: Vec<String>,
+    /// Response headers the browser may show the page.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    /// How long a browser may cache the preflight answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<i32>,
 }
 
 /// A bucket's default encryption, as PutBucketEncryption stated it. Embedded in
@@ -289,7 +329,7 @@ macro_rules! record {
     )+};
 }
 
-record!(BUCKET_RECORD_VERSION, &[BUCKET_RECORD_VERSION]; BucketRecord);
+record!(BUCKET_RECORD_VERSION, &[LEGACY_BUCKET_RECORD_VERSION, BUCKET_RECORD_VERSION]; BucketRecord);
 record!(RECORD_VERSION, &[LEGACY_RECORD_VERSION, RECORD_VERSION]; ObjectRecord, UploadRecord, StoredPart);
 
 /// Serializes a record for storage; refuses a version this build does not write.
@@ -479,12 +519,24 @@ pub(crate) mod tests {
         assert!(serde_json::from_slice::<Envelope>(bad_base64).is_err());
     }
 
-    /// Pins the version 1 JSON of a record: if this fails, the on-disk format changed.
+    /// Pins the bucket record JSON: a version 1 record still decodes (SSE-C blocked, no policy,
+    /// no CORS) but is not written back as version 1; version 2 re-encodes byte for byte.
     #[test]
-    fn bucket_record_v1_json_is_stable() {
+    fn bucket_record_json_is_stable() {
         let v1 = br#"{"v":1,"name":"photos","region":"us-east-1","created_unix_ms":1700000000000}"#;
-        let rec: BucketRecord = decode(v1).unwrap();
+        let mut rec: BucketRecord = decode(v1).unwrap();
         assert_eq!(rec.name, "photos");
-        assert_eq!(encode(&rec).unwrap(), v1.to_vec());
+        assert!(!rec.sse_c_allowed && rec.policy.is_none() && rec.cors.is_none());
+        assert!(matches!(encode(&rec), Err(StoreError::Corrupt(_))));
+        rec.v = BUCKET_RECORD_VERSION;
+        assert_eq!(
+            encode(&rec).unwrap(),
+            br#"{"v":2,"name":"photos","region":"us-east-1","created_unix_ms":1700000000000}"#
+        );
+        let v2 = br#"{"v":2,"name":"web","region":"us-east-1","created_unix_ms":1,"sse_c_allowed":true,"policy":"{}","cors":[{"allowed_origins":["*"],"allowed_methods":["GET"],"max_age_seconds":60}]}"#;
+        let rec: BucketRecord = decode(v2).unwrap();
+        assert!(rec.sse_c_allowed);
+        assert_eq!(rec.cors.as_ref().unwrap()[0].max_age_seconds, Some(60));
+        assert_eq!(encode(&rec).unwrap(), v2.to_vec());
     }
 }
