@@ -261,6 +261,7 @@ mod tests {
                 context: None,
                 outer_wrapped_dek: None,
                 bucket_key: None,
+                customer_key_check: None,
             },
             parts: Vec::new(),
             version_id: Some(new_version_id()),

@@ -282,12 +282,28 @@ pub async fn delete_bucket_encryption(
 
 /// A bucket's stored default encryption (`None`: SSE-S3); `NoSuchBucket` if absent.
 pub async fn bucket_encryption(c: &Coffer, bucket: &str) -> S3Result<Option<BucketEncryption>> {
+    Ok(write_settings(c, bucket).await?.encryption)
+}
+
+/// What a write to a bucket needs to know of its settings.
+pub struct WriteSettings {
+    /// The default encryption (`None`: SSE-S3).
+    pub encryption: Option<BucketEncryption>,
+    /// Whether SSE-C writes are allowed (`BlockedEncryptionTypes` `NONE`).
+    pub sse_c_allowed: bool,
+}
+
+/// The [`WriteSettings`] of a bucket; `NoSuchBucket` if absent.
+pub async fn write_settings(c: &Coffer, bucket: &str) -> S3Result<WriteSettings> {
     let b = bucket.to_owned();
     let rec = c
         .meta_read(move |m| m.get_bucket(&b))
         .await?
         .ok_or_else(|| api_error!(NoSuchBucket, "The specified bucket does not exist"))?;
-    Ok(rec.encryption)
+    Ok(WriteSettings {
+        encryption: rec.encryption,
+        sse_c_allowed: rec.sse_c_allowed,
+    })
 }
 
 pub async fn get_bucket_versioning(

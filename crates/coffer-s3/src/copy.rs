@@ -10,7 +10,8 @@ use s3s::{S3Request, S3Response, S3Result};
 
 use crate::checksum::Claimed;
 use crate::conditional::{self, Conditions, OnNotModified, timestamp_from_ms};
-use crate::encryption::{Requester, SseView, request};
+use crate::encryption::customer::{copy_source_customer_key_of, customer_key_of};
+use crate::encryption::{CustomerKey, Requester, SseView, request};
 use crate::error::api_error;
 use crate::metadata;
 use crate::object::{self, ContentHeaders, NewObject};
@@ -62,8 +63,9 @@ async fn source_stream(
     mut src: object::Loaded,
     range: std::ops::Range<u64>,
     who: &Requester,
+    customer: Option<&CustomerKey>,
 ) -> S3Result<ByteSource> {
-    let parts = object::read_parts(c, &mut src, who).await?;
+    let parts = object::read_parts(c, &mut src, who, customer).await?;
     let body = pipeline::read_range(&c.blobs, parts, range, ObjectName { bucket, key }).await?;
     Ok(Box::pin(body.map(|r| {
         r.map_err(|_| {
@@ -86,13 +88,17 @@ pub async fn copy_object(
         ..
     } = req;
     let who = Requester::of(&extensions, &headers)?;
-    let sse =
-        object::write_encryption(c, &request::sse_headers_of!(input), &input.bucket, &who).await?;
+    let mut input = input;
+    let customer = customer_key_of!(input)?;
+    let source_customer = copy_source_customer_key_of!(input)?;
+    let sse = object::write_encryption(
+        c,
+        &request::sse_headers_of!(input, customer.as_ref()),
+        &input.bucket,
+        &who,
+    )
+    .await?;
     object::check_input_write_options!(input);
-    request::check_no_customer_key(
-        input.copy_source_sse_customer_algorithm.as_deref(),
-        input.copy_source_sse_customer_key.is_some(),
-    )?;
     let (src_bucket, src_key, loaded) = load_source(
         c,
         &input.copy_source,
@@ -122,6 +128,7 @@ pub async fn copy_object(
     if same_object
         && !replace
         && input.server_side_encryption.is_none()
+        && customer.is_none()
         && input.storage_class.is_none()
     {
         return Err(api_error!(
@@ -156,7 +163,16 @@ pub async fn copy_object(
         )
     };
     let size = src.size;
-    let source = source_stream(c, src_bucket, src_key, loaded, 0..size, &who).await?;
+    let source = source_stream(
+        c,
+        src_bucket,
+        src_key,
+        loaded,
+        0..size,
+        &who,
+        source_customer.as_ref(),
+    )
+    .await?;
     let obj = NewObject {
         bucket: input.bucket,
         key: input.key,
@@ -180,7 +196,7 @@ pub async fn copy_object(
     )
     .await?;
     let rec = stored.record;
-    let view = SseView::of(&rec.envelope);
+    let view = SseView::of(&rec.envelope, customer.as_ref());
     Ok(S3Response::new(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(ETag::Strong(rec.etag.clone())),
@@ -192,7 +208,9 @@ pub async fn copy_object(
             checksum_sha256: rec.checksums.sha256.clone(),
             checksum_type: Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
         }),
-        server_side_encryption: Some(view.algorithm),
+        server_side_encryption: view.algorithm,
+        sse_customer_algorithm: view.customer_algorithm,
+        sse_customer_key_md5: view.customer_key_md5,
         ssekms_key_id: view.kms_key_arn,
         ssekms_encryption_context: view.context,
         bucket_key_enabled: view.bucket_key_enabled,
@@ -233,14 +251,9 @@ pub async fn upload_part_copy(
         ..
     } = req;
     let who = Requester::of(&extensions, &headers)?;
-    request::check_no_customer_key(
-        input.copy_source_sse_customer_algorithm.as_deref(),
-        input.copy_source_sse_customer_key.is_some(),
-    )?;
-    request::check_no_customer_key(
-        input.sse_customer_algorithm.as_deref(),
-        input.sse_customer_key.is_some(),
-    )?;
+    let mut input = input;
+    let customer = customer_key_of!(input)?;
+    let source_customer = copy_source_customer_key_of!(input)?;
     let (src_bucket, src_key, loaded) = load_source(
         c,
         &input.copy_source,
@@ -253,7 +266,20 @@ pub async fn upload_part_copy(
     )
     .await?;
     let range = copy_range(input.copy_source_range.as_deref(), loaded.rec.size)?;
-    let source = source_stream(c, src_bucket, src_key, loaded, range, &who).await?;
+    // The destination upload's key is checked before any of the source is read.
+    let upload =
+        crate::multipart::load_upload(c, &input.bucket, &input.key, &input.upload_id).await?;
+    crate::multipart::check_part_customer_key(c, &upload.envelope, customer.as_ref())?;
+    let source = source_stream(
+        c,
+        src_bucket,
+        src_key,
+        loaded,
+        range,
+        &who,
+        source_customer.as_ref(),
+    )
+    .await?;
     let (part, envelope) = crate::multipart::store_part(
         c,
         &input.bucket,
@@ -265,9 +291,10 @@ pub async fn upload_part_copy(
         &headers,
         None,
         &who,
+        customer.as_ref(),
     )
     .await?;
-    let view = SseView::of(&envelope);
+    let view = SseView::of(&envelope, customer.as_ref());
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(ETag::Strong(part.etag.clone())),
@@ -280,7 +307,9 @@ pub async fn upload_part_copy(
             checksum_sha1: part.checksums.sha1.clone(),
             checksum_sha256: part.checksums.sha256.clone(),
         }),
-        server_side_encryption: Some(view.algorithm),
+        server_side_encryption: view.algorithm,
+        sse_customer_algorithm: view.customer_algorithm,
+        sse_customer_key_md5: view.customer_key_md5,
         ssekms_key_id: view.kms_key_arn,
         bucket_key_enabled: view.bucket_key_enabled,
         ..Default::default()

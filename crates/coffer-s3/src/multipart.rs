@@ -14,7 +14,8 @@ use coffer_store::{Envelope, ObjectRecord, PartLayout, RECORD_VERSION, UploadRec
 use crate::binding::{self, ObjectId};
 use crate::checksum::{self, Claimed};
 use crate::conditional::timestamp_from_ms;
-use crate::encryption::{self, DataKeys, Requester, SseView, request};
+use crate::encryption::customer::customer_key_of;
+use crate::encryption::{self, CustomerKey, DataKeys, Requester, SseView, request};
 use crate::error::api_error;
 use crate::metadata;
 use crate::object::{self, format_expires};
@@ -31,9 +32,15 @@ pub async fn create_multipart_upload(
     req: S3Request<CreateMultipartUploadInput>,
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let who = Requester::of(&req.extensions, &req.headers)?;
-    let input = req.input;
-    let sse =
-        object::write_encryption(c, &request::sse_headers_of!(input), &input.bucket, &who).await?;
+    let mut input = req.input;
+    let customer = customer_key_of!(input)?;
+    let sse = object::write_encryption(
+        c,
+        &request::sse_headers_of!(input, customer.as_ref()),
+        &input.bucket,
+        &who,
+    )
+    .await?;
     object::check_input_write_options!(input);
     metadata::check_size(input.metadata.as_ref())?;
     crate::bucket::require_bucket(c, &input.bucket).await?;
@@ -48,7 +55,7 @@ pub async fn create_multipart_upload(
         version_id: &version_id,
     };
     let (_keys, envelope) = c.encryption.new_data_keys(&sse, &id, &who.caller).await?;
-    let view = SseView::of(&envelope);
+    let view = SseView::of(&envelope, customer.as_ref());
     let sealed_user_metadata = metadata::seal(&c.ring, input.metadata.as_ref(), &id)?;
     // Upload ids start with the creation time (12 hex digits of milliseconds), so that within a
     // key, id order is listing order (oldest first) even for a marker upload since removed.
@@ -83,7 +90,9 @@ pub async fn create_multipart_upload(
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload_id),
-        server_side_encryption: Some(view.algorithm),
+        server_side_encryption: view.algorithm,
+        sse_customer_algorithm: view.customer_algorithm,
+        sse_customer_key_md5: view.customer_key_md5,
         ssekms_key_id: view.kms_key_arn,
         ssekms_encryption_context: view.context,
         bucket_key_enabled: view.bucket_key_enabled,
@@ -121,7 +130,7 @@ async fn checked_parts(c: &Coffer, bucket: &str, upload_id: &str) -> S3Result<Ve
 }
 
 /// Loads an upload, checks its integrity and that it belongs to `key`.
-async fn load_upload(
+pub(crate) async fn load_upload(
     c: &Coffer,
     bucket: &str,
     key: &str,
@@ -156,6 +165,7 @@ pub async fn store_part(
     headers: &http::HeaderMap,
     trailers: Option<&s3s::TrailingHeaders>,
     who: &Requester,
+    customer: Option<&CustomerKey>,
 ) -> S3Result<(PartLayout, Envelope)> {
     if !(1..=MAX_PART_NUMBER).contains(&part_number) {
         return Err(api_error!(
@@ -176,12 +186,19 @@ pub async fn store_part(
         .algorithm
         .clone()
         .or_else(|| upload_algorithm.map(|a| ChecksumAlgorithm::from(a.to_owned())));
-    if upload.envelope.mode != encryption::MODE_SSE_S3 {
+    let mode = upload.envelope.mode.as_str();
+    if mode != encryption::MODE_SSE_S3 && mode != encryption::MODE_SSE_C {
         who.check_kms_transport(c.allow_insecure_http)?;
     }
+    check_part_customer_key(c, &upload.envelope, customer)?;
     let keys = c
         .encryption
-        .open_data_keys(&upload.envelope, &upload_object_id(&upload), &who.caller)
+        .open_data_keys(
+            &upload.envelope,
+            &upload_object_id(&upload),
+            &who.caller,
+            customer,
+        )
         .await?;
     let salt: [u8; coffer_crypto::PART_SALT_LEN] =
         coffer_crypto::random_array().map_err(crate::error::crypto_error)?;
@@ -242,6 +259,29 @@ pub async fn store_part(
     }
 }
 
+/// S3's rules for the SSE-C key of a part (UploadPart, UploadPartCopy's destination, and
+/// CompleteMultipartUpload when it names one): an upload under SSE-C needs its key on every part,
+/// the same key; any other upload refuses one.
+pub(crate) fn check_part_customer_key(
+    c: &Coffer,
+    upload: &Envelope,
+    customer: Option<&CustomerKey>,
+) -> S3Result<()> {
+    match c.encryption.check_customer_key(upload, customer) {
+        Ok(_) => Ok(()),
+        Err(_) if customer.is_none() => Err(api_error!(
+            InvalidRequest,
+            "The multipart upload initiate requested encryption. Subsequent part requests must include the appropriate encryption parameters."
+        )),
+        Err(e) if upload.mode == encryption::MODE_SSE_C => Err(api_error!(
+            InvalidRequest,
+            "The provided encryption parameters did not match the ones used originally: {}",
+            e.message().unwrap_or_default()
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 pub async fn upload_part(
     c: &Coffer,
     req: S3Request<UploadPartInput>,
@@ -254,10 +294,8 @@ pub async fn upload_part(
         ..
     } = req;
     let who = Requester::of(&extensions, &headers)?;
-    request::check_no_customer_key(
-        input.sse_customer_algorithm.as_deref(),
-        input.sse_customer_key.is_some(),
-    )?;
+    let mut input = input;
+    let customer = customer_key_of!(input)?;
     let body = input
         .body
         .ok_or_else(|| api_error!(IncompleteBody, "The request body is missing"))?;
@@ -283,12 +321,15 @@ pub async fn upload_part(
         &headers,
         trailing_headers.as_ref(),
         &who,
+        customer.as_ref(),
     )
     .await?;
-    let view = SseView::of(&envelope);
+    let view = SseView::of(&envelope, customer.as_ref());
     Ok(S3Response::new(UploadPartOutput {
         e_tag: Some(ETag::Strong(part.etag)),
-        server_side_encryption: Some(view.algorithm),
+        server_side_encryption: view.algorithm,
+        sse_customer_algorithm: view.customer_algorithm,
+        sse_customer_key_md5: view.customer_key_md5,
         ssekms_key_id: view.kms_key_arn,
         bucket_key_enabled: view.bucket_key_enabled,
         checksum_crc32: part.checksums.crc32,
@@ -364,8 +405,13 @@ pub async fn complete_multipart_upload(
     c: &Coffer,
     req: S3Request<CompleteMultipartUploadInput>,
 ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-    let input = req.input;
+    let mut input = req.input;
+    let customer = customer_key_of!(input)?;
     let upload = load_upload(c, &input.bucket, &input.key, &input.upload_id).await?;
+    // S3 needs no key to complete an SSE-C upload; one given must be the upload's.
+    if customer.is_some() {
+        check_part_customer_key(c, &upload.envelope, customer.as_ref())?;
+    }
     let stored = checked_parts(c, &input.bucket, &input.upload_id).await?;
     let requested = input
         .multipart_upload
@@ -414,7 +460,7 @@ pub async fn complete_multipart_upload(
     };
     c.records
         .sign_object(&input.bucket, &input.key, &mut record);
-    let view = SseView::of(&record.envelope);
+    let view = SseView::of(&record.envelope, customer.as_ref());
     let (b, u, k) = (
         input.bucket.clone(),
         input.upload_id.clone(),
@@ -444,7 +490,7 @@ pub async fn complete_multipart_upload(
         key: Some(input.key.clone()),
         location: Some(format!("/{}/{}", input.bucket, input.key)),
         e_tag: Some(ETag::Strong(etag)),
-        server_side_encryption: Some(view.algorithm),
+        server_side_encryption: view.algorithm,
         ssekms_key_id: view.kms_key_arn,
         bucket_key_enabled: view.bucket_key_enabled,
         checksum_crc32: checksums.crc32,
@@ -473,8 +519,13 @@ pub async fn list_parts(
     c: &Coffer,
     req: S3Request<ListPartsInput>,
 ) -> S3Result<S3Response<ListPartsOutput>> {
-    let input = req.input;
+    let mut input = req.input;
+    let customer = customer_key_of!(input)?;
     let upload = load_upload(c, &input.bucket, &input.key, &input.upload_id).await?;
+    // S3 needs no key to complete an SSE-C upload; one given must be the upload's.
+    if customer.is_some() {
+        check_part_customer_key(c, &upload.envelope, customer.as_ref())?;
+    }
     let stored = checked_parts(c, &input.bucket, &input.upload_id).await?;
     let marker = input.part_number_marker.unwrap_or(0);
     let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;

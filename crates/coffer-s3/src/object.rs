@@ -14,7 +14,8 @@ use s3s::{S3Error, S3Request, S3Response, S3Result};
 use crate::binding::{self, ObjectId};
 use crate::checksum::{self, Claimed};
 use crate::conditional::{self, Conditions, OnNotModified, timestamp_from_ms};
-use crate::encryption::{self, DataKeys, Requester, Sse, SseHeaders, SseView};
+use crate::encryption::customer::customer_key_of;
+use crate::encryption::{self, CustomerKey, DataKeys, Requester, Sse, SseHeaders, SseView};
 use crate::error::api_error;
 use crate::metadata;
 use crate::pipeline::{self, ObjectName, ReadPart};
@@ -216,19 +217,31 @@ pub async fn store_object(
 }
 
 /// The encryption of a write to `bucket` with these headers (and the bucket's default), with
-/// S3's transport rules for the KMS modes checked before any of the body is read.
+/// S3's transport rules for the KMS modes and the bucket's SSE-C block checked before any of the
+/// body is read.
 pub(crate) async fn write_encryption(
     c: &Coffer,
     headers: &SseHeaders<'_>,
     bucket: &str,
     who: &Requester,
 ) -> S3Result<Sse> {
-    let default = crate::bucket::bucket_encryption(c, bucket).await?;
-    let sse = encryption::request::choose(headers, default.as_ref())?;
+    let settings = crate::bucket::write_settings(c, bucket).await?;
+    let sse = encryption::request::choose(headers, settings.encryption.as_ref())?;
     if sse.uses_kms() {
         who.check_kms_transport(c.allow_insecure_http)?;
     }
+    if matches!(sse, Sse::Customer(_)) && !settings.sse_c_allowed {
+        return Err(sse_c_blocked(bucket));
+    }
     Ok(sse)
+}
+
+/// The answer to an SSE-C write into a bucket that blocks SSE-C (S3's `403 AccessDenied`).
+pub(crate) fn sse_c_blocked(bucket: &str) -> S3Error {
+    api_error!(
+        AccessDenied,
+        "Server-side encryption with customer-provided keys (SSE-C) is blocked for bucket {bucket}: its encryption configuration's BlockedEncryptionTypes must be NONE to allow it"
+    )
 }
 
 /// The keys a stream is sealed with: one layer, or DSSE-KMS's two.
@@ -349,10 +362,12 @@ pub async fn put_object(
         extensions,
         ..
     } = req;
+    let mut input = input;
     let who = Requester::of(&extensions, &headers)?;
+    let customer = customer_key_of!(input)?;
     let sse = write_encryption(
         c,
-        &encryption::request::sse_headers_of!(input),
+        &encryption::request::sse_headers_of!(input, customer.as_ref()),
         &input.bucket,
         &who,
     )
@@ -406,10 +421,12 @@ pub async fn put_object(
     )
     .await?;
     let rec = stored.record;
-    let view = SseView::of(&rec.envelope);
+    let view = SseView::of(&rec.envelope, customer.as_ref());
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(ETag::Strong(rec.etag.clone())),
-        server_side_encryption: Some(view.algorithm),
+        server_side_encryption: view.algorithm,
+        sse_customer_algorithm: view.customer_algorithm,
+        sse_customer_key_md5: view.customer_key_md5,
         ssekms_key_id: view.kms_key_arn,
         ssekms_encryption_context: view.context,
         bucket_key_enabled: view.bucket_key_enabled,
@@ -483,18 +500,20 @@ async fn load_record(c: &Coffer, bucket: &str, key: &str) -> S3Result<Loaded> {
 
 /// The parts of a loaded object with the keys that open them (and its inline data, if any).
 /// Opening a KMS-mode object asks the key service for its data key on `who`'s behalf, over the
-/// transport S3 requires.
+/// transport S3 requires; an SSE-C object opens only with `customer`, its key.
 pub async fn read_parts(
     c: &Coffer,
     loaded: &mut Loaded,
     who: &Requester,
+    customer: Option<&CustomerKey>,
 ) -> S3Result<Vec<ReadPart>> {
-    if loaded.rec.envelope.mode != encryption::MODE_SSE_S3 {
+    let mode = loaded.rec.envelope.mode.as_str();
+    if mode != encryption::MODE_SSE_S3 && mode != encryption::MODE_SSE_C {
         who.check_kms_transport(c.allow_insecure_http)?;
     }
     let keys = c
         .encryption
-        .open_data_keys(&loaded.rec.envelope, &loaded.id(), &who.caller)
+        .open_data_keys(&loaded.rec.envelope, &loaded.id(), &who.caller, customer)
         .await?;
     let mut inline = loaded.inline.take();
     loaded
@@ -614,20 +633,22 @@ struct ReadView {
     partial: bool,
     user_metadata: Option<Metadata>,
     checksums: coffer_store::Checksums,
+    /// The SSE-C key the request presented (checked against the object).
+    customer: Option<CustomerKey>,
 }
 
-/// Checks a GetObject/HeadObject input (SSE-C headers, version id, conditions, range) against
-/// the stored object, loaded with `$load` (`load` for GET, `load_record` for HEAD). A macro
-/// because the two inputs are distinct types with the same fields.
+/// Checks a GetObject/HeadObject input (version id, SSE-C key, conditions, range) against the
+/// stored object, loaded with `$load` (`load` for GET, `load_record` for HEAD). A macro because
+/// the two inputs are distinct types with the same fields.
 macro_rules! read_view {
     ($c:expr, $input:expr, $load:ident) => {{
+        let customer = customer_key_of!($input)?;
         let input = &$input;
-        encryption::request::check_no_customer_key(
-            input.sse_customer_algorithm.as_deref(),
-            input.sse_customer_key.is_some(),
-        )?;
         check_version_id(input.version_id.as_deref())?;
         let loaded = $load($c, &input.bucket, &input.key).await?;
+        // Before any header of the object is revealed: an SSE-C object answers only to its key.
+        $c.encryption
+            .check_customer_key(&loaded.rec.envelope, customer.as_ref())?;
         let user_metadata = metadata::open(
             &$c.ring,
             loaded.rec.sealed_user_metadata.as_deref(),
@@ -655,6 +676,7 @@ macro_rules! read_view {
             partial,
             user_metadata,
             checksums,
+            customer,
         }
     }};
 }
@@ -664,7 +686,7 @@ macro_rules! read_output {
     ($out:ident { $($field:ident: $value:expr),* }, $input:expr, $view:expr) => {{
         let (input, v) = ($input, $view);
         let rec = &v.loaded.rec;
-        let sse = SseView::of(&rec.envelope);
+        let sse = SseView::of(&rec.envelope, v.customer.as_ref());
         $out {
             $($field: $value,)*
             accept_ranges: Some("bytes".to_owned()),
@@ -681,7 +703,9 @@ macro_rules! read_output {
             content_language: input.response_content_language.or(rec.content_language.clone()),
             cache_control: input.response_cache_control.or(rec.cache_control.clone()),
             expires: input.response_expires.or_else(|| parse_expires(rec.expires.as_ref())),
-            server_side_encryption: Some(sse.algorithm),
+            server_side_encryption: sse.algorithm,
+            sse_customer_algorithm: sse.customer_algorithm,
+            sse_customer_key_md5: sse.customer_key_md5,
             ssekms_key_id: sse.kms_key_arn,
             bucket_key_enabled: sse.bucket_key_enabled,
             parts_count: parts_count(rec),
@@ -701,15 +725,15 @@ pub async fn get_object(
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let who = Requester::of(&req.extensions, &req.headers)?;
-    let input = req.input;
+    let mut input = req.input;
     let mut view = read_view!(c, input, load);
-    let parts = read_parts(c, &mut view.loaded, &who).await?;
+    let parts = read_parts(c, &mut view.loaded, &who, view.customer.as_ref()).await?;
     let name = ObjectName {
         bucket: input.bucket.clone(),
         key: input.key.clone(),
     };
     let body = pipeline::read_range(&c.blobs, parts, view.range.clone(), name).await?;
-    let context = SseView::of(&view.loaded.rec.envelope).context;
+    let context = SseView::of(&view.loaded.rec.envelope, None).context;
     Ok(with_context(
         S3Response::new(read_output!(
             GetObjectOutput { body: Some(body) },
@@ -724,9 +748,9 @@ pub async fn head_object(
     c: &Coffer,
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
-    let input = req.input;
+    let mut input = req.input;
     let view = read_view!(c, input, load_record);
-    let context = SseView::of(&view.loaded.rec.envelope).context;
+    let context = SseView::of(&view.loaded.rec.envelope, None).context;
     Ok(with_context(
         S3Response::new(read_output!(HeadObjectOutput {}, input, view)),
         context,

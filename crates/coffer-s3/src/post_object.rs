@@ -31,7 +31,8 @@ use time::OffsetDateTime;
 use crate::auth::Credentials;
 use crate::authz::{Authorizer, resource_arn};
 use crate::checksum::Claimed;
-use crate::encryption::{self, Sse, SseHeaders, SseView};
+use crate::encryption::customer::KeyFor;
+use crate::encryption::{self, CustomerKey, Sse, SseHeaders, SseView};
 use crate::error::api_error;
 use crate::form::{self, FilePart, FormError, FormReader, MAX_PRE_DATA};
 use crate::kms_api::Connection;
@@ -170,6 +171,11 @@ impl PostObject {
             secure: conn.secure,
             sigv2: scheme == Scheme::V2,
         };
+        if plan.sse.customer.is_some()
+            && let Err(e) = who.check_customer_key_transport(self.coffer.allow_insecure_http)
+        {
+            return refuse(PostError::S3(e), reader);
+        }
         match object::write_encryption(&self.coffer, &plan.sse.headers(), &bucket, &who).await {
             Ok(sse) => plan.object.sse = sse,
             Err(e) => return refuse(PostError::S3(e), reader),
@@ -208,7 +214,14 @@ impl PostObject {
         let ended = tokio::time::timeout(LINGER_TIME, drain)
             .await
             .unwrap_or(false);
-        let resp = success(&plan.answer, &bucket, &key, &object_base, &stored.record);
+        let resp = success(
+            &plan.answer,
+            &bucket,
+            &key,
+            &object_base,
+            &stored.record,
+            plan.sse.customer.as_ref(),
+        );
         if ended { resp } else { closing(resp) }
     }
 
@@ -573,8 +586,8 @@ pub(crate) struct SseFields {
     kms_key_id: Option<String>,
     context: Option<String>,
     bucket_key: Option<bool>,
-    customer_algorithm: Option<String>,
-    customer_key: bool,
+    /// The SSE-C key of the `x-amz-server-side-encryption-customer-*` fields, checked.
+    customer: Option<CustomerKey>,
 }
 
 impl SseFields {
@@ -584,8 +597,7 @@ impl SseFields {
             kms_key_id: self.kms_key_id.as_deref(),
             kms_context: self.context.as_deref(),
             bucket_key_enabled: self.bucket_key,
-            customer_algorithm: self.customer_algorithm.as_deref(),
-            customer_key_present: self.customer_key,
+            customer: self.customer.as_ref(),
         }
     }
 }
@@ -629,10 +641,13 @@ pub(crate) fn plan_upload(
         bucket_key: fields
             .get("x-amz-server-side-encryption-bucket-key-enabled")
             .map(|v| v.eq_ignore_ascii_case("true")),
-        customer_algorithm: field("x-amz-server-side-encryption-customer-algorithm"),
-        customer_key: fields
-            .get("x-amz-server-side-encryption-customer-key")
-            .is_some(),
+        customer: CustomerKey::from_fields(
+            fields.get("x-amz-server-side-encryption-customer-algorithm"),
+            &mut field("x-amz-server-side-encryption-customer-key"),
+            fields.get("x-amz-server-side-encryption-customer-key-MD5"),
+            KeyFor::Object,
+        )
+        .map_err(PostError::S3)?,
     };
     // Checked here against no bucket default, so a form S3 refuses fails before its file is
     // read; the bucket's default joins in when the upload starts.
@@ -858,6 +873,7 @@ fn success(
     key: &str,
     object_base: &str,
     rec: &coffer_store::ObjectRecord,
+    customer: Option<&CustomerKey>,
 ) -> Response<Body> {
     let etag = format!("\"{}\"", rec.etag);
     let location = format!("{object_base}{}", percent_encode(key, false));
@@ -901,11 +917,19 @@ fn success(
     if let Ok(v) = HeaderValue::from_str(&etag) {
         headers.insert(http::header::ETAG, v);
     }
-    let view = SseView::of(&rec.envelope);
+    let view = SseView::of(&rec.envelope, customer);
     for (name, value) in [
         (
             "x-amz-server-side-encryption",
-            Some(view.algorithm.as_str().to_owned()),
+            view.algorithm.map(|a| a.as_str().to_owned()),
+        ),
+        (
+            "x-amz-server-side-encryption-customer-algorithm",
+            view.customer_algorithm,
+        ),
+        (
+            "x-amz-server-side-encryption-customer-key-MD5",
+            view.customer_key_md5,
         ),
         (
             "x-amz-server-side-encryption-aws-kms-key-id",
@@ -1388,9 +1412,10 @@ mod tests {
             refused(&[("x-amz-server-side-encryption-aws-kms-key-id", "alias/app")]),
             400
         );
+        // An SSE-C algorithm without its key.
         assert_eq!(
             refused(&[("x-amz-server-side-encryption-customer-algorithm", "AES256")]),
-            501
+            400
         );
         assert_eq!(refused(&[("x-amz-storage-class", "FAST")]), 400);
         assert_eq!(refused(&[("x-amz-object-lock-mode", "GOVERNANCE")]), 400);

@@ -67,6 +67,8 @@ pub struct Frontend {
     kms: Option<Arc<KmsFront>>,
     iam: Option<Arc<IamFront>>,
     allow_sigv2: bool,
+    /// Whether SSE-C keys may come over plain HTTP (`--allow-insecure-http`).
+    allow_insecure_http: bool,
     post: Arc<PostObject>,
     stats: Arc<Stats>,
 }
@@ -95,6 +97,7 @@ impl Frontend {
             &cfg.account_id,
             cfg.allow_sigv2,
         );
+        let allow_insecure_http = coffer.allow_insecure_http;
         let mut builder = S3ServiceBuilder::new(coffer);
         builder.set_auth(cfg.credentials.clone());
         builder.set_access(S3AccessControl::new(
@@ -108,6 +111,7 @@ impl Frontend {
             kms: cfg.kms.map(Arc::new),
             iam: cfg.iam.map(Arc::new),
             allow_sigv2: cfg.allow_sigv2,
+            allow_insecure_http,
             post: Arc::new(post),
             stats: Arc::new(Stats::default()),
         }
@@ -174,7 +178,8 @@ impl Frontend {
                 check_credential_scope(&req, &self.region)
                     .map(|(code, msg)| error_response(StatusCode::BAD_REQUEST, code, &msg))
             })
-            .or_else(|| misplaced_sse_header(&req));
+            .or_else(|| misplaced_sse_header(&req))
+            .or_else(|| customer_key_over_http(&req, conn, self.allow_insecure_http));
         let post = (route == Route::PostObject)
             .then(|| post_object::route(&req))
             .flatten();
@@ -300,6 +305,31 @@ pub(crate) fn misplaced_sse_header<B>(req: &Request<B>) -> Option<Response<Body>
             StatusCode::BAD_REQUEST,
             "InvalidArgument",
             "x-amz-server-side-encryption header is not supported for this operation.",
+        )
+    })
+}
+
+/// A request that carries an SSE-C key (for the object or a copy's source) over plain HTTP:
+/// refused as S3 refuses it, before anything else reads it, unless the operator allowed plain
+/// HTTP. (A POST form's key fields are checked by the POST path.)
+pub(crate) fn customer_key_over_http<B>(
+    req: &Request<B>,
+    conn: &Connection,
+    allow_insecure_http: bool,
+) -> Option<Response<Body>> {
+    if conn.secure || allow_insecure_http {
+        return None;
+    }
+    let carries_key = req.headers().keys().any(|name| {
+        let name = name.as_str();
+        name.starts_with("x-amz-server-side-encryption-customer-")
+            || name.starts_with("x-amz-copy-source-server-side-encryption-customer-")
+    });
+    carries_key.then(|| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection.",
         )
     })
 }

@@ -125,7 +125,7 @@ pub struct Checksums {
 /// Embedded in versioned records: changing the shape needs a new [`RECORD_VERSION`].
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Envelope {
-    /// `"AES256"` (SSE-S3), `"aws:kms"` (SSE-KMS) or `"aws:kms:dsse"` (DSSE-KMS).
+    /// `"AES256"` (SSE-S3), `"aws:kms"` (SSE-KMS), `"aws:kms:dsse"` (DSSE-KMS) or `"SSE-C"`.
     pub mode: String,
     /// Which key wrapped the DEK: `"service-key/3"` for SSE-S3, the KMS key's ARN otherwise.
     pub key_id: String,
@@ -156,6 +156,15 @@ pub struct Envelope {
         with = "base64_opt_bytes"
     )]
     pub bucket_key: Option<Vec<u8>>,
+    /// SSE-C: what recognises the customer's key without keeping it — a random salt and a
+    /// salted HMAC of the key (base64 in JSON); `wrapped_dek` is then the data key wrapped under
+    /// a key derived from the customer's key and that salt.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "base64_opt_bytes"
+    )]
+    pub customer_key_check: Option<Vec<u8>>,
 }
 
 /// One encrypted stream on disk: a whole single-part object, or one multipart part.
@@ -412,6 +421,7 @@ pub(crate) mod tests {
             context: None,
             outer_wrapped_dek: None,
             bucket_key: None,
+            customer_key_check: None,
         }
     }
 

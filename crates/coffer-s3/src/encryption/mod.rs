@@ -8,6 +8,7 @@
 //! for a bounded time, per bucket, KMS key, context and caller, never written anywhere but as
 //! its KMS ciphertext.
 
+pub mod customer;
 pub mod kms_client;
 pub mod request;
 
@@ -28,6 +29,7 @@ use crate::error::{api_error, crypto_error, internal};
 use crate::keyring::ServiceKeyRing;
 use crate::kms_api::Connection;
 use crate::server::RequestInfo;
+pub use customer::CustomerKey;
 pub use kms_client::KmsClient;
 pub use request::{Sse, SseHeaders};
 
@@ -35,6 +37,11 @@ pub use request::{Sse, SseHeaders};
 pub const MODE_SSE_S3: &str = ServerSideEncryption::AES256;
 pub const MODE_SSE_KMS: &str = ServerSideEncryption::AWS_KMS;
 pub const MODE_DSSE_KMS: &str = ServerSideEncryption::AWS_KMS_DSSE;
+/// SSE-C (S3 names it so in `BlockedEncryptionTypes`; its objects carry no
+/// `x-amz-server-side-encryption`).
+pub const MODE_SSE_C: &str = "SSE-C";
+/// The key id an SSE-C data key's wrapping is bound to in its AAD. Frozen.
+const SSE_C_KEY_ID: &str = "sse-c";
 
 /// How long a Bucket Key is used for new objects, and kept to open them, before the KMS is asked
 /// again, as S3 keeps its Bucket Keys "time-limited". A change in the key service (a key disabled,
@@ -179,6 +186,22 @@ impl Encryption {
                     env,
                 ))
             }
+            Sse::Customer(customer) => {
+                let dek = Key256::generate().map_err(crypto_error)?;
+                let (check, kek) = customer.new_check()?;
+                let wrapped =
+                    coffer_crypto::wrap_key(&kek, &dek, &binding::dek_aad(id, SSE_C_KEY_ID))
+                        .map_err(crypto_error)?;
+                let mut env = envelope(MODE_SSE_C, SSE_C_KEY_ID.to_owned(), wrapped);
+                env.customer_key_check = Some(check);
+                Ok((
+                    DataKeys {
+                        inner: dek,
+                        outer: None,
+                    },
+                    env,
+                ))
+            }
             Sse::Dsse { key_id, context } => {
                 let context = request::full_context(context, &object_arn(id))?;
                 let kms = self.kms()?;
@@ -210,13 +233,50 @@ impl Encryption {
         }
     }
 
-    /// The data keys of object version `id` from its envelope.
+    /// S3's rules for the customer key a read (or an upload's part) presents, before anything
+    /// is opened: an SSE-C object needs its key (`400 InvalidRequest` without, `403
+    /// AccessDenied` with another), and any other object refuses one (`400 InvalidRequest`).
+    /// Returns the key that wraps an SSE-C object's data key.
+    pub fn check_customer_key(
+        &self,
+        env: &Envelope,
+        customer: Option<&CustomerKey>,
+    ) -> Result<Option<Key256>, S3Error> {
+        match (env.mode == MODE_SSE_C, customer) {
+            (false, None) => Ok(None),
+            (false, Some(_)) => Err(api_error!(
+                InvalidRequest,
+                "The encryption parameters are not applicable to this object."
+            )),
+            (true, None) => Err(api_error!(
+                InvalidRequest,
+                "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object."
+            )),
+            (true, Some(customer)) => {
+                let check = env.customer_key_check.as_deref().ok_or_else(|| {
+                    internal("envelope", "an SSE-C envelope without its key check")
+                })?;
+                match customer.open_check(check) {
+                    Some(kek) => Ok(Some(kek)),
+                    None => Err(api_error!(
+                        AccessDenied,
+                        "Access Denied: the customer-provided key is not the key this object was encrypted with"
+                    )),
+                }
+            }
+        }
+    }
+
+    /// The data keys of object version `id` from its envelope; `customer` is the SSE-C key the
+    /// request presented (checked by [`Encryption::check_customer_key`]).
     pub async fn open_data_keys(
         &self,
         env: &Envelope,
         id: &ObjectId<'_>,
         caller: &Caller,
+        customer: Option<&CustomerKey>,
     ) -> Result<DataKeys, S3Error> {
+        let kek = self.check_customer_key(env, customer)?;
         if env.format_version != coffer_crypto::FORMAT_VERSION
             || env.segment_size as usize != coffer_crypto::SEGMENT_SIZE
         {
@@ -300,6 +360,19 @@ impl Encryption {
                     })
                 }
             },
+            MODE_SSE_C => {
+                let kek = kek.ok_or_else(|| internal("envelope", "SSE-C without its key"))?;
+                let dek = coffer_crypto::unwrap_key(
+                    &kek,
+                    &env.wrapped_dek,
+                    &binding::dek_aad(id, SSE_C_KEY_ID),
+                )
+                .map_err(crypto_error)?;
+                Ok(DataKeys {
+                    inner: dek,
+                    outer: None,
+                })
+            }
             MODE_DSSE_KMS => {
                 let kms = self.kms()?;
                 let outer_blob = env.outer_wrapped_dek.as_ref().ok_or_else(|| {
@@ -483,12 +556,19 @@ fn envelope(mode: &str, key_id: String, wrapped_dek: Vec<u8>) -> Envelope {
         context: None,
         outer_wrapped_dek: None,
         bucket_key: None,
+        customer_key_check: None,
     }
 }
 
 /// What the response headers say of an object's encryption.
 pub struct SseView {
-    pub algorithm: ServerSideEncryption,
+    /// `x-amz-server-side-encryption` (every mode but SSE-C).
+    pub algorithm: Option<ServerSideEncryption>,
+    /// `x-amz-server-side-encryption-customer-algorithm` (SSE-C).
+    pub customer_algorithm: Option<String>,
+    /// `x-amz-server-side-encryption-customer-key-MD5`: the MD5 of the key the request presented
+    /// (SSE-C; Coffer does not keep it).
+    pub customer_key_md5: Option<String>,
     /// The KMS key's ARN (KMS modes).
     pub kms_key_arn: Option<String>,
     /// `x-amz-server-side-encryption-context` (KMS modes).
@@ -498,11 +578,14 @@ pub struct SseView {
 }
 
 impl SseView {
-    /// The headers of an envelope.
-    pub fn of(env: &Envelope) -> SseView {
-        let kms = env.mode != MODE_SSE_S3;
+    /// The headers of an envelope; `customer` is the SSE-C key the request presented.
+    pub fn of(env: &Envelope, customer: Option<&CustomerKey>) -> SseView {
+        let sse_c = env.mode == MODE_SSE_C;
+        let kms = env.mode != MODE_SSE_S3 && !sse_c;
         SseView {
-            algorithm: ServerSideEncryption::from(env.mode.clone()),
+            algorithm: (!sse_c).then(|| ServerSideEncryption::from(env.mode.clone())),
+            customer_algorithm: sse_c.then(|| customer::CUSTOMER_ALGORITHM.to_owned()),
+            customer_key_md5: customer.filter(|_| sse_c).map(|k| k.md5().to_owned()),
             kms_key_arn: kms.then(|| env.key_id.clone()),
             context: env.context.as_ref().map(request::context_header),
             bucket_key_enabled: env.bucket_key.is_some().then_some(true),
@@ -531,6 +614,18 @@ impl Requester {
             secure: conn.is_some_and(|c| c.secure),
             sigv2: info.is_some_and(|i| i.sigv2),
         })
+    }
+
+    /// S3's rule for requests that carry a customer key: HTTPS unless the operator allowed plain
+    /// HTTP (S3 refuses SSE-C over HTTP, and advises treating a key sent so as compromised).
+    pub fn check_customer_key_transport(&self, allow_insecure_http: bool) -> Result<(), S3Error> {
+        if !self.secure && !allow_insecure_http {
+            return Err(api_error!(
+                InvalidRequest,
+                "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection."
+            ));
+        }
+        Ok(())
     }
 
     /// S3's rules for requests that involve the KMS (writing or reading an SSE-KMS or DSSE-KMS

@@ -12,6 +12,7 @@ use coffer_store::BucketEncryption;
 use s3s::S3Error;
 use s3s::dto::ServerSideEncryption;
 
+use crate::encryption::CustomerKey;
 use crate::error::api_error;
 
 /// The encryption context key S3 adds: the ARN of the object (or, with a Bucket Key, of the
@@ -38,26 +39,28 @@ pub enum Sse {
         key_id: Option<String>,
         context: BTreeMap<String, String>,
     },
+    /// SSE-C: the data key is wrapped under a key derived from the customer's.
+    Customer(CustomerKey),
 }
 
 impl Sse {
     /// Whether the KMS is involved (and with it the HTTPS rule).
     pub fn uses_kms(&self) -> bool {
-        !matches!(self, Sse::S3)
+        matches!(self, Sse::Kms { .. } | Sse::Dsse { .. })
     }
 }
 
 /// The [`SseHeaders`] of a PutObject, CopyObject or CreateMultipartUpload input (the three share
-/// the field names).
+/// the field names), with the customer key already taken out of it
+/// ([`crate::encryption::customer::customer_key_of`]).
 macro_rules! sse_headers_of {
-    ($input:expr) => {
+    ($input:expr, $customer:expr) => {
         $crate::encryption::SseHeaders {
             server_side_encryption: $input.server_side_encryption.as_ref(),
             kms_key_id: $input.ssekms_key_id.as_deref(),
             kms_context: $input.ssekms_encryption_context.as_deref(),
             bucket_key_enabled: $input.bucket_key_enabled,
-            customer_algorithm: $input.sse_customer_algorithm.as_deref(),
-            customer_key_present: $input.sse_customer_key.is_some(),
+            customer: $customer,
         }
     };
 }
@@ -71,17 +74,27 @@ pub struct SseHeaders<'a> {
     /// `x-amz-server-side-encryption-context`: base64 of a JSON object of strings.
     pub kms_context: Option<&'a str>,
     pub bucket_key_enabled: Option<bool>,
-    pub customer_algorithm: Option<&'a str>,
-    pub customer_key_present: bool,
+    /// The SSE-C key, checked (see [`CustomerKey::from_fields`]).
+    pub customer: Option<&'a CustomerKey>,
 }
 
 /// The encryption of a write with these headers in a bucket with this default.
 pub fn choose(h: &SseHeaders<'_>, default: Option<&BucketEncryption>) -> Result<Sse, S3Error> {
-    if h.customer_algorithm.is_some() || h.customer_key_present {
-        return Err(api_error!(
-            NotImplemented,
-            "Server-side encryption with customer-provided keys (SSE-C) is not implemented in this version of Coffer"
-        ));
+    if let Some(customer) = h.customer {
+        // SSE-C replaces the bucket's default; it goes with no other encryption header.
+        if h.server_side_encryption.is_some() {
+            return Err(api_error!(
+                InvalidArgument,
+                "Server Side Encryption with Customer provided key is incompatible with the encryption method specified"
+            ));
+        }
+        if h.kms_key_id.is_some() || h.kms_context.is_some() || h.bucket_key_enabled == Some(true) {
+            return Err(api_error!(
+                InvalidArgument,
+                "Server Side Encryption with Customer provided key is incompatible with SSE-KMS headers"
+            ));
+        }
+        return Ok(Sse::Customer(customer.clone()));
     }
     let requested = h.server_side_encryption.map(ServerSideEncryption::as_str);
     let kms_requested = matches!(
@@ -162,20 +175,6 @@ pub fn choose(h: &SseHeaders<'_>, default: Option<&BucketEncryption>) -> Result<
         )),
         _ => Ok(Sse::S3),
     }
-}
-
-/// Reads that present SSE-C headers are refused: no object of this build is under SSE-C.
-pub fn check_no_customer_key(
-    customer_algorithm: Option<&str>,
-    customer_key_present: bool,
-) -> Result<(), S3Error> {
-    if customer_algorithm.is_some() || customer_key_present {
-        return Err(api_error!(
-            InvalidRequest,
-            "The encryption parameters are not applicable to this object: it is not encrypted with a customer-provided key"
-        ));
-    }
-    Ok(())
 }
 
 /// Parses `x-amz-server-side-encryption-context`: base64 of a JSON object whose values are
@@ -384,13 +383,6 @@ mod tests {
                     ..Default::default()
                 },
                 "InvalidArgument",
-            ),
-            (
-                SseHeaders {
-                    customer_algorithm: Some("AES256"),
-                    ..Default::default()
-                },
-                "NotImplemented",
             ),
         ] {
             assert_eq!(code(choose(&headers, None).unwrap_err()), expected);
