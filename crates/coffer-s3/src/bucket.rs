@@ -170,101 +170,8 @@ pub async fn get_bucket_location(
     }))
 }
 
-/// The bucket's default encryption: what PutBucketEncryption set, or SSE-S3, which S3 reports
-/// (and applies) for every bucket without a configuration since 2023.
-pub async fn get_bucket_encryption(
-    c: &Coffer,
-    req: S3Request<GetBucketEncryptionInput>,
-) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
-    let encryption = bucket_encryption(c, &req.input.bucket).await?;
-    let (algorithm, key, bucket_key) = match encryption {
-        Some(e) => (e.sse_algorithm, e.kms_master_key_id, e.bucket_key_enabled),
-        None => (ServerSideEncryption::AES256.to_owned(), None, false),
-    };
-    let rule = ServerSideEncryptionRule {
-        apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
-            kms_master_key_id: key,
-            sse_algorithm: ServerSideEncryption::from(algorithm),
-        }),
-        bucket_key_enabled: Some(bucket_key),
-    };
-    Ok(S3Response::new(GetBucketEncryptionOutput {
-        server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {
-            rules: vec![rule],
-        }),
-    }))
-}
-
-/// PutBucketEncryption: one rule, `AES256`, `aws:kms` or `aws:kms:dsse`, a KMS key only with a
-/// KMS algorithm, a Bucket Key only with `aws:kms` (S3 Bucket Keys do not apply to DSSE-KMS).
-pub async fn put_bucket_encryption(
-    c: &Coffer,
-    req: S3Request<PutBucketEncryptionInput>,
-) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
-    let input = req.input;
-    let rules = input.server_side_encryption_configuration.rules;
-    let [rule] = rules.as_slice() else {
-        return Err(api_error!(
-            MalformedXML,
-            "The server side encryption configuration must hold exactly one rule, not {}",
-            rules.len()
-        ));
-    };
-    let Some(default) = &rule.apply_server_side_encryption_by_default else {
-        return Err(api_error!(
-            MalformedXML,
-            "The rule must hold ApplyServerSideEncryptionByDefault"
-        ));
-    };
-    let algorithm = default.sse_algorithm.as_str();
-    let kms = match algorithm {
-        ServerSideEncryption::AES256 => false,
-        ServerSideEncryption::AWS_KMS | ServerSideEncryption::AWS_KMS_DSSE => true,
-        other => {
-            return Err(api_error!(
-                InvalidArgument,
-                "The SSEAlgorithm {other:?} is not valid: use AES256, aws:kms or aws:kms:dsse"
-            ));
-        }
-    };
-    if default.kms_master_key_id.is_some() && !kms {
-        return Err(api_error!(
-            InvalidArgument,
-            "a KMSMasterKeyID is allowed only when SSEAlgorithm is aws:kms or aws:kms:dsse"
-        ));
-    }
-    if let Some(key) = &default.kms_master_key_id
-        && key.trim().is_empty()
-    {
-        return Err(api_error!(
-            InvalidArgument,
-            "KMSMasterKeyID must not be empty"
-        ));
-    }
-    let bucket_key = rule.bucket_key_enabled == Some(true);
-    if bucket_key && algorithm != ServerSideEncryption::AWS_KMS {
-        return Err(api_error!(
-            InvalidArgument,
-            "BucketKeyEnabled applies only to SSEAlgorithm aws:kms"
-        ));
-    }
-    let encryption = BucketEncryption {
-        sse_algorithm: algorithm.to_owned(),
-        kms_master_key_id: default.kms_master_key_id.clone(),
-        bucket_key_enabled: bucket_key,
-    };
-    let bucket = input.bucket;
-    c.meta(move |m| {
-        m.update_bucket(&bucket, |b| {
-            b.encryption = Some(encryption);
-            Ok(())
-        })
-    })
-    .await?;
-    Ok(S3Response::new(PutBucketEncryptionOutput::default()))
-}
-
-/// DeleteBucketEncryption: back to the SSE-S3 default.
+/// DeleteBucketEncryption: back to the SSE-S3 default (the SSE-C block stays as it is).
+/// PutBucketEncryption and GetBucketEncryption are [`crate::bucket_encryption`]'s.
 pub async fn delete_bucket_encryption(
     c: &Coffer,
     req: S3Request<DeleteBucketEncryptionInput>,
@@ -278,11 +185,6 @@ pub async fn delete_bucket_encryption(
     })
     .await?;
     Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
-}
-
-/// A bucket's stored default encryption (`None`: SSE-S3); `NoSuchBucket` if absent.
-pub async fn bucket_encryption(c: &Coffer, bucket: &str) -> S3Result<Option<BucketEncryption>> {
-    Ok(write_settings(c, bucket).await?.encryption)
 }
 
 /// What a write to a bucket needs to know of its settings.

@@ -21,6 +21,7 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 
 use crate::auth::Credentials;
 use crate::authz::S3AccessControl;
+use crate::bucket_encryption::EncryptionRoute;
 use crate::document;
 use crate::iam_api::IamFront;
 use crate::kms_api::{Connection, KmsFront};
@@ -98,7 +99,13 @@ impl Frontend {
             cfg.allow_sigv2,
         );
         let allow_insecure_http = coffer.allow_insecure_http;
+        let encryption_route = EncryptionRoute::new(
+            coffer.clone(),
+            cfg.credentials.clone(),
+            cfg.account_id.clone(),
+        );
         let mut builder = S3ServiceBuilder::new(coffer);
+        builder.set_route(encryption_route);
         builder.set_auth(cfg.credentials.clone());
         builder.set_access(S3AccessControl::new(
             cfg.credentials.clone(),

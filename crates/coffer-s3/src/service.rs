@@ -141,18 +141,6 @@ impl S3 for Coffer {
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         crate::bucket::get_bucket_location(self, req).await
     }
-    async fn get_bucket_encryption(
-        &self,
-        req: S3Request<GetBucketEncryptionInput>,
-    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
-        crate::bucket::get_bucket_encryption(self, req).await
-    }
-    async fn put_bucket_encryption(
-        &self,
-        req: S3Request<PutBucketEncryptionInput>,
-    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
-        crate::bucket::put_bucket_encryption(self, req).await
-    }
     async fn delete_bucket_encryption(
         &self,
         req: S3Request<DeleteBucketEncryptionInput>,

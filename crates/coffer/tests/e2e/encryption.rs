@@ -323,40 +323,6 @@ async fn object_lock_and_unknown_storage_classes_are_refused_not_ignored() {
     assert_eq!(get(&s3, "bkt", "ia").await, b"data");
 }
 
-#[tokio::test]
-async fn sse_c_is_not_implemented_and_writes_nothing() {
-    let (_server, s3) = setup().await;
-    let key = [7u8; 32];
-    let key_b64 = aws_smithy_types::base64::encode(key);
-    let key_md5 = common::md5_base64(&key);
-    assert_s3_error(
-        s3.put_object()
-            .bucket("bkt")
-            .key("k")
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&key_b64)
-            .sse_customer_key_md5(&key_md5)
-            .body(ByteStream::from_static(b"must not be stored"))
-            .send()
-            .await,
-        501,
-        "NotImplemented",
-    );
-    assert_s3_error(
-        s3.create_multipart_upload()
-            .bucket("bkt")
-            .key("k")
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&key_b64)
-            .sse_customer_key_md5(&key_md5)
-            .send()
-            .await,
-        501,
-        "NotImplemented",
-    );
-    assert_s3_status(s3.head_object().bucket("bkt").key("k").send().await, 404);
-}
-
 /// A distinctive line, repeated to fill an object: any stored plaintext contains it whole.
 const CANARY: &[u8] = b"COFFER-PLAINTEXT-CANARY:7f3a9c1e-only-ciphertext-may-reach-the-disk\n";
 
