@@ -33,6 +33,7 @@ mod post_object;
 mod ranges;
 mod record_binding;
 mod sigv2;
+mod sse_c;
 mod sse_kms;
 mod startup;
 mod tidy;

@@ -46,6 +46,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct ServerBuilder {
     args: Vec<OsString>,
+    envs: Vec<(OsString, OsString)>,
     allow_insecure_http: bool,
 }
 
@@ -64,6 +65,13 @@ impl ServerBuilder {
     {
         self.args
             .extend(args.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    /// Sets an environment variable of the server process (e.g. `COFFER_LOG`).
+    pub fn env(mut self, name: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> ServerBuilder {
+        self.envs
+            .push((name.as_ref().to_os_string(), value.as_ref().to_os_string()));
         self
     }
 
@@ -140,7 +148,8 @@ fn spawn(launch: &ServerBuilder, dir: &Path) -> Running {
         .args(&launch.args)
         .env("COFFER_ROOT_ACCESS_KEY", ACCESS_KEY)
         .env("COFFER_ROOT_SECRET_KEY", SECRET_KEY)
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        .envs(launch.envs.iter().map(|(k, v)| (k, v)));
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -203,6 +212,7 @@ impl TestServer {
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
             args: Vec::new(),
+            envs: Vec::new(),
             allow_insecure_http: true,
         }
     }
@@ -1099,12 +1109,32 @@ pub fn kms_raw_request(server: &TestServer, operation: &str, body: &[u8]) -> raw
     raw_http::request(server.addr(), "POST", "/", &headers, body)
 }
 
-/// Sends one KMS request signed as root over HTTPS to a `--tls-self-signed` server, trusting
-/// only the certificate the server wrote to `<data-dir>/self-signed.pem` (and checking that it
-/// is valid for `localhost`), and returns the raw response.
+/// Sends one KMS request signed as root over HTTPS to a `--tls-self-signed` server (see
+/// [`https_request`]) and returns the raw response.
 pub fn kms_https_request(
     server: &TestServer,
     operation: &str,
+    body: &[u8],
+) -> raw_http::RawResponse {
+    let host = format!("localhost:{}", server.addr().port());
+    let headers = kms_signed_headers(
+        &sigv4::Signer::root(),
+        &host,
+        operation,
+        body,
+        std::time::SystemTime::now(),
+    );
+    https_request(server, "POST", "/", &headers, body)
+}
+
+/// Sends one request over HTTPS to a `--tls-self-signed` server, trusting only the certificate
+/// the server wrote to `<data-dir>/self-signed.pem` (and checking that it is valid for
+/// `localhost`), and returns the raw response. `headers` must hold `host` (and any signature).
+pub fn https_request(
+    server: &TestServer,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
     body: &[u8],
 ) -> raw_http::RawResponse {
     use rustls::pki_types::pem::PemObject as _;
@@ -1133,16 +1163,8 @@ pub fn kms_https_request(
         .expect("set read timeout");
     let mut tls = rustls::StreamOwned::new(conn, tcp);
 
-    let host = format!("localhost:{}", server.addr().port());
-    let headers = kms_signed_headers(
-        &sigv4::Signer::root(),
-        &host,
-        operation,
-        body,
-        std::time::SystemTime::now(),
-    );
-    let mut head = "POST / HTTP/1.1\r\n".to_string();
-    for (k, v) in &headers {
+    let mut head = format!("{method} {target} HTTP/1.1\r\n");
+    for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str(&format!(
