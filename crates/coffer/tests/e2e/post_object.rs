@@ -910,3 +910,122 @@ async fn large_form_posts_hold_no_memory_before_authentication() {
     put(&s3, BUCKET, "after", b"still serving").await;
     assert_eq!(get(&s3, BUCKET, "after").await, b"still serving");
 }
+
+// ---------------------------------------------------------------------------------------------
+// SSE-C in a form
+
+/// Sets the bucket's `BlockedEncryptionTypes` (SSE-C is blocked in a new bucket).
+async fn block_sse_c(s3: &Client, blocked: bool) {
+    use aws_sdk_s3::types::{
+        BlockedEncryptionTypes, EncryptionType, ServerSideEncryption,
+        ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
+    let block = if blocked {
+        EncryptionType::SseC
+    } else {
+        EncryptionType::None
+    };
+    ok(s3
+        .put_bucket_encryption()
+        .bucket(BUCKET)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(
+                            ServerSideEncryptionByDefault::builder()
+                                .sse_algorithm(ServerSideEncryption::Aes256)
+                                .build()
+                                .unwrap(),
+                        )
+                        .blocked_encryption_types(
+                            BlockedEncryptionTypes::builder()
+                                .encryption_type(block)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await);
+}
+
+#[tokio::test]
+async fn a_form_with_sse_c_fields_stores_under_the_customer_key() {
+    let (server, s3) = setup().await;
+    let key = [42u8; 32];
+    let (key_b64, md5_b64) = (BASE64.encode(key), BASE64.encode(Md5::digest(key)));
+    let fields = [
+        ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
+        (
+            "x-amz-server-side-encryption-customer-key",
+            key_b64.as_str(),
+        ),
+        (
+            "x-amz-server-side-encryption-customer-key-MD5",
+            md5_b64.as_str(),
+        ),
+    ];
+    let mut signed = Signed::new("ssec");
+    for (name, value) in fields {
+        signed = signed.condition(json!({ name: value }));
+    }
+    let form = signed.form("ssec", &fields);
+
+    // A new bucket blocks SSE-C: 403, nothing stored.
+    let resp = post(&server, BUCKET, &form, b"posted under my key");
+    assert_error(&resp, 403, "AccessDenied");
+    assert!(absent(&s3, "ssec").await);
+
+    block_sse_c(&s3, false).await;
+    let resp = post(&server, BUCKET, &form, b"posted under my key");
+    assert_eq!(resp.status, 204, "{}", resp.body_text());
+    assert_eq!(
+        resp.header("x-amz-server-side-encryption-customer-algorithm"),
+        Some("AES256")
+    );
+    assert_eq!(
+        resp.header("x-amz-server-side-encryption-customer-key-MD5"),
+        Some(md5_b64.as_str())
+    );
+    assert_eq!(resp.header("x-amz-server-side-encryption"), None);
+    // Readable only with the key.
+    let head = s3.head_object().bucket(BUCKET).key("ssec").send().await;
+    assert_eq!(
+        head.unwrap_err().raw_response().unwrap().status().as_u16(),
+        400
+    );
+    let out = ok(s3
+        .get_object()
+        .bucket(BUCKET)
+        .key("ssec")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&key_b64)
+        .sse_customer_key_md5(&md5_b64)
+        .send()
+        .await);
+    assert_eq!(
+        out.body.collect().await.unwrap().to_vec(),
+        b"posted under my key"
+    );
+
+    // A key whose MD5 does not match is InvalidArgument, before the file is stored.
+    let wrong_md5 = BASE64.encode(Md5::digest([1u8; 32]));
+    let bad = [
+        fields[0],
+        fields[1],
+        (
+            "x-amz-server-side-encryption-customer-key-MD5",
+            wrong_md5.as_str(),
+        ),
+    ];
+    let mut signed = Signed::new("bad");
+    for (name, value) in bad {
+        signed = signed.condition(json!({ name: value }));
+    }
+    let resp = post(&server, BUCKET, &signed.form("bad", &bad), b"x");
+    assert_error(&resp, 400, "InvalidArgument");
+    assert!(absent(&s3, "bad").await);
+}
