@@ -13,6 +13,7 @@ mod bucket;
 mod checksum;
 mod conditional;
 mod copy;
+mod cors;
 mod document;
 mod encryption;
 mod error;

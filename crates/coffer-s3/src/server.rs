@@ -2,7 +2,8 @@
 //! shares — the admin surface (`/-/health`, `/-/ready`, `/-/metrics`), request ids, and S3
 //! error bodies with `Resource` and `RequestId` (which `s3s` leaves out) — and routes KMS
 //! calls (`X-Amz-Target: TrentService.*`) to `kms_api`, IAM calls (SigV4 scope `iam`) to
-//! `iam_api` and browser form uploads (POST Object) to `post_object` before `s3s` sees them.
+//! `iam_api`, browser form uploads (POST Object) to `post_object` and CORS preflights to `cors`
+//! before `s3s` sees them, and adds the CORS headers of a browser's actual requests.
 //!
 //! It never logs request headers or bodies: they can carry signatures and keys.
 
@@ -21,6 +22,7 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 
 use crate::auth::Credentials;
 use crate::authz::S3AccessControl;
+use crate::cors::{BucketCors, CorsRequest};
 use crate::document;
 use crate::iam_api::IamFront;
 use crate::kms_api::{Connection, KmsFront};
@@ -68,6 +70,7 @@ pub struct Frontend {
     iam: Option<Arc<IamFront>>,
     allow_sigv2: bool,
     post: Arc<PostObject>,
+    cors: Arc<BucketCors>,
     stats: Arc<Stats>,
 }
 
@@ -95,6 +98,7 @@ impl Frontend {
             &cfg.account_id,
             cfg.allow_sigv2,
         );
+        let cors = Arc::clone(&coffer.cors);
         let mut builder = S3ServiceBuilder::new(coffer);
         builder.set_auth(cfg.credentials.clone());
         builder.set_access(S3AccessControl::new(
@@ -109,6 +113,7 @@ impl Frontend {
             iam: cfg.iam.map(Arc::new),
             allow_sigv2: cfg.allow_sigv2,
             post: Arc::new(post),
+            cors,
             stats: Arc::new(Stats::default()),
         }
     }
@@ -166,9 +171,14 @@ impl Frontend {
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() == b"0");
         let req = sigv2_bucket_path(req);
+        // An actual request from a browser page gets its CORS headers whatever the answer.
+        let cors = matches!(route, Route::S3 | Route::PostObject)
+            .then(|| CorsRequest::of(&req))
+            .flatten();
         let early = (route == Route::Admin)
             .then(|| admin(&path, &self.stats, self.kms.as_deref()))
             .flatten()
+            .or_else(|| (route == Route::Preflight).then(|| self.cors.preflight(&req)))
             .or_else(|| sigv2::refusal(&req, self.allow_sigv2, &self.credentials))
             .or_else(|| {
                 check_credential_scope(&req, &self.region)
@@ -213,6 +223,9 @@ impl Frontend {
             // read timeout (`aws s3 sync` of a tree with empty files) — so the connection ends.
             resp.headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(cors) = &cors {
+            self.cors.decorate(cors, resp.headers_mut());
         }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-amz-request-id", v.clone());
