@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use coffer_store::{BucketCorsRule, MetaStore, StoreError};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use s3s::dto::{
     CORSConfiguration, CORSRule, DeleteBucketCorsInput, DeleteBucketCorsOutput, GetBucketCorsInput,
     GetBucketCorsOutput, PutBucketCorsInput, PutBucketCorsOutput,
@@ -321,32 +321,25 @@ impl BucketCors {
     pub fn preflight<B>(&self, req: &Request<B>) -> Response<Body> {
         match self.try_preflight(req) {
             Ok(resp) => resp,
-            Err((e, extra)) => error_response_with(e.status(), e.code(), Some(e.message()), &extra),
+            Err(Refusal(e, extra)) => {
+                error_response_with(e.status(), e.code(), Some(e.message()), &extra)
+            }
         }
     }
 
-    fn try_preflight<B>(
-        &self,
-        req: &Request<B>,
-    ) -> Result<Response<Body>, (ApiError, Vec<(&'static str, String)>)> {
+    fn try_preflight<B>(&self, req: &Request<B>) -> Result<Response<Body>, Refusal> {
         let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
         let Some(origin) = header("origin") else {
-            return Err((
-                ApiError::BadRequest(
-                    "Insufficient information. Origin request header needed.".into(),
-                ),
-                vec![],
-            ));
+            return Err(Refusal::plain(ApiError::BadRequest(
+                "Insufficient information. Origin request header needed.".into(),
+            )));
         };
         let method = header("access-control-request-method");
         let Some(method) = method.filter(|m| METHODS.contains(m)) else {
-            return Err((
-                ApiError::BadRequest(format!(
-                    "Invalid Access-Control-Request-Method: {}",
-                    method.unwrap_or("null")
-                )),
-                vec![],
-            ));
+            return Err(Refusal::plain(ApiError::BadRequest(format!(
+                "Invalid Access-Control-Request-Method: {}",
+                method.unwrap_or("null")
+            ))));
         };
         let mut requested = Vec::new();
         for name in header("access-control-request-headers")
@@ -356,12 +349,9 @@ impl BucketCors {
             .filter(|h| !h.is_empty())
         {
             if !is_token(name) {
-                return Err((
-                    ApiError::BadRequest(format!(
-                        "Access-Control-Request-Headers \"{name}\" contains invalid character."
-                    )),
-                    vec![],
-                ));
+                return Err(Refusal::plain(ApiError::BadRequest(format!(
+                    "Access-Control-Request-Headers \"{name}\" contains invalid character."
+                ))));
             }
             requested.push(name.to_ascii_lowercase());
         }
@@ -372,7 +362,7 @@ impl BucketCors {
             Target::Object { bucket, .. } => (Some(bucket), "OBJECT"),
         };
         let forbidden = |message: &str| {
-            (
+            Refusal(
                 ApiError::AccessForbidden(format!("CORSResponse: {message}")),
                 vec![
                     ("Method", method.to_owned()),
@@ -388,19 +378,16 @@ impl BucketCors {
             Ok(Lookup::Rules(Some(rules))) => rules,
             Ok(Lookup::Rules(None)) => return Err(not_enabled()),
             Ok(Lookup::NoBucket) => {
-                return Err((
+                return Err(Refusal(
                     ApiError::NoSuchBucket("The specified bucket does not exist".into()),
                     vec![("BucketName", percent_decode(bucket))],
                 ));
             }
             Err(e) => {
                 tracing::error!(error = %e, "reading a bucket's CORS rules");
-                return Err((
-                    ApiError::InternalError(
-                        "We encountered an internal error. Please try again.".into(),
-                    ),
-                    vec![],
-                ));
+                return Err(Refusal::plain(ApiError::InternalError(
+                    "We encountered an internal error. Please try again.".into(),
+                )));
             }
         };
         let Some(rule) = first_match(&rules, origin, method, &requested) else {
@@ -415,7 +402,6 @@ impl BucketCors {
         {
             resp.headers_mut().insert("access-control-allow-headers", v);
         }
-        *resp.status_mut() = StatusCode::OK;
         Ok(resp)
     }
 
@@ -437,6 +423,15 @@ impl BucketCors {
                 headers.insert("vary", HeaderValue::from_static(VARY));
             }
         }
+    }
+}
+
+/// A preflight's refusal: the error and the elements S3 adds to its body (`Method`, …).
+struct Refusal(ApiError, Vec<(&'static str, String)>);
+
+impl Refusal {
+    fn plain(error: ApiError) -> Refusal {
+        Refusal(error, Vec::new())
     }
 }
 
