@@ -153,7 +153,10 @@ pub async fn delete_bucket(
     req: S3Request<DeleteBucketInput>,
 ) -> S3Result<S3Response<DeleteBucketOutput>> {
     let name = req.input.bucket;
+    let deleted = name.clone();
     c.meta(move |m| m.delete_bucket(&name)).await?;
+    // A bucket created later under the name starts without the old one's CORS rules.
+    c.cors.forget(&deleted);
     Ok(S3Response::new(DeleteBucketOutput {}))
 }
 

@@ -18,6 +18,10 @@ use s3s::{S3Error, S3ErrorCode};
 #[allow(clippy::enum_variant_names)]
 pub enum ApiError {
     AccessDenied(String),
+    /// A CORS preflight no rule allows (S3's code for it, not `AccessDenied`).
+    AccessForbidden(String),
+    /// A preflight without the headers it needs (S3's code, not `InvalidRequest`).
+    BadRequest(String),
     BadDigest(String),
     BucketAlreadyOwnedByYou(String),
     BucketNotEmpty(String),
@@ -42,6 +46,7 @@ pub enum ApiError {
     MetadataTooLarge(String),
     MethodNotAllowed(String),
     NoSuchBucket(String),
+    NoSuchCORSConfiguration(String),
     NoSuchKey(String),
     NoSuchUpload(String),
     NotImplemented(String),
@@ -64,6 +69,8 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::AccessDenied(_) => "AccessDenied",
+            ApiError::AccessForbidden(_) => "AccessForbidden",
+            ApiError::BadRequest(_) => "BadRequest",
             ApiError::BadDigest(_) => "BadDigest",
             ApiError::BucketAlreadyOwnedByYou(_) => "BucketAlreadyOwnedByYou",
             ApiError::BucketNotEmpty(_) => "BucketNotEmpty",
@@ -87,6 +94,7 @@ impl ApiError {
             ApiError::MetadataTooLarge(_) => "MetadataTooLarge",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::NoSuchBucket(_) => "NoSuchBucket",
+            ApiError::NoSuchCORSConfiguration(_) => "NoSuchCORSConfiguration",
             ApiError::NoSuchKey(_) => "NoSuchKey",
             ApiError::NoSuchUpload(_) => "NoSuchUpload",
             ApiError::NotImplemented(_) => "NotImplemented",
@@ -106,6 +114,7 @@ impl ApiError {
         match self {
             ApiError::NotModified(_) => StatusCode::NOT_MODIFIED,
             ApiError::BadDigest(_)
+            | ApiError::BadRequest(_)
             | ApiError::EntityTooLarge(_)
             | ApiError::EntityTooSmall(_)
             | ApiError::IncompleteBody(_)
@@ -125,11 +134,13 @@ impl ApiError {
             | ApiError::KmsInvalidState(_)
             | ApiError::KmsNotFound(_) => StatusCode::BAD_REQUEST,
             ApiError::AccessDenied(_)
+            | ApiError::AccessForbidden(_)
             | ApiError::InvalidAccessKeyId(_)
             | ApiError::SignatureDoesNotMatch(_) => StatusCode::FORBIDDEN,
-            ApiError::NoSuchBucket(_) | ApiError::NoSuchKey(_) | ApiError::NoSuchUpload(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::NoSuchBucket(_)
+            | ApiError::NoSuchCORSConfiguration(_)
+            | ApiError::NoSuchKey(_)
+            | ApiError::NoSuchUpload(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BucketAlreadyOwnedByYou(_) | ApiError::BucketNotEmpty(_) => {
                 StatusCode::CONFLICT
@@ -148,7 +159,9 @@ impl ApiError {
     pub fn message(&self) -> &str {
         match self {
             ApiError::AccessDenied(m)
+            | ApiError::AccessForbidden(m)
             | ApiError::BadDigest(m)
+            | ApiError::BadRequest(m)
             | ApiError::BucketAlreadyOwnedByYou(m)
             | ApiError::BucketNotEmpty(m)
             | ApiError::EntityTooLarge(m)
@@ -171,6 +184,7 @@ impl ApiError {
             | ApiError::MetadataTooLarge(m)
             | ApiError::MethodNotAllowed(m)
             | ApiError::NoSuchBucket(m)
+            | ApiError::NoSuchCORSConfiguration(m)
             | ApiError::NoSuchKey(m)
             | ApiError::NoSuchUpload(m)
             | ApiError::NotImplemented(m)

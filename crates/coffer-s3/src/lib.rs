@@ -14,6 +14,7 @@ mod bucket_encryption;
 mod checksum;
 mod conditional;
 mod copy;
+mod cors;
 mod document;
 mod encryption;
 mod error;

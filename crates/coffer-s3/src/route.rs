@@ -1,5 +1,5 @@
-//! Where a request goes, decided once in the front layer: the admin surface, the KMS or IAM
-//! endpoint, a browser form upload, or S3 (through `s3s`); and, for S3, what its path names —
+//! Where a request goes, decided once in the front layer: the admin surface, a CORS preflight,
+//! the KMS or IAM endpoint, a browser form upload, or S3 (through `s3s`); and, for S3, what its path names —
 //! the service, a bucket or an object. Every check before `s3s` that depends on the path asks
 //! here instead of splitting the path itself (three slightly different splits once disagreed).
 //!
@@ -12,6 +12,8 @@ use http::{Method, Request};
 pub enum Route {
     /// `GET`/`HEAD` under `/-/`: health, readiness, metrics.
     Admin,
+    /// `OPTIONS`: a CORS preflight, answered from the bucket's rules before any authentication.
+    Preflight,
     /// `X-Amz-Target: TrentService.*`: the KMS JSON API.
     Kms,
     /// SigV4 credential scope `iam`: the IAM Query API.
@@ -58,6 +60,8 @@ pub fn classify<B>(req: &Request<B>) -> Route {
         && (req.method() == Method::GET || req.method() == Method::HEAD);
     if admin {
         Route::Admin
+    } else if req.method() == Method::OPTIONS {
+        Route::Preflight
     } else if crate::kms_api::is_kms(req) {
         Route::Kms
     } else if crate::iam_api::is_iam(req) {
@@ -135,5 +139,6 @@ mod tests {
             Route::PostObject
         );
         assert_eq!(classify(&req("GET", "/bkt/key", &[])), Route::S3);
+        assert_eq!(classify(&req("OPTIONS", "/bkt/key", &[])), Route::Preflight);
     }
 }

@@ -2,7 +2,8 @@
 //! shares — the admin surface (`/-/health`, `/-/ready`, `/-/metrics`), request ids, and S3
 //! error bodies with `Resource` and `RequestId` (which `s3s` leaves out) — and routes KMS
 //! calls (`X-Amz-Target: TrentService.*`) to `kms_api`, IAM calls (SigV4 scope `iam`) to
-//! `iam_api` and browser form uploads (POST Object) to `post_object` before `s3s` sees them.
+//! `iam_api`, browser form uploads (POST Object) to `post_object` and CORS preflights to `cors`
+//! before `s3s` sees them, and adds the CORS headers of a browser's actual requests.
 //!
 //! It never logs request headers or bodies: they can carry signatures and keys.
 
@@ -22,6 +23,7 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use crate::auth::Credentials;
 use crate::authz::S3AccessControl;
 use crate::bucket_encryption::EncryptionRoute;
+use crate::cors::{BucketCors, CorsRequest};
 use crate::document;
 use crate::iam_api::IamFront;
 use crate::kms_api::{Connection, KmsFront};
@@ -71,6 +73,7 @@ pub struct Frontend {
     /// Whether SSE-C keys may come over plain HTTP (`--allow-insecure-http`).
     allow_insecure_http: bool,
     post: Arc<PostObject>,
+    cors: Arc<BucketCors>,
     stats: Arc<Stats>,
 }
 
@@ -104,6 +107,7 @@ impl Frontend {
             cfg.credentials.clone(),
             cfg.account_id.clone(),
         );
+        let cors = Arc::clone(&coffer.cors);
         let mut builder = S3ServiceBuilder::new(coffer);
         builder.set_route(encryption_route);
         builder.set_auth(cfg.credentials.clone());
@@ -120,6 +124,7 @@ impl Frontend {
             allow_sigv2: cfg.allow_sigv2,
             allow_insecure_http,
             post: Arc::new(post),
+            cors,
             stats: Arc::new(Stats::default()),
         }
     }
@@ -177,9 +182,14 @@ impl Frontend {
             .get(http::header::CONTENT_LENGTH)
             .is_some_and(|v| v.as_bytes() == b"0");
         let req = sigv2_bucket_path(req);
+        // An actual request from a browser page gets its CORS headers whatever the answer.
+        let cors = matches!(route, Route::S3 | Route::PostObject)
+            .then(|| CorsRequest::of(&req))
+            .flatten();
         let early = (route == Route::Admin)
             .then(|| admin(&path, &self.stats, self.kms.as_deref()))
             .flatten()
+            .or_else(|| (route == Route::Preflight).then(|| self.cors.preflight(&req)))
             .or_else(|| sigv2::refusal(&req, self.allow_sigv2, &self.credentials))
             .or_else(|| {
                 check_credential_scope(&req, &self.region)
@@ -225,6 +235,9 @@ impl Frontend {
             // read timeout (`aws s3 sync` of a tree with empty files) — so the connection ends.
             resp.headers_mut()
                 .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(cors) = &cors {
+            self.cors.decorate(cors, resp.headers_mut());
         }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-amz-request-id", v.clone());

@@ -1,6 +1,6 @@
 //! `Coffer`: the state every S3 operation works on, and the `s3s::S3` trait impl that
 //! dispatches each operation to the module that owns its family (`bucket`, `object`, `copy`,
-//! `list`, `multipart`).
+//! `list`, `multipart`, `cors`).
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
 use crate::binding::RecordMac;
+use crate::cors::BucketCors;
 use crate::encryption::{DataKeys, Encryption, KmsClient};
 use crate::error::{internal, store_error};
 use crate::keyring::ServiceKeyRing;
@@ -27,6 +28,8 @@ pub struct Coffer {
     pub(crate) region: String,
     /// Whether requests that involve the KMS (SSE-KMS, DSSE-KMS) may come over plain HTTP.
     pub(crate) allow_insecure_http: bool,
+    /// Buckets' CORS rules as the front layer reads them (cached; changed through here).
+    pub(crate) cors: Arc<BucketCors>,
 }
 
 /// What [`Coffer::new`] is built from.
@@ -46,6 +49,7 @@ impl Coffer {
     pub fn new(parts: CofferParts) -> Coffer {
         Coffer {
             encryption: Arc::new(Encryption::new(Arc::clone(&parts.ring), parts.kms)),
+            cors: Arc::new(BucketCors::new(Arc::clone(&parts.meta))),
             meta: parts.meta,
             blobs: parts.blobs,
             ring: parts.ring,
@@ -152,6 +156,24 @@ impl S3 for Coffer {
         req: S3Request<GetBucketVersioningInput>,
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
         crate::bucket::get_bucket_versioning(self, req).await
+    }
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        crate::cors::get_bucket_cors(self, req).await
+    }
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        crate::cors::put_bucket_cors(self, req).await
+    }
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        crate::cors::delete_bucket_cors(self, req).await
     }
     async fn put_object(
         &self,

@@ -12,6 +12,7 @@ mod checksums;
 mod chunked;
 mod conditional;
 mod copy;
+mod cors;
 mod durability;
 mod encryption;
 mod fixtures;
