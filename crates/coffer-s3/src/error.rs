@@ -38,10 +38,13 @@ pub enum ApiError {
     InvalidRequest(String),
     InvalidStorageClass(String),
     KeyTooLongError(String),
+    /// The bucket policy is not one S3 accepts; the message says what is wrong.
+    MalformedPolicy(String),
     MalformedXML(String),
     MetadataTooLarge(String),
     MethodNotAllowed(String),
     NoSuchBucket(String),
+    NoSuchBucketPolicy(String),
     NoSuchKey(String),
     NoSuchUpload(String),
     NotImplemented(String),
@@ -83,10 +86,12 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "InvalidRequest",
             ApiError::InvalidStorageClass(_) => "InvalidStorageClass",
             ApiError::KeyTooLongError(_) => "KeyTooLongError",
+            ApiError::MalformedPolicy(_) => "MalformedPolicy",
             ApiError::MalformedXML(_) => "MalformedXML",
             ApiError::MetadataTooLarge(_) => "MetadataTooLarge",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::NoSuchBucket(_) => "NoSuchBucket",
+            ApiError::NoSuchBucketPolicy(_) => "NoSuchBucketPolicy",
             ApiError::NoSuchKey(_) => "NoSuchKey",
             ApiError::NoSuchUpload(_) => "NoSuchUpload",
             ApiError::NotImplemented(_) => "NotImplemented",
@@ -118,6 +123,7 @@ impl ApiError {
             | ApiError::InvalidRequest(_)
             | ApiError::InvalidStorageClass(_)
             | ApiError::KeyTooLongError(_)
+            | ApiError::MalformedPolicy(_)
             | ApiError::MalformedXML(_)
             | ApiError::MetadataTooLarge(_)
             | ApiError::XAmzContentSHA256Mismatch(_)
@@ -127,9 +133,10 @@ impl ApiError {
             ApiError::AccessDenied(_)
             | ApiError::InvalidAccessKeyId(_)
             | ApiError::SignatureDoesNotMatch(_) => StatusCode::FORBIDDEN,
-            ApiError::NoSuchBucket(_) | ApiError::NoSuchKey(_) | ApiError::NoSuchUpload(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::NoSuchBucket(_)
+            | ApiError::NoSuchBucketPolicy(_)
+            | ApiError::NoSuchKey(_)
+            | ApiError::NoSuchUpload(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BucketAlreadyOwnedByYou(_) | ApiError::BucketNotEmpty(_) => {
                 StatusCode::CONFLICT
@@ -167,10 +174,12 @@ impl ApiError {
             | ApiError::InvalidRequest(m)
             | ApiError::InvalidStorageClass(m)
             | ApiError::KeyTooLongError(m)
+            | ApiError::MalformedPolicy(m)
             | ApiError::MalformedXML(m)
             | ApiError::MetadataTooLarge(m)
             | ApiError::MethodNotAllowed(m)
             | ApiError::NoSuchBucket(m)
+            | ApiError::NoSuchBucketPolicy(m)
             | ApiError::NoSuchKey(m)
             | ApiError::NoSuchUpload(m)
             | ApiError::NotImplemented(m)

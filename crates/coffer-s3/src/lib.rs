@@ -10,6 +10,7 @@ mod auth;
 mod authz;
 mod binding;
 mod bucket;
+mod bucket_policy;
 mod checksum;
 mod conditional;
 mod copy;

@@ -95,11 +95,13 @@ impl Frontend {
             &cfg.account_id,
             cfg.allow_sigv2,
         );
+        let policies = coffer.policies.clone();
         let mut builder = S3ServiceBuilder::new(coffer);
         builder.set_auth(cfg.credentials.clone());
         builder.set_access(S3AccessControl::new(
             cfg.credentials.clone(),
             cfg.account_id.clone(),
+            policies,
         ));
         Frontend {
             s3: builder.build(),
