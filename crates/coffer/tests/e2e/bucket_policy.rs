@@ -14,12 +14,12 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use md5::{Digest, Md5};
 use common::raw_http::{RawResponse, request};
 use common::{
     TestServer, assert_s3_error, create_bucket, create_key, delete_request, get, key_arn, ok, put,
     user_arn,
 };
+use md5::{Digest, Md5};
 
 const BUCKET: &str = "policed";
 
@@ -31,9 +31,7 @@ fn for_bucket(policy: &str, bucket: &str) -> String {
 }
 
 async fn setup() -> (TestServer, Client) {
-    let server = TestServer::builder()
-        .args(["--kms-quotas", "off"])
-        .start();
+    let server = TestServer::builder().args(["--kms-quotas", "off"]).start();
     let s3 = server.client();
     create_bucket(&s3, BUCKET).await;
     (server, s3)
@@ -216,7 +214,9 @@ async fn malformed_policies_are_refused_saying_what_is_wrong() {
             "Policy has invalid resource",
         ),
         (
-            statement(r#"{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*"}"#),
+            statement(
+                r#"{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"*"}"#,
+            ),
             "Policy has invalid resource",
         ),
         (
@@ -315,9 +315,7 @@ async fn deny_unencrypted_uploads_example() {
     // Coffer encrypts every object anyway (SSE-S3 by default), but the policy tests the request:
     // an upload that does not ask for AES256 is refused, also for the root user.
     denied_by_bucket_policy(put_with(&s3, "plain", None, None).await);
-    denied_by_bucket_policy(
-        put_with(&s3, "kms", Some(ServerSideEncryption::AwsKms), None).await,
-    );
+    denied_by_bucket_policy(put_with(&s3, "kms", Some(ServerSideEncryption::AwsKms), None).await);
     let stored = ok(put_with(&s3, "aes", Some(ServerSideEncryption::Aes256), None).await);
     assert_eq!(
         stored.server_side_encryption(),
@@ -355,7 +353,10 @@ async fn deny_unencrypted_uploads_example() {
         .send()
         .await);
     // Reads are not PutObject.
-    assert_eq!(get(&s3, BUCKET, "before").await, b"written before the policy");
+    assert_eq!(
+        get(&s3, BUCKET, "before").await,
+        b"written before the policy"
+    );
     assert_eq!(get(&s3, BUCKET, "aes").await, b"policy test");
 
     // The AWS Organizations example's variant: only the Null statement.
@@ -415,10 +416,14 @@ async fn require_sse_kms_examples() {
 
     put_policy(&s3, BUCKET, &for_bucket(REQUIRE_AWS_KMS_HEADER, BUCKET)).await;
     denied_by_bucket_policy(put_with(&s3, "none", None, None).await);
-    denied_by_bucket_policy(
-        put_with(&s3, "aes", Some(ServerSideEncryption::Aes256), None).await,
-    );
-    let stored = ok(put_with(&s3, "kms", Some(ServerSideEncryption::AwsKms), Some(&key_arn)).await);
+    denied_by_bucket_policy(put_with(&s3, "aes", Some(ServerSideEncryption::Aes256), None).await);
+    let stored = ok(put_with(
+        &s3,
+        "kms",
+        Some(ServerSideEncryption::AwsKms),
+        Some(&key_arn),
+    )
+    .await);
     assert_eq!(
         stored.server_side_encryption(),
         Some(&ServerSideEncryption::AwsKms)
@@ -428,7 +433,13 @@ async fn require_sse_kms_examples() {
     denied_by_bucket_policy(
         put_with(&s3, "kms-no-key", Some(ServerSideEncryption::AwsKms), None).await,
     );
-    ok(put_with(&s3, "kms", Some(ServerSideEncryption::AwsKms), Some(&key_arn)).await);
+    ok(put_with(
+        &s3,
+        "kms",
+        Some(ServerSideEncryption::AwsKms),
+        Some(&key_arn),
+    )
+    .await);
     assert_eq!(get(&s3, BUCKET, "kms").await, b"policy test");
 }
 
@@ -463,9 +474,21 @@ async fn require_a_specific_kms_key_example() {
     );
     put_policy(&s3, BUCKET, &policy).await;
 
-    ok(put_with(&s3, "right", Some(ServerSideEncryption::AwsKms), Some(&wanted)).await);
+    ok(put_with(
+        &s3,
+        "right",
+        Some(ServerSideEncryption::AwsKms),
+        Some(&wanted),
+    )
+    .await);
     denied_by_bucket_policy(
-        put_with(&s3, "wrong", Some(ServerSideEncryption::AwsKms), Some(&other)).await,
+        put_with(
+            &s3,
+            "wrong",
+            Some(ServerSideEncryption::AwsKms),
+            Some(&other),
+        )
+        .await,
     );
     // Without the header …IfExists holds, so the Deny applies: the key must be named.
     denied_by_bucket_policy(
@@ -612,8 +635,10 @@ async fn source_ip_example_and_an_allow_by_address() {
     put_policy(&s3, BUCKET, &for_bucket(SOURCE_IP, BUCKET)).await;
     denied_by_bucket_policy(s3.get_object().bucket(BUCKET).key("k").send().await);
     // With loopback among the allowed ranges (v4 and v6), the same policy lets it through.
-    let loopback = for_bucket(SOURCE_IP, BUCKET)
-        .replace("\"203.0.113.0/24\"", "\"203.0.113.0/24\", \"127.0.0.0/8\", \"::1/128\"");
+    let loopback = for_bucket(SOURCE_IP, BUCKET).replace(
+        "\"203.0.113.0/24\"",
+        "\"203.0.113.0/24\", \"127.0.0.0/8\", \"::1/128\"",
+    );
     put_policy(&s3, BUCKET, &loopback).await;
     assert_eq!(get(&s3, BUCKET, "k").await, b"data");
 
@@ -683,7 +708,10 @@ async fn public_read_lets_anonymous_callers_read_and_nothing_more() {
         let resp = anonymous(&server, method, &target, b"stranger");
         assert_eq!(resp.status, 403, "{method} {target}: {}", resp.body_text());
         assert_eq!(resp.xml_element("Code").as_deref(), Some("AccessDenied"));
-        assert_eq!(resp.xml_element("Message").as_deref(), Some("Access Denied"));
+        assert_eq!(
+            resp.xml_element("Message").as_deref(),
+            Some("Access Denied")
+        );
     }
     assert_eq!(get(&s3, BUCKET, "page.html").await, b"<h1>hello</h1>");
     assert!(
@@ -700,7 +728,12 @@ async fn public_read_lets_anonymous_callers_read_and_nothing_more() {
         r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"*"}},"Action":"s3:PutObject","Resource":"arn:aws:s3:::{BUCKET}/inbox/*"}}]}}"#
     );
     put_policy(&s3, BUCKET, &drop_box).await;
-    let resp = anonymous(&server, "PUT", &format!("/{BUCKET}/inbox/a.txt"), b"dropped");
+    let resp = anonymous(
+        &server,
+        "PUT",
+        &format!("/{BUCKET}/inbox/a.txt"),
+        b"dropped",
+    );
     assert_eq!(resp.status, 200, "{}", resp.body_text());
     assert_eq!(get(&s3, BUCKET, "inbox/a.txt").await, b"dropped");
     let resp = anonymous(&server, "PUT", &format!("/{BUCKET}/outside.txt"), b"x");
@@ -833,12 +866,7 @@ async fn a_user_allowed_only_by_the_bucket_policy_and_stopped_by_an_explicit_den
     );
     let carol = server.client_as(&ak, &sk);
     assert_eq!(get(&carol, BUCKET, "secret/doc").await, b"not for bob");
-    put_policy(
-        &s3,
-        BUCKET,
-        &policy.replace(&bob_arn, &user_arn("carol")),
-    )
-    .await;
+    put_policy(&s3, BUCKET, &policy.replace(&bob_arn, &user_arn("carol"))).await;
     denied_by_bucket_policy(
         carol
             .get_object()
