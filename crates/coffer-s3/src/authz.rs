@@ -386,6 +386,17 @@ fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
 impl S3Access for S3AccessControl {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let access_key = cx.credentials().map(|c| c.access_key.clone());
+        if access_key.is_none() {
+            // Without a bucket policy nothing can let a stranger in: refused here, before any
+            // body is read (DeleteObjects' keys are otherwise checked after its body).
+            let bucket = match cx.s3_path() {
+                S3Path::Root => None,
+                S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket),
+            };
+            if bucket.map_or(Ok(None), |b| self.policies.get(b))?.is_none() {
+                return Err(api_error!(AccessDenied, "Access Denied"));
+            }
+        }
         let conn = cx.extensions_mut().get::<Connection>().cloned();
         let mut authz = match access_key {
             Some(access_key) => Authorizer::for_access_key(
