@@ -37,6 +37,13 @@
 //! inputs always give the same [`Decision`]. It must never allow on a parse it is unsure of: what
 //! it cannot read exactly (unknown fields, unknown operators, duplicate JSON keys, unparsable
 //! condition values) is rejected as [`PolicyError::Malformed`] when the policy is stored.
+//!
+//! S3 bucket policies add S3's own checks (actions, resources of the bucket, condition keys, the
+//! 20 KB limit) and the "is it public" rule: see [`parse_bucket_policy`] and [`is_public`].
+
+mod bucket;
+
+pub use bucket::{MAX_BUCKET_POLICY_BYTES, is_public, parse_bucket_policy};
 
 use std::collections::HashMap;
 use std::fmt;

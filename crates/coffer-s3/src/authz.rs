@@ -1,14 +1,21 @@
 //! Who may do what on S3: each request's IAM action (`s3:GetObject`, …) and resource ARN, checked
-//! against the caller's identity policies with the policy engine that also serves the KMS (the
-//! root user may do everything). Plugged into `s3s` as its access check, so it runs after the
-//! signature is verified and before any handler; CopyObject and UploadPartCopy also need
-//! `s3:GetObject` on their source, and DeleteObjects is checked per key (as S3 does) by its
-//! handler through the [`Authorizer`] left in the request's extensions.
+//! with the policy engine that also serves the KMS against the caller's identity policies and
+//! the bucket's policy, by AWS's rule within one account: an explicit `Deny` in either wins, else
+//! an `Allow` from either suffices. The root user passes its identity side but is still bound by
+//! a bucket policy's explicit `Deny` (how "deny non-TLS" binds everyone) — except that the root
+//! access key may always call Get/Put/DeleteBucketPolicy and GetBucketPolicyStatus, so no policy
+//! can lock the deployment out of fixing it. Anonymous requests (no signature) have no identity
+//! policies: they are served only where the bucket policy allows everyone (`"*"`).
 //!
-//! Anonymous requests are refused: Coffer has no bucket policies that could allow them yet.
-//! This module decides; it never reads object data or keys.
+//! Plugged into `s3s` as its access check, so it runs after the signature is verified and before
+//! any handler; CopyObject and UploadPartCopy also need `s3:GetObject` on their source (under the
+//! source bucket's policy), and DeleteObjects is checked per key (as S3 does) by its handler
+//! through the [`Authorizer`] left in the request's extensions. POST uploads build their own.
+//! This module decides; it never reads object data or keys, and parses no policy JSON (the
+//! bucket policies come parsed from [`BucketPolicies`]).
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use coffer_policy::{EvalContext, Identity, ResourceRule, Verdict};
 use s3s::access::{S3Access, S3AccessContext};
@@ -17,6 +24,7 @@ use s3s::path::S3Path;
 use s3s::{S3Request, S3Result};
 
 use crate::auth::{Credentials, Principal};
+use crate::bucket_policy::BucketPolicies;
 use crate::error::api_error;
 use crate::kms_api::Connection;
 
@@ -24,120 +32,212 @@ use crate::kms_api::Connection;
 pub struct S3AccessControl {
     credentials: Credentials,
     account_id: String,
+    policies: BucketPolicies,
 }
 
 impl S3AccessControl {
-    pub fn new(credentials: Credentials, account_id: String) -> S3AccessControl {
+    pub fn new(
+        credentials: Credentials,
+        account_id: String,
+        policies: BucketPolicies,
+    ) -> S3AccessControl {
         S3AccessControl {
             credentials,
             account_id,
+            policies,
         }
     }
 }
 
-/// An authenticated caller and the facts of its request that conditions may test: what the
-/// handlers use to check more than the request's own action (DeleteObjects' keys), and what
-/// paths outside `s3s` (POST uploads) build to check theirs.
+/// Actions the root access key may always take, whatever a bucket policy says: without them a
+/// policy denying everyone would lock the bucket for good.
+const ROOT_POLICY_ACTIONS: &[&str] = &[
+    "s3:GetBucketPolicy",
+    "s3:PutBucketPolicy",
+    "s3:DeleteBucketPolicy",
+    "s3:GetBucketPolicyStatus",
+];
+
+/// A caller (or nobody, for an anonymous request) and the facts of its request that conditions
+/// may test: what the handlers use to check more than the request's own action (DeleteObjects'
+/// keys, a copy's source), and what paths outside `s3s` (POST uploads) build to check theirs.
 #[derive(Clone)]
 pub struct Authorizer {
-    access_key: String,
+    /// `None` for an anonymous request.
+    access_key: Option<String>,
+    /// Empty for an anonymous request (so no principal but `"*"` matches it).
     principal_arn: String,
     account_id: String,
     identity: Identity,
-    /// Condition keys every check of this request sees.
-    conditions: HashMap<String, Vec<String>>,
+    /// The bucket policies S3 requests are also checked against; `None` where none apply (IAM).
+    policies: Option<BucketPolicies>,
+    facts: Facts,
+    /// The condition keys, built from `facts` the first time a policy is evaluated: the root
+    /// user on a bucket without a policy never needs them, and they cost a tenth of a small GET.
+    conditions: OnceLock<HashMap<String, Vec<String>>>,
+}
+
+/// What the condition keys of a request are made from.
+#[derive(Clone)]
+struct Facts {
+    conn: Option<Connection>,
+    /// `aws:username` (users only).
+    username: Option<String>,
+    /// Condition keys read from the request's headers (`s3:x-amz-server-side-encryption`, …);
+    /// a header that is absent leaves its key absent, which is what `Null` tests.
+    from_headers: Vec<(&'static str, String)>,
+    /// Keys added for one operation (`s3:prefix`, `s3:VersionId`, …).
+    extra: Vec<(String, String)>,
+}
+
+/// Request headers and the condition keys that carry them.
+const HEADER_KEYS: &[(&str, &str)] = &[
+    (
+        "s3:x-amz-server-side-encryption",
+        "x-amz-server-side-encryption",
+    ),
+    (
+        "s3:x-amz-server-side-encryption-aws-kms-key-id",
+        "x-amz-server-side-encryption-aws-kms-key-id",
+    ),
+    (
+        "s3:x-amz-server-side-encryption-customer-algorithm",
+        "x-amz-server-side-encryption-customer-algorithm",
+    ),
+    ("s3:x-amz-acl", "x-amz-acl"),
+    ("s3:x-amz-storage-class", "x-amz-storage-class"),
+    ("s3:x-amz-copy-source", "x-amz-copy-source"),
+    ("s3:x-amz-metadata-directive", "x-amz-metadata-directive"),
+    ("s3:x-amz-content-sha256", "x-amz-content-sha256"),
+    ("aws:UserAgent", "user-agent"),
+];
+
+impl Facts {
+    fn new(
+        conn: Option<&Connection>,
+        username: Option<String>,
+        headers: &http::HeaderMap,
+    ) -> Facts {
+        let from_headers = HEADER_KEYS
+            .iter()
+            .filter_map(|(key, header)| {
+                let value = headers.get(*header)?.to_str().ok()?;
+                Some((*key, value.to_owned()))
+            })
+            .collect();
+        Facts {
+            conn: conn.cloned(),
+            username,
+            from_headers,
+            extra: Vec::new(),
+        }
+    }
 }
 
 impl Authorizer {
     /// The caller behind `access_key` (as `credentials` knows it now), with the conditions of a
-    /// request that came over `conn`. `None` for an unknown access key.
+    /// request that came over `conn`; S3 requests pass the bucket policies to check against.
+    /// `None` for an unknown access key.
     pub fn for_access_key(
         credentials: &Credentials,
         account_id: &str,
         access_key: &str,
         conn: Option<&Connection>,
         headers: &http::HeaderMap,
+        policies: Option<&BucketPolicies>,
     ) -> Option<Authorizer> {
         let account = credentials.lookup(access_key)?;
-        let principal_arn = account.principal.arn(account_id);
-        let mut conditions = HashMap::new();
-        if matches!(account.identity, Identity::Root) {
-            // The root user is allowed everything and there are no resource policies yet, so no
-            // condition is ever read: building them cost a tenth of a small GET. (Bucket
-            // policies, which can deny the root user too, will need them.)
-            return Some(Authorizer {
-                access_key: access_key.to_owned(),
-                principal_arn,
-                account_id: account_id.to_owned(),
-                identity: account.identity,
-                conditions,
-            });
-        }
-        let mut put = |k: &str, v: String| {
-            conditions.insert(k.to_owned(), vec![v]);
+        let username = match &account.principal {
+            Principal::User(name) => Some(name.clone()),
+            Principal::Root => None,
         };
-        if let Some(conn) = conn {
-            put("aws:SecureTransport", conn.secure.to_string());
-            put("aws:SourceIp", conn.peer.ip().to_string());
-        }
-        put("aws:PrincipalArn", principal_arn.clone());
-        put("aws:PrincipalAccount", account_id.to_owned());
-        if let Principal::User(name) = &account.principal {
-            put("aws:username", name.clone());
-        }
-        let now = time::OffsetDateTime::now_utc();
-        if let Ok(t) = now.format(&time::format_description::well_known::Rfc3339) {
-            put("aws:CurrentTime", t);
-        }
-        put("aws:EpochTime", now.unix_timestamp().to_string());
-        if let Some(agent) = headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-        {
-            put("aws:UserAgent", agent.to_owned());
-        }
-        for (key, header) in [
-            (
-                "s3:x-amz-server-side-encryption",
-                "x-amz-server-side-encryption",
-            ),
-            (
-                "s3:x-amz-server-side-encryption-aws-kms-key-id",
-                "x-amz-server-side-encryption-aws-kms-key-id",
-            ),
-            (
-                "s3:x-amz-server-side-encryption-customer-algorithm",
-                "x-amz-server-side-encryption-customer-algorithm",
-            ),
-            ("s3:x-amz-acl", "x-amz-acl"),
-            ("s3:x-amz-storage-class", "x-amz-storage-class"),
-            ("s3:x-amz-copy-source", "x-amz-copy-source"),
-            ("s3:x-amz-metadata-directive", "x-amz-metadata-directive"),
-            ("s3:x-amz-content-sha256", "x-amz-content-sha256"),
-        ] {
-            if let Some(v) = headers.get(header).and_then(|v| v.to_str().ok()) {
-                put(key, v.to_owned());
-            }
-        }
         Some(Authorizer {
-            access_key: access_key.to_owned(),
-            principal_arn,
+            access_key: Some(access_key.to_owned()),
+            principal_arn: account.principal.arn(account_id),
             account_id: account_id.to_owned(),
             identity: account.identity,
-            conditions,
+            policies: policies.cloned(),
+            facts: Facts::new(conn, username, headers),
+            conditions: OnceLock::new(),
         })
+    }
+
+    /// An unsigned request: no identity policies, so only a bucket policy that allows everyone
+    /// lets it through.
+    pub fn anonymous(
+        account_id: &str,
+        conn: Option<&Connection>,
+        headers: &http::HeaderMap,
+        policies: &BucketPolicies,
+    ) -> Authorizer {
+        Authorizer {
+            access_key: None,
+            principal_arn: String::new(),
+            account_id: account_id.to_owned(),
+            identity: Identity::User(Arc::from([])),
+            policies: Some(policies.clone()),
+            facts: Facts::new(conn, None, headers),
+            conditions: OnceLock::new(),
+        }
     }
 
     /// Adds a condition key of this request (e.g. `s3:prefix`).
     pub fn with_condition(mut self, key: &str, value: &str) -> Authorizer {
-        self.conditions
-            .insert(key.to_owned(), vec![value.to_owned()]);
+        self.facts.extra.push((key.to_owned(), value.to_owned()));
+        self.conditions = OnceLock::new();
         self
     }
 
-    /// The caller's principal ARN.
+    /// The caller's principal ARN (empty for an anonymous request).
     pub fn principal_arn(&self) -> &str {
         &self.principal_arn
+    }
+
+    fn is_root(&self) -> bool {
+        self.access_key.is_some() && matches!(self.identity, Identity::Root)
+    }
+
+    /// The request's condition keys, built once.
+    fn conditions(&self) -> &HashMap<String, Vec<String>> {
+        self.conditions.get_or_init(|| {
+            let mut map = HashMap::new();
+            let mut put = |k: &str, v: String| {
+                map.insert(k.to_owned(), vec![v]);
+            };
+            let facts = &self.facts;
+            if let Some(conn) = &facts.conn {
+                put("aws:SecureTransport", conn.secure.to_string());
+                put("aws:SourceIp", conn.peer.ip().to_string());
+            }
+            if self.access_key.is_some() {
+                put("aws:PrincipalArn", self.principal_arn.clone());
+                put("aws:PrincipalAccount", self.account_id.clone());
+                put(
+                    "aws:PrincipalType",
+                    if self.is_root() { "Account" } else { "User" }.to_owned(),
+                );
+            } else {
+                put("aws:PrincipalType", "Anonymous".to_owned());
+            }
+            if let Some(name) = &facts.username {
+                put("aws:username", name.clone());
+            } else if self.is_root() {
+                // AWS's aws:userid of the root user is the account id.
+                put("aws:userid", self.account_id.clone());
+            }
+            let now = time::OffsetDateTime::now_utc();
+            if let Ok(t) = now.format(&time::format_description::well_known::Rfc3339) {
+                put("aws:CurrentTime", t);
+            }
+            put("aws:EpochTime", now.unix_timestamp().to_string());
+            for (key, value) in &facts.from_headers {
+                put(key, value.clone());
+            }
+            for (key, value) in &facts.extra {
+                put(key, value.clone());
+            }
+            map
+        })
     }
 
     /// The caller as the key service sees it, for the KMS calls S3 makes on its behalf.
@@ -148,7 +248,7 @@ impl Authorizer {
         headers: &http::HeaderMap,
     ) -> coffer_kms::Caller {
         coffer_kms::Caller {
-            access_key: self.access_key.clone(),
+            access_key: self.access_key.clone().unwrap_or_default(),
             principal_arn: self.principal_arn.clone(),
             source_ip: conn.map(|c| c.peer.ip().to_string()).unwrap_or_default(),
             user_agent: headers
@@ -161,23 +261,58 @@ impl Authorizer {
         }
     }
 
-    /// Whether the caller may do `action` on `resource` (identity policies only, for now).
-    pub fn verdict(&self, action: &str, resource: &str) -> Verdict {
-        let ctx = EvalContext {
+    fn context<'a>(&'a self, action: &'a str, resource: &'a str) -> EvalContext<'a> {
+        EvalContext {
             principal_arn: &self.principal_arn,
             account_id: &self.account_id,
             action,
             resource,
-            conditions: &self.conditions,
+            conditions: self.conditions(),
             account_delegation: false,
+        }
+    }
+
+    /// Whether the caller's identity policies let it do `action` on `resource` (no resource
+    /// policy: what the IAM endpoint checks). S3 requests go through [`Authorizer::check`].
+    pub fn verdict(&self, action: &str, resource: &str) -> Verdict {
+        if self.is_root() {
+            return Verdict::Allow;
+        }
+        coffer_policy::authorize(
+            &self.identity,
+            None,
+            ResourceRule::EitherAllows,
+            &self.context(action, resource),
+        )
+    }
+
+    /// Whether the caller may do `action` on `resource`, under its identity policies and the
+    /// policy of the bucket `resource` names.
+    fn decide(&self, action: &str, resource: &str) -> S3Result<Verdict> {
+        let root = self.is_root();
+        if root && ROOT_POLICY_ACTIONS.contains(&action) {
+            return Ok(Verdict::Allow);
+        }
+        let bucket_policy = match (&self.policies, bucket_of(resource)) {
+            (Some(policies), Some(bucket)) => policies.get(bucket)?,
+            _ => None,
         };
-        coffer_policy::authorize(&self.identity, None, ResourceRule::EitherAllows, &ctx)
+        if root && bucket_policy.is_none() {
+            return Ok(Verdict::Allow);
+        }
+        Ok(coffer_policy::authorize(
+            &self.identity,
+            bucket_policy.as_deref(),
+            ResourceRule::EitherAllows,
+            &self.context(action, resource),
+        ))
     }
 
     /// Refuses with S3's `AccessDenied` unless the caller may do `action` on `resource`.
     pub fn check(&self, action: &str, resource: &str) -> S3Result<()> {
-        match self.verdict(action, resource).explanation(action) {
+        match self.decide(action, resource)?.explanation(action) {
             None => Ok(()),
+            Some(_) if self.access_key.is_none() => Err(api_error!(AccessDenied, "Access Denied")),
             Some(why) => Err(api_error!(
                 AccessDenied,
                 "User: {} is not authorized to perform: {action} on resource: \"{resource}\" {why}",
@@ -185,6 +320,13 @@ impl Authorizer {
             )),
         }
     }
+}
+
+/// The bucket an S3 resource ARN names (`None` for `arn:aws:s3:::*`, ListBuckets' resource).
+fn bucket_of(resource: &str) -> Option<&str> {
+    let rest = resource.strip_prefix("arn:aws:s3:::")?;
+    let bucket = rest.split_once('/').map_or(rest, |(b, _)| b);
+    (!bucket.is_empty() && bucket != "*").then_some(bucket)
 }
 
 /// The ARN of a bucket, or of an object in it.
@@ -243,24 +385,42 @@ fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
 #[async_trait::async_trait]
 impl S3Access for S3AccessControl {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        let Some(access_key) = cx.credentials().map(|c| c.access_key.clone()) else {
-            return Err(api_error!(AccessDenied, "Access Denied"));
-        };
+        let access_key = cx.credentials().map(|c| c.access_key.clone());
+        if access_key.is_none() {
+            // Without a bucket policy nothing can let a stranger in: refused here, before any
+            // body is read (DeleteObjects' keys are otherwise checked after its body).
+            let bucket = match cx.s3_path() {
+                S3Path::Root => None,
+                S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket),
+            };
+            if bucket.map_or(Ok(None), |b| self.policies.get(b))?.is_none() {
+                return Err(api_error!(AccessDenied, "Access Denied"));
+            }
+        }
         let conn = cx.extensions_mut().get::<Connection>().cloned();
-        let mut authz = Authorizer::for_access_key(
-            &self.credentials,
-            &self.account_id,
-            &access_key,
-            conn.as_ref(),
-            cx.headers(),
-        )
-        .ok_or_else(|| {
-            // The key was removed between the signature check and now.
-            api_error!(
-                InvalidAccessKeyId,
-                "The AWS Access Key Id you provided does not exist in our records."
+        let mut authz = match access_key {
+            Some(access_key) => Authorizer::for_access_key(
+                &self.credentials,
+                &self.account_id,
+                &access_key,
+                conn.as_ref(),
+                cx.headers(),
+                Some(&self.policies),
             )
-        })?;
+            .ok_or_else(|| {
+                // The key was removed between the signature check and now.
+                api_error!(
+                    InvalidAccessKeyId,
+                    "The AWS Access Key Id you provided does not exist in our records."
+                )
+            })?,
+            None => Authorizer::anonymous(
+                &self.account_id,
+                conn.as_ref(),
+                cx.headers(),
+                &self.policies,
+            ),
+        };
         let operation = cx.s3_op().name();
         if let Some(action) = action_of(operation, names_version(cx.uri())) {
             let resource = match cx.s3_path() {

@@ -2,8 +2,9 @@
 //! per-bucket SSE-C block S3 added in 2025–26), which `s3s` 0.14 does not know: its XML reader
 //! refuses the element and its writer has no field for it. So these two operations are an
 //! `s3s` custom route: `s3s` verifies the signature and the body's SHA-256 as for any request,
-//! then this module checks the caller's permission, parses the document and writes the answer
-//! itself. DeleteBucketEncryption (no body) stays an ordinary `s3s` operation.
+//! then this module checks the caller's permission (identity and bucket policies, as
+//! [`crate::authz`] does for every other operation; anonymous callers are refused), parses the
+//! document and writes the answer itself. DeleteBucketEncryption (no body) stays an ordinary `s3s` operation.
 //!
 //! What a rule means: the default encryption of writes without encryption headers (`AES256`,
 //! `aws:kms`, `aws:kms:dsse`, a KMS key, an S3 Bucket Key), and whether SSE-C writes are allowed
@@ -90,6 +91,7 @@ impl S3Route for EncryptionRoute {
             &access_key,
             req.extensions.get::<Connection>(),
             &req.headers,
+            Some(&self.coffer.policies),
         )
         .ok_or_else(|| {
             api_error!(

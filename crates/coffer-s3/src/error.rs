@@ -42,11 +42,14 @@ pub enum ApiError {
     InvalidRequest(String),
     InvalidStorageClass(String),
     KeyTooLongError(String),
+    /// The bucket policy is not one S3 accepts; the message says what is wrong.
+    MalformedPolicy(String),
     MalformedXML(String),
     MetadataTooLarge(String),
     MethodNotAllowed(String),
     NoSuchBucket(String),
     NoSuchCORSConfiguration(String),
+    NoSuchBucketPolicy(String),
     NoSuchKey(String),
     NoSuchUpload(String),
     NotImplemented(String),
@@ -90,11 +93,13 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "InvalidRequest",
             ApiError::InvalidStorageClass(_) => "InvalidStorageClass",
             ApiError::KeyTooLongError(_) => "KeyTooLongError",
+            ApiError::MalformedPolicy(_) => "MalformedPolicy",
             ApiError::MalformedXML(_) => "MalformedXML",
             ApiError::MetadataTooLarge(_) => "MetadataTooLarge",
             ApiError::MethodNotAllowed(_) => "MethodNotAllowed",
             ApiError::NoSuchBucket(_) => "NoSuchBucket",
             ApiError::NoSuchCORSConfiguration(_) => "NoSuchCORSConfiguration",
+            ApiError::NoSuchBucketPolicy(_) => "NoSuchBucketPolicy",
             ApiError::NoSuchKey(_) => "NoSuchKey",
             ApiError::NoSuchUpload(_) => "NoSuchUpload",
             ApiError::NotImplemented(_) => "NotImplemented",
@@ -127,6 +132,7 @@ impl ApiError {
             | ApiError::InvalidRequest(_)
             | ApiError::InvalidStorageClass(_)
             | ApiError::KeyTooLongError(_)
+            | ApiError::MalformedPolicy(_)
             | ApiError::MalformedXML(_)
             | ApiError::MetadataTooLarge(_)
             | ApiError::XAmzContentSHA256Mismatch(_)
@@ -139,6 +145,7 @@ impl ApiError {
             | ApiError::SignatureDoesNotMatch(_) => StatusCode::FORBIDDEN,
             ApiError::NoSuchBucket(_)
             | ApiError::NoSuchCORSConfiguration(_)
+            | ApiError::NoSuchBucketPolicy(_)
             | ApiError::NoSuchKey(_)
             | ApiError::NoSuchUpload(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
@@ -180,11 +187,13 @@ impl ApiError {
             | ApiError::InvalidRequest(m)
             | ApiError::InvalidStorageClass(m)
             | ApiError::KeyTooLongError(m)
+            | ApiError::MalformedPolicy(m)
             | ApiError::MalformedXML(m)
             | ApiError::MetadataTooLarge(m)
             | ApiError::MethodNotAllowed(m)
             | ApiError::NoSuchBucket(m)
             | ApiError::NoSuchCORSConfiguration(m)
+            | ApiError::NoSuchBucketPolicy(m)
             | ApiError::NoSuchKey(m)
             | ApiError::NoSuchUpload(m)
             | ApiError::NotImplemented(m)

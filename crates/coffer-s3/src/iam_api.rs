@@ -237,6 +237,7 @@ impl IamFront {
             &access_key,
             Some(conn),
             &parts.headers,
+            None,
         )
         .ok_or_else(invalid)?;
         Ok(Caller {

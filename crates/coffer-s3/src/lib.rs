@@ -11,6 +11,7 @@ mod authz;
 mod binding;
 mod bucket;
 mod bucket_encryption;
+mod bucket_policy;
 mod checksum;
 mod conditional;
 mod copy;

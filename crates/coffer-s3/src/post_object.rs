@@ -240,34 +240,63 @@ impl PostObject {
             .get("key")
             .ok_or(PostError::MissingField("key"))?
             .to_owned();
-        let (scheme, access_key) = authenticate(&fields, &self.region, self.allow_sigv2, |ak| {
+        let signed = match authenticate(&fields, &self.region, self.allow_sigv2, |ak| {
             self.credentials.secret(ak)
-        })?;
-        let policy = post_policy::parse(fields.get("policy").unwrap_or_default())
-            .map_err(PostError::Policy)?;
-        let size = policy
-            .check(
-                &FormView {
-                    bucket,
-                    fields: &fields.list,
-                },
-                request.now,
-                |name| scheme.exempt(name),
+        }) {
+            Ok(signed) => Some(signed),
+            // No signature: anonymous, let in only by a bucket policy that allows everyone.
+            Err(PostError::Anonymous) => None,
+            Err(e) => return Err(e),
+        };
+        // An anonymous form has no signature fields: SigV4's exemptions are the form's.
+        let (scheme, access_key) = match signed {
+            Some((scheme, access_key)) => (scheme, Some(access_key)),
+            None => (Scheme::V4, None),
+        };
+        // As for a PutObject: s3:PutObject on the object (identity policies and the bucket
+        // policy), with the form's fields as the request's condition keys.
+        let headers = fields.condition_headers(request.user_agent);
+        let policies = &self.coffer.policies;
+        let authorizer = match &access_key {
+            Some(access_key) => Authorizer::for_access_key(
+                &self.credentials,
+                &self.account_id,
+                access_key,
+                Some(request.conn),
+                &headers,
+                Some(policies),
             )
-            .map_err(PostError::Policy)?;
-        // As for a PutObject: s3:PutObject on the object, with the form's fields as the
-        // request's condition keys.
-        let authorizer = Authorizer::for_access_key(
-            &self.credentials,
-            &self.account_id,
-            &access_key,
-            Some(request.conn),
-            &fields.condition_headers(request.user_agent),
-        )
-        .ok_or_else(|| PostError::UnknownAccessKey(access_key.clone()))?;
-        authorizer
-            .check("s3:PutObject", &resource_arn(bucket, Some(&key)))
-            .map_err(PostError::S3)?;
+            .ok_or_else(|| PostError::UnknownAccessKey(access_key.clone()))?,
+            None => Authorizer::anonymous(&self.account_id, Some(request.conn), &headers, policies),
+        };
+        let permitted = || match authorizer.check("s3:PutObject", &resource_arn(bucket, Some(&key)))
+        {
+            Ok(()) => Ok(()),
+            Err(_) if access_key.is_none() => Err(PostError::Anonymous),
+            Err(e) => Err(PostError::S3(e)),
+        };
+        // A stranger's form is refused by the bucket policy before anything else is looked at.
+        if access_key.is_none() {
+            permitted()?;
+        }
+        let size = match (&access_key, fields.get("policy")) {
+            // An anonymous form needs no POST policy; one it brings is still enforced.
+            (None, None) => SizeRange::default(),
+            (_, policy) => post_policy::parse(policy.unwrap_or_default())
+                .map_err(PostError::Policy)?
+                .check(
+                    &FormView {
+                        bucket,
+                        fields: &fields.list,
+                    },
+                    request.now,
+                    |name| scheme.exempt(name),
+                )
+                .map_err(PostError::Policy)?,
+        };
+        if access_key.is_some() {
+            permitted()?;
+        }
         let plan = plan_upload(bucket, key, &fields, size)?;
         Ok((plan, authorizer, scheme))
     }
@@ -415,8 +444,8 @@ impl Scheme {
 
 /// Checks the form's signature and returns the scheme and the access key that signed it. A
 /// form with SigV4 fields is SigV4; one with SigV2 fields, SigV2; one with neither is
-/// anonymous, which no bucket allows yet (Coffer has no bucket policies). `secret` looks up
-/// the secret of an access key.
+/// anonymous ([`PostError::Anonymous`]), which only a bucket policy can let in. `secret` looks
+/// up the secret of an access key.
 pub(crate) fn authenticate(
     fields: &Fields,
     region: &str,
@@ -983,7 +1012,7 @@ pub(crate) enum PostError {
         value: String,
         region: Option<String>,
     },
-    /// No signature: no bucket accepts anonymous uploads.
+    /// No signature, and the bucket policy does not let everyone upload there.
     Anonymous,
     /// A SigV2 form while SigV2 is off.
     SigV2Off,

@@ -108,12 +108,14 @@ impl Frontend {
             cfg.account_id.clone(),
         );
         let cors = Arc::clone(&coffer.cors);
+        let policies = coffer.policies.clone();
         let mut builder = S3ServiceBuilder::new(coffer);
         builder.set_route(encryption_route);
         builder.set_auth(cfg.credentials.clone());
         builder.set_access(S3AccessControl::new(
             cfg.credentials.clone(),
             cfg.account_id.clone(),
+            policies,
         ));
         Frontend {
             s3: builder.build(),

@@ -1,6 +1,6 @@
 //! `Coffer`: the state every S3 operation works on, and the `s3s::S3` trait impl that
 //! dispatches each operation to the module that owns its family (`bucket`, `object`, `copy`,
-//! `list`, `multipart`, `cors`).
+//! `list`, `multipart`, `cors`, `bucket_policy`).
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
 use crate::binding::RecordMac;
+use crate::bucket_policy::BucketPolicies;
 use crate::cors::BucketCors;
 use crate::encryption::{DataKeys, Encryption, KmsClient};
 use crate::error::{internal, store_error};
@@ -30,6 +31,8 @@ pub struct Coffer {
     pub(crate) allow_insecure_http: bool,
     /// Buckets' CORS rules as the front layer reads them (cached; changed through here).
     pub(crate) cors: Arc<BucketCors>,
+    /// The parsed bucket policies, shared with the access check.
+    pub(crate) policies: BucketPolicies,
 }
 
 /// What [`Coffer::new`] is built from.
@@ -50,6 +53,7 @@ impl Coffer {
         Coffer {
             encryption: Arc::new(Encryption::new(Arc::clone(&parts.ring), parts.kms)),
             cors: Arc::new(BucketCors::new(Arc::clone(&parts.meta))),
+            policies: BucketPolicies::new(Arc::clone(&parts.meta)),
             meta: parts.meta,
             blobs: parts.blobs,
             ring: parts.ring,
@@ -137,7 +141,11 @@ impl S3 for Coffer {
         &self,
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
-        crate::bucket::delete_bucket(self, req).await
+        let bucket = req.input.bucket.clone();
+        let deleted = crate::bucket::delete_bucket(self, req).await;
+        // A bucket created again under this name starts without a policy.
+        self.policies.forget(&bucket);
+        deleted
     }
     async fn get_bucket_location(
         &self,
@@ -174,6 +182,30 @@ impl S3 for Coffer {
         req: S3Request<DeleteBucketCorsInput>,
     ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
         crate::cors::delete_bucket_cors(self, req).await
+    }
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        crate::bucket_policy::put_bucket_policy(self, req).await
+    }
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        crate::bucket_policy::get_bucket_policy(self, req).await
+    }
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        crate::bucket_policy::delete_bucket_policy(self, req).await
+    }
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<GetBucketPolicyStatusInput>,
+    ) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
+        crate::bucket_policy::get_bucket_policy_status(self, req).await
     }
     async fn put_object(
         &self,

@@ -7,6 +7,7 @@ mod common;
 
 mod auth;
 mod bench_tools;
+mod bucket_policy;
 mod buckets;
 mod checksums;
 mod chunked;

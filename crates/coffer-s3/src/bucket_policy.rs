@@ -1,0 +1,228 @@
+//! Bucket policies: PutBucketPolicy, GetBucketPolicy, DeleteBucketPolicy and
+//! GetBucketPolicyStatus, and [`BucketPolicies`], the per-process cache of parsed policies that
+//! the access check (`authz.rs`) consults on every S3 request.
+//!
+//! A policy is checked by `coffer_policy::parse_bucket_policy` before it is stored (refused:
+//! `400 MalformedPolicy` naming the statement and the entry) and kept in the bucket record as the
+//! caller sent it, which GetBucketPolicy returns. The cache holds each bucket's parsed document
+//! (or its absence) so that no request parses JSON; every change of a bucket's policy, and the
+//! bucket's deletion, drops the bucket's entry. This module decides nothing about access: it
+//! never evaluates a policy.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use coffer_policy::{PolicyDocument, PolicyError};
+use coffer_store::MetaStore;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result};
+
+use crate::error::{api_error, store_error};
+use crate::service::Coffer;
+
+/// The parsed bucket policies of this process, loaded on first use and dropped on change.
+/// Cheap to clone; every clone sees the same cache.
+#[derive(Clone)]
+pub struct BucketPolicies {
+    inner: Arc<Cache>,
+}
+
+struct Cache {
+    meta: Arc<MetaStore>,
+    /// Existing buckets only, so the map is no larger than the bucket table; `None`: the bucket
+    /// has no policy.
+    by_bucket: RwLock<HashMap<String, Option<Arc<PolicyDocument>>>>,
+    /// Bumped by every [`BucketPolicies::forget`]: a load that began before a change must not
+    /// put what it read into the cache after the change dropped it.
+    generation: AtomicU64,
+}
+
+impl BucketPolicies {
+    pub fn new(meta: Arc<MetaStore>) -> BucketPolicies {
+        BucketPolicies {
+            inner: Arc::new(Cache {
+                meta,
+                by_bucket: RwLock::default(),
+                generation: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The policy of `bucket`, or `None` when it has none or does not exist. A stored policy
+    /// this release no longer accepts is an `InternalError` (logged), never "no policy": a
+    /// broken Deny must not open the bucket. The root access key can still replace or delete it
+    /// (see `authz.rs`).
+    pub fn get(&self, bucket: &str) -> S3Result<Option<Arc<PolicyDocument>>> {
+        if let Some(cached) = self
+            .inner
+            .by_bucket
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(bucket)
+        {
+            return Ok(cached.clone());
+        }
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        let Some(record) = self.inner.meta.get_bucket(bucket).map_err(store_error)? else {
+            return Ok(None);
+        };
+        let doc = match record.policy {
+            None => None,
+            Some(text) => Some(Arc::new(
+                coffer_policy::parse_bucket_policy(&text, bucket).map_err(|e| {
+                    tracing::error!(bucket, error = %e, "the stored bucket policy does not parse");
+                    api_error!(
+                        InternalError,
+                        "We encountered an internal error. Please try again."
+                    )
+                })?,
+            )),
+        };
+        let mut cache = self
+            .inner
+            .by_bucket
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.inner.generation.load(Ordering::Acquire) == generation {
+            cache.insert(bucket.to_owned(), doc.clone());
+        }
+        Ok(doc)
+    }
+
+    /// Drops what is cached for `bucket`: call after its policy changed or it was deleted.
+    pub fn forget(&self, bucket: &str) {
+        let mut cache = self
+            .inner
+            .by_bucket
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        cache.remove(bucket);
+    }
+}
+
+fn malformed(e: PolicyError) -> s3s::S3Error {
+    let PolicyError::Malformed(message) = e;
+    api_error!(MalformedPolicy, "{message}")
+}
+
+fn no_policy() -> s3s::S3Error {
+    api_error!(NoSuchBucketPolicy, "The bucket policy does not exist")
+}
+
+/// PutBucketPolicy: checked, then stored as sent (`204`).
+pub async fn put_bucket_policy(
+    c: &Coffer,
+    req: S3Request<PutBucketPolicyInput>,
+) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+    let PutBucketPolicyInput { bucket, policy, .. } = req.input;
+    crate::bucket::require_bucket(c, &bucket).await?;
+    coffer_policy::parse_bucket_policy(&policy, &bucket).map_err(malformed)?;
+    let name = bucket.clone();
+    c.meta(move |m| {
+        m.update_bucket(&name, |rec| {
+            rec.policy = Some(policy);
+            Ok(())
+        })
+    })
+    .await?;
+    c.policies.forget(&bucket);
+    Ok(S3Response::new(PutBucketPolicyOutput {}))
+}
+
+/// GetBucketPolicy: the policy as it was put; `404 NoSuchBucketPolicy` without one.
+pub async fn get_bucket_policy(
+    c: &Coffer,
+    req: S3Request<GetBucketPolicyInput>,
+) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+    let record = crate::bucket::require_bucket(c, &req.input.bucket).await?;
+    let policy = record.policy.ok_or_else(no_policy)?;
+    Ok(S3Response::new(GetBucketPolicyOutput {
+        policy: Some(policy),
+    }))
+}
+
+/// DeleteBucketPolicy: `204`, also when the bucket had no policy (as S3 answers).
+pub async fn delete_bucket_policy(
+    c: &Coffer,
+    req: S3Request<DeleteBucketPolicyInput>,
+) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+    let bucket = req.input.bucket;
+    let name = bucket.clone();
+    c.meta(move |m| {
+        m.update_bucket(&name, |rec| {
+            rec.policy = None;
+            Ok(())
+        })
+    })
+    .await?;
+    c.policies.forget(&bucket);
+    Ok(S3Response::new(DeleteBucketPolicyOutput {}))
+}
+
+/// GetBucketPolicyStatus: whether the policy makes the bucket public (`coffer_policy::is_public`);
+/// `404 NoSuchBucketPolicy` without one.
+pub async fn get_bucket_policy_status(
+    c: &Coffer,
+    req: S3Request<GetBucketPolicyStatusInput>,
+) -> S3Result<S3Response<GetBucketPolicyStatusOutput>> {
+    let bucket = req.input.bucket;
+    crate::bucket::require_bucket(c, &bucket).await?;
+    let doc = c.policies.get(&bucket)?.ok_or_else(no_policy)?;
+    Ok(S3Response::new(GetBucketPolicyStatusOutput {
+        policy_status: Some(PolicyStatus {
+            is_public: Some(coffer_policy::is_public(&doc)),
+        }),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_store::{BUCKET_RECORD_VERSION, BucketRecord};
+
+    fn store_with_bucket(policy: Option<&str>) -> (tempfile::TempDir, Arc<MetaStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Arc::new(MetaStore::open(&dir.path().join("m.redb")).unwrap());
+        meta.create_bucket(&BucketRecord {
+            v: BUCKET_RECORD_VERSION,
+            name: "b".into(),
+            region: "us-east-1".into(),
+            created_unix_ms: 0,
+            encryption: None,
+            sse_c_allowed: false,
+            policy: policy.map(str::to_owned),
+            cors: None,
+        })
+        .unwrap();
+        (dir, meta)
+    }
+
+    const PUBLIC_READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#;
+
+    #[test]
+    fn the_cache_serves_until_forgotten() {
+        let (_dir, meta) = store_with_bucket(Some(PUBLIC_READ));
+        let policies = BucketPolicies::new(Arc::clone(&meta));
+        assert!(policies.get("b").unwrap().is_some());
+        assert!(policies.get("nope").unwrap().is_none());
+        meta.update_bucket("b", |rec| {
+            rec.policy = None;
+            Ok(())
+        })
+        .unwrap();
+        // Still the cached document: changes go through `forget`.
+        assert!(policies.get("b").unwrap().is_some());
+        policies.forget("b");
+        assert!(policies.get("b").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_stored_policy_that_no_longer_parses_is_an_error_not_an_open_bucket() {
+        let (_dir, meta) = store_with_bucket(Some("{\"Statement\": 7}"));
+        let policies = BucketPolicies::new(meta);
+        let err = policies.get("b").unwrap_err();
+        assert_eq!(err.code().as_str(), "InternalError");
+    }
+}
