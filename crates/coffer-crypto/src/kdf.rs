@@ -4,7 +4,6 @@
 //! password hash), and derived keys must never leave through anything but a [`Key256`].
 
 use aws_lc_rs::hkdf;
-use zeroize::Zeroizing;
 
 use crate::Key256;
 
@@ -24,9 +23,7 @@ pub fn derive_part_key(dek: &Key256, salt: &[u8; PART_SALT_LEN]) -> Key256 {
 /// HKDF-SHA256 of `ikm` to a 256-bit key. `info` names the purpose (e.g. `b"coffer metadata v1"`),
 /// so that keys derived for different purposes from one secret are independent.
 pub fn derive_key(ikm: &Key256, salt: &[u8], info: &[u8]) -> Key256 {
-    let mut okm = Zeroizing::new([0u8; 32]);
-    hkdf_sha256(ikm.expose_secret(), salt, info, okm.as_mut_slice());
-    Key256::from_zeroizing(okm)
+    Key256::filled_by(|okm| hkdf_sha256(ikm.expose_secret(), salt, info, okm))
 }
 
 /// An output length for aws-lc-rs' `Prk::expand`.

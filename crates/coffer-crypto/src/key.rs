@@ -14,33 +14,55 @@ use crate::CryptoError;
 ///
 /// Zeroized on drop; `Debug` prints `Key256([redacted])`. Deliberately no `PartialEq`: compare key
 /// digests with [`crate::ct_eq`] instead.
-#[derive(Clone)]
-pub struct Key256(Zeroizing<[u8; 32]>);
+///
+/// The bytes live in one heap allocation for the key's whole life: moving a `Key256` (into a
+/// struct, out of a function, across an `.await`) moves a pointer, never the bytes, so no stale
+/// copy is left behind on a stack or in a future; the allocation is wiped when dropped.
+pub struct Key256(Box<Zeroizing<[u8; 32]>>);
+
+impl Clone for Key256 {
+    /// Copies the bytes straight into the new allocation (a derived `Clone` would pass them
+    /// through a temporary on the stack first).
+    fn clone(&self) -> Key256 {
+        Key256::filled_by(|bytes| bytes.copy_from_slice(self.expose_secret()))
+    }
+}
 
 impl Key256 {
+    /// An all-zero key to be filled in place.
+    fn zeroed() -> Key256 {
+        Key256(Box::new(Zeroizing::new([0u8; 32])))
+    }
+
     /// A fresh random key from the system generator, e.g. a per-object data key.
     pub fn generate() -> Result<Key256, CryptoError> {
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        rand::fill(bytes.as_mut_slice()).map_err(|_| CryptoError::Rng)?;
-        Ok(Key256(bytes))
+        let mut key = Key256::zeroed();
+        rand::fill(key.0.as_mut_slice()).map_err(|_| CryptoError::Rng)?;
+        Ok(key)
     }
 
     /// Takes ownership of key bytes. The caller's own copies are still the caller's to wipe.
     pub fn from_bytes(bytes: [u8; 32]) -> Key256 {
-        Key256(Zeroizing::new(bytes))
+        let mut key = Key256::zeroed();
+        key.0.copy_from_slice(&bytes);
+        key
     }
 
     /// Copies a key out of an untrusted buffer (a key file, an SSE-C header), checking its length.
     pub fn from_slice(bytes: &[u8]) -> Result<Key256, CryptoError> {
-        let bytes: &[u8; 32] = bytes
-            .try_into()
-            .map_err(|_| CryptoError::Malformed("a key must be exactly 32 bytes"))?;
-        Ok(Key256(Zeroizing::new(*bytes)))
+        if bytes.len() != 32 {
+            return Err(CryptoError::Malformed("a key must be exactly 32 bytes"));
+        }
+        let mut key = Key256::zeroed();
+        key.0.copy_from_slice(bytes);
+        Ok(key)
     }
 
-    /// Wraps bytes that are already in a zeroizing buffer, without an unwiped copy on the way.
-    pub(crate) fn from_zeroizing(bytes: Zeroizing<[u8; 32]>) -> Key256 {
-        Key256(bytes)
+    /// A key whose bytes `fill` writes in place (derivations), without a copy on the way.
+    pub(crate) fn filled_by(fill: impl FnOnce(&mut [u8; 32])) -> Key256 {
+        let mut key = Key256::zeroed();
+        fill(&mut key.0);
+        key
     }
 
     /// The raw key bytes. Named so that every use stands out in review: the bytes must not be logged,
