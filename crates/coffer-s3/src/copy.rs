@@ -42,10 +42,14 @@ async fn load_source(
     c: &Coffer,
     src: &CopySource,
     cond: &Conditions<'_>,
+    customer: Option<&CustomerKey>,
 ) -> S3Result<(String, String, object::Loaded)> {
     let (bucket, key, version_id) = source_of(src)?;
     object::check_version_id(version_id.as_deref())?;
     let loaded = object::load(c, &bucket, &key).await?;
+    // An SSE-C source answers only to its key, before its conditions reveal anything of it.
+    c.encryption
+        .check_customer_key(&loaded.rec.envelope, customer)?;
     conditional::evaluate(
         cond,
         &loaded.rec.etag,
@@ -108,6 +112,7 @@ pub async fn copy_object(
             if_modified_since: input.copy_source_if_modified_since.as_ref(),
             if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
         },
+        source_customer.as_ref(),
     )
     .await?;
     let replace = input
@@ -263,6 +268,7 @@ pub async fn upload_part_copy(
             if_modified_since: input.copy_source_if_modified_since.as_ref(),
             if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
         },
+        source_customer.as_ref(),
     )
     .await?;
     let range = copy_range(input.copy_source_range.as_deref(), loaded.rec.size)?;

@@ -282,6 +282,23 @@ pub(crate) fn check_part_customer_key(
     }
 }
 
+/// The SSE-C rule of CompleteMultipartUpload and ListParts, whose answers carry the parts'
+/// checksums — checksums of the plaintext: an SSE-C upload with a checksum algorithm needs its
+/// key there, as on S3 (without one, nothing about its content is revealed); any key given must
+/// be the upload's.
+fn check_key_for_checksums(
+    c: &Coffer,
+    upload: &UploadRecord,
+    customer: Option<&CustomerKey>,
+) -> S3Result<()> {
+    let needs_key =
+        upload.envelope.mode == encryption::MODE_SSE_C && upload.checksum_algorithm.is_some();
+    if customer.is_some() || needs_key {
+        check_part_customer_key(c, &upload.envelope, customer)?;
+    }
+    Ok(())
+}
+
 pub async fn upload_part(
     c: &Coffer,
     req: S3Request<UploadPartInput>,
@@ -408,10 +425,7 @@ pub async fn complete_multipart_upload(
     let mut input = req.input;
     let customer = customer_key_of!(input)?;
     let upload = load_upload(c, &input.bucket, &input.key, &input.upload_id).await?;
-    // S3 needs no key to complete an SSE-C upload; one given must be the upload's.
-    if customer.is_some() {
-        check_part_customer_key(c, &upload.envelope, customer.as_ref())?;
-    }
+    check_key_for_checksums(c, &upload, customer.as_ref())?;
     let stored = checked_parts(c, &input.bucket, &input.upload_id).await?;
     let requested = input
         .multipart_upload
@@ -522,10 +536,7 @@ pub async fn list_parts(
     let mut input = req.input;
     let customer = customer_key_of!(input)?;
     let upload = load_upload(c, &input.bucket, &input.key, &input.upload_id).await?;
-    // S3 needs no key to complete an SSE-C upload; one given must be the upload's.
-    if customer.is_some() {
-        check_part_customer_key(c, &upload.envelope, customer.as_ref())?;
-    }
+    check_key_for_checksums(c, &upload, customer.as_ref())?;
     let stored = checked_parts(c, &input.bucket, &input.upload_id).await?;
     let marker = input.part_number_marker.unwrap_or(0);
     let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;

@@ -198,7 +198,7 @@ impl Frontend {
                     .map(|(code, msg)| error_response(StatusCode::BAD_REQUEST, code, &msg))
             })
             .or_else(|| misplaced_sse_header(&req))
-            .or_else(|| customer_key_over_http(&req, conn, self.allow_insecure_http));
+            .or_else(|| refused_customer_key_headers(&req, conn, self.allow_insecure_http));
         let post = (route == Route::PostObject)
             .then(|| post_object::route(&req))
             .flatten();
@@ -333,20 +333,33 @@ pub(crate) fn misplaced_sse_header<B>(req: &Request<B>) -> Option<Response<Body>
 
 /// A request that carries an SSE-C key (for the object or a copy's source) over plain HTTP:
 /// refused as S3 refuses it, before anything else reads it, unless the operator allowed plain
-/// HTTP. (A POST form's key fields are checked by the POST path.)
-pub(crate) fn customer_key_over_http<B>(
+/// HTTP; and SSE-C header values that are not text, refused without being quoted. (A POST
+/// form's key fields are checked by the POST path.)
+pub(crate) fn refused_customer_key_headers<B>(
     req: &Request<B>,
     conn: &Connection,
     allow_insecure_http: bool,
 ) -> Option<Response<Body>> {
-    if conn.secure || allow_insecure_http {
-        return None;
-    }
-    let carries_key = req.headers().keys().any(|name| {
+    let is_key_header = |name: &http::header::HeaderName| {
         let name = name.as_str();
         name.starts_with("x-amz-server-side-encryption-customer-")
             || name.starts_with("x-amz-copy-source-server-side-encryption-customer-")
-    });
+    };
+    // A value that is not plain text would reach s3s, whose error message (and error log line)
+    // quotes the header's value: refused here, without quoting it.
+    if let Some((name, _)) = req.headers().iter().find(|(name, value)| {
+        is_key_header(name) && !value.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    }) {
+        return Some(error_response(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            &format!("The {name} header must be base64 text"),
+        ));
+    }
+    if conn.secure || allow_insecure_http {
+        return None;
+    }
+    let carries_key = req.headers().keys().any(is_key_header);
     carries_key.then(|| {
         error_response(
             StatusCode::BAD_REQUEST,

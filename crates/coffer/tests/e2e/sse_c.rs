@@ -986,3 +986,144 @@ async fn the_key_does_not_stay_in_the_servers_memory() {
     let found = found_in_memory(server.pid(), &raw);
     assert!(found.is_empty(), "found in the server's memory: {found:?}");
 }
+
+#[tokio::test]
+async fn an_sse_c_upload_with_checksums_lists_and_completes_only_with_its_key() {
+    use aws_sdk_s3::types::ChecksumAlgorithm;
+    let (_server, s3) = setup().await;
+    let (k, other) = (key(20), key(21));
+    let id = ok(s3
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key("salaries.csv")
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&k.b64)
+        .sse_customer_key_md5(&k.md5)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .send()
+        .await)
+    .upload_id()
+    .unwrap()
+    .to_owned();
+    let part = ok(s3
+        .upload_part()
+        .bucket(BUCKET)
+        .key("salaries.csv")
+        .upload_id(&id)
+        .part_number(1)
+        .sse_customer_algorithm("AES256")
+        .sse_customer_key(&k.b64)
+        .sse_customer_key_md5(&k.md5)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .body(ByteStream::from_static(b"alice,120000\n"))
+        .send()
+        .await);
+    // The parts' checksums are of the plaintext: without the key, or with another, no answer.
+    let list = |key: Option<&Key>| {
+        s3.list_parts()
+            .bucket(BUCKET)
+            .key("salaries.csv")
+            .upload_id(&id)
+            .set_sse_customer_algorithm(key.map(|_| "AES256".to_owned()))
+            .set_sse_customer_key(key.map(|k| k.b64.clone()))
+            .set_sse_customer_key_md5(key.map(|k| k.md5.clone()))
+            .send()
+    };
+    assert_s3_error(list(None).await, 400, "InvalidRequest");
+    assert_s3_error(list(Some(&other)).await, 400, "InvalidRequest");
+    let listed = ok(list(Some(&k)).await);
+    assert_eq!(listed.parts()[0].checksum_sha256(), part.checksum_sha256());
+    let complete = |key: Option<&Key>| {
+        s3.complete_multipart_upload()
+            .bucket(BUCKET)
+            .key("salaries.csv")
+            .upload_id(&id)
+            .set_sse_customer_algorithm(key.map(|_| "AES256".to_owned()))
+            .set_sse_customer_key(key.map(|k| k.b64.clone()))
+            .set_sse_customer_key_md5(key.map(|k| k.md5.clone()))
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .parts(
+                        CompletedPart::builder()
+                            .part_number(1)
+                            .e_tag(part.e_tag().unwrap())
+                            .checksum_sha256(part.checksum_sha256().unwrap())
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+    };
+    assert_s3_error(complete(None).await, 400, "InvalidRequest");
+    ok(complete(Some(&k)).await);
+    assert_eq!(get_c(&s3, "salaries.csv", &k).await, b"alice,120000\n");
+}
+
+#[tokio::test]
+async fn a_copy_sources_conditions_are_not_evaluated_without_its_key() {
+    let (_server, s3) = setup().await;
+    let k = key(22);
+    let etag = put_c(&s3, "src", b"guarded", &k).await;
+    // Without the key, a true or a false condition gets the same answer: nothing is revealed.
+    for condition in [etag.as_str(), "\"0000\""] {
+        assert_s3_error(
+            s3.copy_object()
+                .bucket(BUCKET)
+                .key("dst")
+                .copy_source(format!("{BUCKET}/src"))
+                .copy_source_if_match(condition)
+                .send()
+                .await,
+            400,
+            "InvalidRequest",
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_key_header_that_is_not_text_is_refused_without_being_quoted() {
+    use std::io::{Read as _, Write as _};
+    let (server, s3) = setup().await;
+    put(&s3, BUCKET, "pub", b"public").await;
+    // A public object, so that the request gets as far as s3s's header parsing.
+    ok(s3
+        .put_bucket_policy()
+        .bucket(BUCKET)
+        .policy(format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::{BUCKET}/*"}}]}}"#
+        ))
+        .send()
+        .await);
+    let k = key(23);
+    for header in [
+        "x-amz-server-side-encryption-customer-key",
+        "x-amz-copy-source-server-side-encryption-customer-key",
+    ] {
+        let mut req = format!(
+            "GET /{BUCKET}/pub HTTP/1.1\r\nHost: localhost\r\nx-amz-server-side-encryption-customer-algorithm: AES256\r\n{header}: {}",
+            k.b64
+        )
+        .into_bytes();
+        req.extend_from_slice(b"\xff\r\n");
+        req.extend_from_slice(
+            format!(
+                "x-amz-server-side-encryption-customer-key-MD5: {}\r\nConnection: close\r\n\r\n",
+                k.md5
+            )
+            .as_bytes(),
+        );
+        let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+        stream.write_all(&req).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("<Code>InvalidArgument</Code>"), "{answer}");
+        assert!(!answer.contains(&k.b64), "the key is quoted in the answer");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !server.output().contains(&k.b64),
+        "the key is quoted in the log"
+    );
+}
