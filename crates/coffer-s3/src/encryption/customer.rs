@@ -37,6 +37,9 @@ pub struct CustomerKey {
     key: Key256,
     /// Base64 of the key's MD5, as the response headers echo it.
     md5: String,
+    /// The last key check this key passed and the wrapping key it gave: a GET checks the key
+    /// before it reveals anything and again when it opens the data key, for the same object.
+    opened: std::sync::Arc<std::sync::OnceLock<(Vec<u8>, Key256)>>,
 }
 
 impl fmt::Debug for CustomerKey {
@@ -123,6 +126,7 @@ impl CustomerKey {
         Ok(Some(CustomerKey {
             key,
             md5: B64.encode(actual),
+            opened: Default::default(),
         }))
     }
 
@@ -142,11 +146,18 @@ impl CustomerKey {
     /// The key that wraps the data key of the version whose key check is `check`, if this is the
     /// key that made it; `None` for another key.
     pub(crate) fn open_check(&self, check: &[u8]) -> Option<Key256> {
+        if let Some((seen, kek)) = self.opened.get()
+            && seen == check
+        {
+            return Some(kek.clone());
+        }
         if check.len() != SALT_LEN + 32 {
             return None;
         }
         let (salt, mac) = check.split_at(SALT_LEN);
-        coffer_crypto::ct_eq(&self.hmac(salt), mac).then(|| self.wrapping_key(salt))
+        let kek = coffer_crypto::ct_eq(&self.hmac(salt), mac).then(|| self.wrapping_key(salt))?;
+        let _ = self.opened.set((check.to_vec(), kek.clone()));
+        Some(kek)
     }
 
     fn hmac(&self, salt: &[u8]) -> [u8; 32] {
