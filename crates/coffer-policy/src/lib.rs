@@ -10,11 +10,14 @@
 //! `NotResource`). [`authorize`] combines a caller's identity policies with a resource policy the
 //! way AWS does within one account.
 //!
-//! **Principals.** A principal entry `"*"` matches every caller. An account principal —
-//! `"arn:aws:iam::<account>:root"` or the bare 12-digit account id — matches the account's root
-//! user, and *delegates* for every other principal of the account: as in AWS, it applies to a user
-//! only as far as that user's identity policies allow the request ([`EvalContext::account_delegation`],
-//! which [`authorize`] works out). Any other ARN matches the caller's ARN exactly (no wildcards; use
+//! **Principals.** A principal entry `"*"` matches every caller. In an `Allow`, an account
+//! principal — `"arn:aws:iam::<account>:root"` or the bare 12-digit account id — grants the
+//! account's root user, and *delegates* for every other principal of the account: as in AWS, it
+//! grants a user only as far as that user's identity policies allow the request
+//! ([`EvalContext::account_delegation`], which [`authorize`] works out). In a `Deny` it binds every
+//! principal of the account, whatever grants them access; and a `Deny` with `NotPrincipal`
+//! exempts a user only when it lists both the user and its account (AWS: a request is made as the
+//! user and as its account). Any other ARN matches the caller's ARN exactly (no wildcards; use
 //! `ArnLike` on `aws:PrincipalArn` in a condition for patterns). `Service`, `Federated` and
 //! `CanonicalUser` principals are accepted but never match a Coffer caller.
 //!
@@ -315,7 +318,7 @@ impl Statement {
             && self
                 .principal
                 .as_ref()
-                .is_none_or(|principal| principal.matches(|p| p.matches(ctx)))
+                .is_none_or(|principal| principal.names_caller(self.effect, ctx))
             && self.conditions.iter().all(|c| c.holds(ctx))
     }
 }
@@ -432,7 +435,9 @@ fn caller_account<'c>(ctx: &EvalContext<'c>) -> Option<&'c str> {
 }
 
 impl Principal {
-    fn matches(&self, ctx: &EvalContext<'_>) -> bool {
+    /// Whether an `Allow` naming this principal grants to the caller: an account principal
+    /// grants its root user, and its other principals only through delegation.
+    fn allows(&self, ctx: &EvalContext<'_>) -> bool {
         match self {
             Principal::Everyone => true,
             Principal::Account(account) => {
@@ -442,6 +447,65 @@ impl Principal {
             }
             Principal::Arn(arn) => ctx.principal_arn == arn,
             Principal::Never => false,
+        }
+    }
+
+    /// Whether this entry lists `member`, one of the principals a request is made as.
+    fn lists(&self, member: Member<'_>) -> bool {
+        match (self, member) {
+            (Principal::Everyone, _) => true,
+            (Principal::Account(account), Member::Account(a)) => account == a,
+            (Principal::Arn(arn), Member::Caller(c)) => arn == c,
+            _ => false,
+        }
+    }
+}
+
+/// One of the principals a request is made as, as a `Deny` sees them: a user's request is made
+/// as the user *and* as its account (AWS's "the policy might deny access to the entire
+/// account"); the root user's as the account; an anonymous request's as nobody but `"*"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Member<'a> {
+    Anonymous,
+    Account(&'a str),
+    /// The caller's own ARN (a user; or a caller outside any account, in tests).
+    Caller(&'a str),
+}
+
+/// The principals the request of `ctx` is made as (see [`Member`]).
+fn members<'c>(ctx: &EvalContext<'c>) -> [Option<Member<'c>>; 2] {
+    if ctx.principal_arn.is_empty() {
+        return [Some(Member::Anonymous), None];
+    }
+    match arn_parts(ctx.principal_arn) {
+        Some(p) if p[2] == "iam" && p[5] == "root" && !p[4].is_empty() => {
+            [Some(Member::Account(p[4])), None]
+        }
+        Some(p) if !p[4].is_empty() => [
+            Some(Member::Account(p[4])),
+            Some(Member::Caller(ctx.principal_arn)),
+        ],
+        _ => [Some(Member::Caller(ctx.principal_arn)), None],
+    }
+}
+
+impl Element<Principal> {
+    /// Whether a statement with `effect` and this `Principal`/`NotPrincipal` applies to the
+    /// caller. An `Allow` grants to the principals it lists (an account: through delegation).
+    /// A `Deny` binds every principal the request is made as ([`Member`]): naming an account
+    /// denies all of the account's users, whatever grants them access; and `NotPrincipal`
+    /// exempts a caller only when it lists all of them — a user *and* its account, as AWS
+    /// documents ("you must also specify the account ARN of the not-denied principal").
+    fn names_caller(&self, effect: Effect, ctx: &EvalContext<'_>) -> bool {
+        if effect == Effect::Allow {
+            return self.matches(|p| p.allows(ctx));
+        }
+        let listed = |member: &Member<'_>| self.entries.iter().any(|p| p.lists(*member));
+        let mut request_principals = members(ctx).into_iter().flatten();
+        if self.negated {
+            !request_principals.all(|m| listed(&m))
+        } else {
+            request_principals.any(|m| listed(&m))
         }
     }
 }
@@ -872,9 +936,10 @@ pub struct EvalContext<'a> {
     pub action: &'a str,
     /// The resource acted on, e.g. the key ARN.
     pub resource: &'a str,
-    /// Whether a statement naming the caller's account (rather than the caller) applies to a
+    /// Whether an `Allow` naming the caller's account (rather than the caller) grants to a
     /// caller other than the account's root user: true when that caller's identity policies allow
-    /// the request. [`authorize`] sets it; a caller of [`evaluate`] decides it.
+    /// the request. [`authorize`] sets it; a caller of [`evaluate`] decides it. A `Deny` naming
+    /// the account binds all of its principals either way.
     pub account_delegation: bool,
     /// Condition keys of the request (names compare case-insensitively), e.g.
     /// `"kms:EncryptionContext:<k>"`, `"kms:CallerAccount"`, `"aws:SourceIp"`,
@@ -1502,22 +1567,97 @@ mod tests {
     }
 
     #[test]
-    fn not_principal_matches_everyone_else() {
-        let policy = statement(
-            r#"{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"},
-               {"Effect":"Deny","NotPrincipal":{"AWS":"arn:aws:iam::111122223333:user/admin"},
-                "Action":"kms:ScheduleKeyDeletion","Resource":"*"}"#,
-        );
+    fn not_principal_in_a_deny_exempts_only_a_caller_listed_with_its_account() {
         let admin = "arn:aws:iam::111122223333:user/admin";
+        let exempting = |listed: &str| {
+            statement(&format!(
+                r#"{{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}},
+                   {{"Effect":"Deny","NotPrincipal":{{"AWS":{listed}}},
+                    "Action":"kms:ScheduleKeyDeletion","Resource":"*"}}"#
+            ))
+        };
+        let both = exempting(&format!(r#"["{admin}","arn:aws:iam::111122223333:root"]"#));
         assert_eq!(
-            decide(&policy, admin, "kms:ScheduleKeyDeletion", KEY),
+            decide(&both, admin, "kms:ScheduleKeyDeletion", KEY),
             Decision::Allow
         );
         assert_eq!(
-            decide(&policy, ALICE, "kms:ScheduleKeyDeletion", KEY),
+            decide(&both, ALICE, "kms:ScheduleKeyDeletion", KEY),
             Decision::ExplicitDeny
         );
-        assert_eq!(decide(&policy, ALICE, "kms:Encrypt", KEY), Decision::Allow);
+        assert_eq!(decide(&both, ALICE, "kms:Encrypt", KEY), Decision::Allow);
+        // AWS: without the account's ARN the whole account is denied, the listed user too.
+        let user_only = exempting(&format!(r#""{admin}""#));
+        assert_eq!(
+            decide(&user_only, admin, "kms:ScheduleKeyDeletion", KEY),
+            Decision::ExplicitDeny
+        );
+        // The account alone exempts its root user, not its users.
+        let account_only = exempting(r#""111122223333""#);
+        assert_eq!(
+            decide(
+                &account_only,
+                "arn:aws:iam::111122223333:root",
+                "kms:ScheduleKeyDeletion",
+                KEY
+            ),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&account_only, admin, "kms:ScheduleKeyDeletion", KEY),
+            Decision::ExplicitDeny
+        );
+        // Anonymous callers are exempted only by "*".
+        assert_eq!(
+            decide(&both, "", "kms:ScheduleKeyDeletion", KEY),
+            Decision::ExplicitDeny
+        );
+    }
+
+    /// Regression (review of issue 9): a Deny naming the account did not bind a user whose
+    /// access came from the resource policy itself, as the account principal matched a user only
+    /// "through delegation" — an Allow-side rule. AWS: a Deny naming the account applies to
+    /// every principal of the account.
+    #[test]
+    fn an_account_principal_deny_binds_users_without_identity_allows() {
+        let bob = "arn:aws:iam::111122223333:user/bob";
+        let get = |policy: &str, caller: &str, rule| {
+            verdict(
+                &user(&[]),
+                Some(policy),
+                rule,
+                caller,
+                "s3:GetObject",
+                "arn:aws:s3:::b/doc",
+            )
+        };
+        for account in ["111122223333", "arn:aws:iam::111122223333:root"] {
+            let policy = |allowed: &str| {
+                statement(&format!(
+                    r#"{{"Effect":"Allow","Principal":{allowed},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}},
+                       {{"Effect":"Deny","Principal":{{"AWS":"{account}"}},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}}"#
+                ))
+            };
+            let names_bob = policy(&format!(r#"{{"AWS":"{bob}"}}"#));
+            for rule in [ResourceRule::EitherAllows, ResourceRule::MustAllow] {
+                assert_eq!(
+                    get(&names_bob, bob, rule),
+                    Verdict::ResourceDeny,
+                    "{account}"
+                );
+            }
+            // Another account's callers are not named by the Deny.
+            let everyone = policy(r#""*""#);
+            let stranger = "arn:aws:iam::444455556666:user/bob";
+            assert_eq!(
+                get(&everyone, stranger, ResourceRule::EitherAllows),
+                Verdict::Allow
+            );
+            assert_eq!(
+                get(&everyone, "", ResourceRule::EitherAllows),
+                Verdict::Allow
+            );
+        }
     }
 
     #[test]

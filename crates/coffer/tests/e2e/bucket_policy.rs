@@ -16,8 +16,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::raw_http::{RawResponse, request};
 use common::{
-    TestServer, assert_s3_error, create_bucket, create_key, delete_request, get, key_arn, ok, put,
-    user_arn,
+    ACCOUNT_ID, TestServer, assert_s3_error, create_bucket, create_key, delete_request, get,
+    key_arn, ok, put, user_arn,
 };
 use md5::{Digest, Md5};
 
@@ -884,6 +884,43 @@ async fn a_user_allowed_only_by_the_bucket_policy_and_stopped_by_an_explicit_den
     // The root key still can.
     ok(s3.delete_bucket_policy().bucket(BUCKET).send().await);
     ok(carol.delete_bucket_policy().bucket(BUCKET).send().await);
+}
+
+/// Regression (review of issue 9): a Deny naming the account (`arn:aws:iam::<acct>:root` or the
+/// bare account id) did not bind a user whose access came from the bucket policy itself: the
+/// account principal matched users only "through delegation", an Allow-side rule. AWS applies a
+/// Deny naming the account to every principal of the account.
+#[tokio::test]
+async fn an_account_principal_deny_binds_a_user_the_bucket_policy_allows() {
+    let (server, s3) = setup().await;
+    put(&s3, BUCKET, "doc", b"confidential").await;
+    let (ak, sk) = server.add_user_online("bob", None);
+    let bob = server.client_as(&ak, &sk);
+    let allow_bob = format!(
+        r#"{{"Sid":"BobReads","Effect":"Allow","Principal":{{"AWS":"{}"}},
+            "Action":"s3:GetObject","Resource":"arn:aws:s3:::{BUCKET}/*"}}"#,
+        user_arn("bob")
+    );
+    put_policy(
+        &s3,
+        BUCKET,
+        &format!(r#"{{"Version":"2012-10-17","Statement":[{allow_bob}]}}"#),
+    )
+    .await;
+    assert_eq!(get(&bob, BUCKET, "doc").await, b"confidential");
+    for account in [
+        format!("arn:aws:iam::{ACCOUNT_ID}:root"),
+        ACCOUNT_ID.to_owned(),
+    ] {
+        let policy = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{allow_bob},
+              {{"Sid":"NobodyInTheAccountReads","Effect":"Deny","Principal":{{"AWS":"{account}"}},
+                "Action":"s3:GetObject","Resource":"arn:aws:s3:::{BUCKET}/*"}}]}}"#
+        );
+        put_policy(&s3, BUCKET, &policy).await;
+        denied_by_bucket_policy(s3.get_object().bucket(BUCKET).key("doc").send().await);
+        denied_by_bucket_policy(bob.get_object().bucket(BUCKET).key("doc").send().await);
+    }
 }
 
 #[tokio::test]
