@@ -46,7 +46,9 @@
 
 mod bucket;
 
-pub use bucket::{MAX_BUCKET_POLICY_BYTES, is_public, parse_bucket_policy};
+pub use bucket::{
+    MAX_BUCKET_POLICY_BYTES, SUPPLIED_S3_CONDITION_KEYS, is_public, parse_bucket_policy,
+};
 
 use std::collections::HashMap;
 use std::fmt;

@@ -7,6 +7,11 @@
 //! can lock the deployment out of fixing it. Anonymous requests (no signature) have no identity
 //! policies: they are served only where the bucket policy allows everyone (`"*"`).
 //!
+//! Condition keys come from the connection (`aws:SecureTransport`, `aws:SourceIp`), the caller,
+//! the request's headers, how it was signed (`s3:signatureversion`, `s3:authType`,
+//! `s3:signatureAge`) and its operation (`s3:prefix`, …); every `s3:` key a bucket policy may
+//! test (`coffer_policy::SUPPLIED_S3_CONDITION_KEYS`) is supplied here.
+//!
 //! Plugged into `s3s` as its access check, so it runs after the signature is verified and before
 //! any handler; CopyObject and UploadPartCopy also need `s3:GetObject` on their source (under the
 //! source bucket's policy), and DeleteObjects is checked per key (as S3 does) by its handler
@@ -27,6 +32,7 @@ use crate::auth::{Credentials, Principal};
 use crate::bucket_policy::BucketPolicies;
 use crate::error::api_error;
 use crate::kms_api::Connection;
+use crate::server::RequestInfo;
 
 /// The access check `s3s` runs for every S3 request.
 pub struct S3AccessControl {
@@ -86,8 +92,109 @@ struct Facts {
     /// Condition keys read from the request's headers (`s3:x-amz-server-side-encryption`, …);
     /// a header that is absent leaves its key absent, which is what `Null` tests.
     from_headers: Vec<(&'static str, String)>,
+    /// How the request was signed (`None`: anonymous).
+    signing: Option<Signing>,
     /// Keys added for one operation (`s3:prefix`, `s3:VersionId`, …).
     extra: Vec<(String, String)>,
+}
+
+/// How a request was signed, for `s3:signatureversion`, `s3:authType` and `s3:signatureAge`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signing {
+    /// Signature Version 2 (`s3:signatureversion` `AWS`; else `AWS4-HMAC-SHA256`).
+    sigv2: bool,
+    auth: AuthType,
+    /// When it was signed (SigV4's `X-Amz-Date`), for `s3:signatureAge`; SigV2's age is always
+    /// 0, as S3 documents.
+    signed_at: Option<std::time::SystemTime>,
+}
+
+/// `s3:authType`: where the signature travelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AuthType {
+    /// The `Authorization` header: `REST-HEADER`.
+    Header,
+    /// A presigned URL's query string: `REST-QUERY-STRING`.
+    Query,
+    /// A browser form upload: `POST`.
+    Post,
+}
+
+impl Signing {
+    /// A signed REST request: presigned when its query carries the signature (SigV4's
+    /// `X-Amz-Signature`, SigV2's `Signature`, names decoded as `s3s` decodes them).
+    pub fn of_request(uri: &http::Uri, headers: &http::HeaderMap, sigv2: bool) -> Signing {
+        let presigned = uri.query().is_some_and(|q| {
+            form_urlencoded::parse(q.as_bytes()).any(|(k, _)| {
+                k == "X-Amz-Signature"
+                    || k == "X-Amz-Credential"
+                    || k == "Signature"
+                    || k == "AWSAccessKeyId"
+            })
+        });
+        let signed_at = if sigv2 {
+            None
+        } else if presigned {
+            query_param(uri, "X-Amz-Date").and_then(|d| crate::sigv2::parse_http_date(&d))
+        } else {
+            headers
+                .get("x-amz-date")
+                .or_else(|| headers.get(http::header::DATE))
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::sigv2::parse_http_date)
+        };
+        Signing {
+            sigv2,
+            auth: if presigned {
+                AuthType::Query
+            } else {
+                AuthType::Header
+            },
+            signed_at,
+        }
+    }
+
+    /// A signed POST form: `x_amz_date` is its `X-Amz-Date` field (SigV4 forms).
+    pub fn of_form(sigv2: bool, x_amz_date: Option<&str>) -> Signing {
+        Signing {
+            sigv2,
+            auth: AuthType::Post,
+            signed_at: if sigv2 {
+                None
+            } else {
+                x_amz_date.and_then(crate::sigv2::parse_http_date)
+            },
+        }
+    }
+
+    /// The condition keys this signing gives a request at `now`.
+    fn condition_keys(&self, now: std::time::SystemTime) -> [(&'static str, String); 3] {
+        let version = if self.sigv2 {
+            "AWS"
+        } else {
+            "AWS4-HMAC-SHA256"
+        };
+        let auth = match self.auth {
+            AuthType::Header => "REST-HEADER",
+            AuthType::Query => "REST-QUERY-STRING",
+            AuthType::Post => "POST",
+        };
+        // A date slightly ahead of our clock (within the allowed skew) is age 0. A SigV4
+        // request always has a date s3s verified; were it unreadable, the age would be "as old
+        // as can be", which no "deny old signatures" policy lets through.
+        let age_ms = match (self.sigv2, self.signed_at) {
+            (true, _) => 0,
+            (false, Some(at)) => now
+                .duration_since(at)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            (false, None) => u64::MAX,
+        };
+        [
+            ("s3:signatureversion", version.to_owned()),
+            ("s3:authType", auth.to_owned()),
+            ("s3:signatureAge", age_ms.to_string()),
+        ]
+    }
 }
 
 /// Request headers and the condition keys that carry them.
@@ -104,12 +211,28 @@ const HEADER_KEYS: &[(&str, &str)] = &[
         "s3:x-amz-server-side-encryption-customer-algorithm",
         "x-amz-server-side-encryption-customer-algorithm",
     ),
+    (
+        "s3:x-amz-server-side-encryption-context",
+        "x-amz-server-side-encryption-context",
+    ),
     ("s3:x-amz-acl", "x-amz-acl"),
+    ("s3:x-amz-grant-full-control", "x-amz-grant-full-control"),
+    ("s3:x-amz-grant-read", "x-amz-grant-read"),
+    ("s3:x-amz-grant-read-acp", "x-amz-grant-read-acp"),
+    ("s3:x-amz-grant-write", "x-amz-grant-write"),
+    ("s3:x-amz-grant-write-acp", "x-amz-grant-write-acp"),
     ("s3:x-amz-storage-class", "x-amz-storage-class"),
     ("s3:x-amz-copy-source", "x-amz-copy-source"),
     ("s3:x-amz-metadata-directive", "x-amz-metadata-directive"),
     ("s3:x-amz-content-sha256", "x-amz-content-sha256"),
+    (
+        "s3:x-amz-website-redirect-location",
+        "x-amz-website-redirect-location",
+    ),
+    ("s3:if-match", "if-match"),
+    ("s3:if-none-match", "if-none-match"),
     ("aws:UserAgent", "user-agent"),
+    ("aws:Referer", "referer"),
 ];
 
 impl Facts {
@@ -129,6 +252,7 @@ impl Facts {
             conn: conn.cloned(),
             username,
             from_headers,
+            signing: None,
             extra: Vec::new(),
         }
     }
@@ -181,6 +305,16 @@ impl Authorizer {
         }
     }
 
+    /// Says how the request was signed (`s3:signatureversion`, `s3:authType`,
+    /// `s3:signatureAge`); anonymous requests have none of these keys.
+    pub fn with_signing(mut self, signing: Signing) -> Authorizer {
+        if self.access_key.is_some() {
+            self.facts.signing = Some(signing);
+            self.conditions = OnceLock::new();
+        }
+        self
+    }
+
     /// Adds a condition key of this request (e.g. `s3:prefix`).
     pub fn with_condition(mut self, key: &str, value: &str) -> Authorizer {
         self.facts.extra.push((key.to_owned(), value.to_owned()));
@@ -224,12 +358,21 @@ impl Authorizer {
             } else if self.is_root() {
                 // AWS's aws:userid of the root user is the account id.
                 put("aws:userid", self.account_id.clone());
+            } else if self.access_key.is_none() {
+                put("aws:userid", "anonymous".to_owned());
             }
-            let now = time::OffsetDateTime::now_utc();
-            if let Ok(t) = now.format(&time::format_description::well_known::Rfc3339) {
+            put("s3:ResourceAccount", self.account_id.clone());
+            let now = std::time::SystemTime::now();
+            let now_utc = time::OffsetDateTime::from(now);
+            if let Ok(t) = now_utc.format(&time::format_description::well_known::Rfc3339) {
                 put("aws:CurrentTime", t);
             }
-            put("aws:EpochTime", now.unix_timestamp().to_string());
+            put("aws:EpochTime", now_utc.unix_timestamp().to_string());
+            if let Some(signing) = &facts.signing {
+                for (key, value) in signing.condition_keys(now) {
+                    put(key, value);
+                }
+            }
             for (key, value) in &facts.from_headers {
                 put(key, value.clone());
             }
@@ -321,6 +464,13 @@ impl Authorizer {
         }
     }
 }
+
+/// ListBucket's query parameters and the condition keys that carry them.
+const LIST_KEYS: &[(&str, &str)] = &[
+    ("prefix", "s3:prefix"),
+    ("delimiter", "s3:delimiter"),
+    ("max-keys", "s3:max-keys"),
+];
 
 /// The bucket an S3 resource ARN names (`None` for `arn:aws:s3:::*`, ListBuckets' resource).
 fn bucket_of(resource: &str) -> Option<&str> {
@@ -421,17 +571,18 @@ impl S3Access for S3AccessControl {
                 &self.policies,
             ),
         };
+        let sigv2 = cx
+            .extensions_mut()
+            .get::<RequestInfo>()
+            .is_some_and(|info| info.sigv2);
+        authz = authz.with_signing(Signing::of_request(cx.uri(), cx.headers(), sigv2));
         let operation = cx.s3_op().name();
         if let Some(action) = action_of(operation, names_version(cx.uri())) {
             let resource = match cx.s3_path() {
                 S3Path::Root => "arn:aws:s3:::*".to_owned(),
                 S3Path::Bucket { bucket } => {
                     if action == "s3:ListBucket" || action == "s3:ListBucketVersions" {
-                        for (param, key) in [
-                            ("prefix", "s3:prefix"),
-                            ("delimiter", "s3:delimiter"),
-                            ("max-keys", "s3:max-keys"),
-                        ] {
+                        for &(param, key) in LIST_KEYS {
                             if let Some(v) = query_param(cx.uri(), param) {
                                 authz = authz.with_condition(key, &v);
                             }
@@ -521,6 +672,92 @@ mod tests {
         ] {
             assert_eq!(action_of(op, versioned).as_deref(), action, "{op}");
         }
+    }
+
+    fn root_authorizer(headers: &http::HeaderMap) -> Authorizer {
+        Authorizer {
+            access_key: Some("AKIAROOT".into()),
+            principal_arn: "arn:aws:iam::111122223333:root".into(),
+            account_id: "111122223333".into(),
+            identity: Identity::Root,
+            policies: None,
+            facts: Facts::new(None, None, headers),
+            conditions: OnceLock::new(),
+        }
+    }
+
+    /// Every `s3:` key a bucket policy may test is one this module supplies: a key refused at
+    /// PutBucketPolicy is better than one that never matches.
+    #[test]
+    fn every_s3_key_a_bucket_policy_may_test_is_supplied() {
+        let mut headers = http::HeaderMap::new();
+        for (_, header) in HEADER_KEYS {
+            headers.insert(*header, http::HeaderValue::from_static("x"));
+        }
+        let mut authz = root_authorizer(&headers).with_signing(Signing::of_request(
+            &"/b/k".parse().unwrap(),
+            &headers,
+            false,
+        ));
+        for (_, key) in LIST_KEYS {
+            authz = authz.with_condition(key, "x");
+        }
+        authz = authz.with_condition("s3:VersionId", "x");
+        let supplied = authz.conditions();
+        for key in coffer_policy::SUPPLIED_S3_CONDITION_KEYS {
+            let key = format!("s3:{key}");
+            assert!(supplied.contains_key(&key), "{key} is never supplied");
+        }
+    }
+
+    /// Regression (review of issue 9): the signing keys were accepted in policies but never set,
+    /// so AWS's "deny SigV2" and "deny presigned URLs" policies were inert.
+    #[test]
+    fn signing_keys_say_version_place_and_age() {
+        let at = |s: &str| crate::sigv2::parse_http_date(s).unwrap();
+        let signed = at("20260101T000000Z");
+        let ten_minutes_later = signed + std::time::Duration::from_secs(600);
+        let keys = |signing: Signing| -> Vec<String> {
+            signing
+                .condition_keys(ten_minutes_later)
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect()
+        };
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "x-amz-date",
+            http::HeaderValue::from_static("20260101T000000Z"),
+        );
+        let header_v4 = Signing::of_request(&"/b/k".parse().unwrap(), &headers, false);
+        assert_eq!(
+            keys(header_v4),
+            ["AWS4-HMAC-SHA256", "REST-HEADER", "600000"]
+        );
+        let presigned: http::Uri =
+            "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20260101T000000Z&X-Amz-Signature=ab"
+                .parse()
+                .unwrap();
+        let query_v4 = Signing::of_request(&presigned, &http::HeaderMap::new(), false);
+        assert_eq!(
+            keys(query_v4),
+            ["AWS4-HMAC-SHA256", "REST-QUERY-STRING", "600000"]
+        );
+        let presigned_v2: http::Uri = "/b/k?AWSAccessKeyId=AK&Expires=1&Signature=x"
+            .parse()
+            .unwrap();
+        let query_v2 = Signing::of_request(&presigned_v2, &http::HeaderMap::new(), true);
+        assert_eq!(keys(query_v2), ["AWS", "REST-QUERY-STRING", "0"]);
+        assert_eq!(
+            keys(Signing::of_form(false, Some("20260101T000000Z"))),
+            ["AWS4-HMAC-SHA256", "POST", "600000"]
+        );
+        assert_eq!(keys(Signing::of_form(true, None)), ["AWS", "POST", "0"]);
+        // A clock slightly behind the signer's is age 0, not an error.
+        assert_eq!(
+            header_v4.condition_keys(signed - std::time::Duration::from_secs(5))[2].1,
+            "0"
+        );
     }
 
     #[test]

@@ -766,6 +766,119 @@ async fn public_read_lets_anonymous_callers_read_and_nothing_more() {
     assert_eq!(resp.xml_element("Code").as_deref(), Some("AccessDenied"));
 }
 
+/// S3 API Reference, "Bucket policy examples using Signature Version 4 related condition keys":
+/// deny a presigned URL whose signature is more than ten minutes old.
+const DENY_OLD_SIGNATURES: &str = r#"{
+   "Version": "2012-10-17",
+   "Statement": [
+      {
+         "Sid": "Deny a presigned URL request if the signature is more than 10 min old",
+         "Effect": "Deny",
+         "Principal": {"AWS":"*"},
+         "Action": "s3:*",
+         "Resource": "arn:aws:s3:::amzn-s3-demo-bucket/*",
+         "Condition": {
+            "NumericGreaterThan": {
+               "s3:signatureAge": "600000"
+            }
+         }
+      }
+   ]
+}"#;
+
+/// AWS Prescriptive Guidance, "Presigned URL best practices": deny presigned URLs
+/// (`s3:authType` `REST-QUERY-STRING`).
+const DENY_PRESIGNED_URLS: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Sid": "DenyPresignedRequests",
+      "Effect": "Deny",
+      "Principal": "*",
+      "Action": "s3:*",
+      "Resource": ["arn:aws:s3:::amzn-s3-demo-bucket", "arn:aws:s3:::amzn-s3-demo-bucket/*"],
+      "Condition": {
+        "StringEquals": {
+          "s3:authType": "REST-QUERY-STRING"
+        }
+      }
+    }
+  ]
+}"#;
+
+/// Regression (review of issue 9): `s3:signatureAge`, `s3:authType` (and `s3:signatureversion`,
+/// see `sigv2::`) were accepted but never supplied, so these documented policies were inert.
+/// `s3:TlsVersion`, which Coffer cannot supply, is refused when the policy is put.
+#[tokio::test]
+async fn signature_age_and_presigned_url_examples() {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    use common::raw_http::fetch_presigned;
+    use std::time::{Duration, SystemTime};
+
+    let (_server, s3) = setup().await;
+    put(&s3, BUCKET, "k", b"data").await;
+    let presign = |signed_ago: Duration| {
+        let s3 = s3.clone();
+        async move {
+            let config = PresigningConfig::builder()
+                .start_time(SystemTime::now() - signed_ago)
+                .expires_in(Duration::from_secs(3600))
+                .build()
+                .unwrap();
+            s3.get_object()
+                .bucket(BUCKET)
+                .key("k")
+                .presigned(config)
+                .await
+                .unwrap()
+        }
+    };
+    let fresh = presign(Duration::ZERO).await;
+    let twenty_minutes_old = presign(Duration::from_secs(20 * 60)).await;
+    assert_eq!(fetch_presigned(&twenty_minutes_old, &[], b"").status, 200);
+
+    put_policy(&s3, BUCKET, &for_bucket(DENY_OLD_SIGNATURES, BUCKET)).await;
+    let refused = fetch_presigned(&twenty_minutes_old, &[], b"");
+    assert_eq!(
+        (refused.status, refused.xml_element("Code").as_deref()),
+        (403, Some("AccessDenied")),
+        "{}",
+        refused.body_text()
+    );
+    let served = fetch_presigned(&fresh, &[], b"");
+    assert_eq!((served.status, served.body.as_slice()), (200, &b"data"[..]));
+    assert_eq!(get(&s3, BUCKET, "k").await, b"data");
+
+    put_policy(&s3, BUCKET, &for_bucket(DENY_PRESIGNED_URLS, BUCKET)).await;
+    let refused = fetch_presigned(&fresh, &[], b"");
+    assert_eq!(
+        (refused.status, refused.xml_element("Code").as_deref()),
+        (403, Some("AccessDenied")),
+        "{}",
+        refused.body_text()
+    );
+    // The Authorization header is REST-HEADER.
+    assert_eq!(get(&s3, BUCKET, "k").await, b"data");
+
+    let tls_version = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::{BUCKET}/*","Condition":{{"NumericLessThan":{{"s3:TlsVersion":"1.2"}}}}}}]}}"#
+    );
+    let failure = assert_s3_error(
+        s3.put_bucket_policy()
+            .bucket(BUCKET)
+            .policy(&tls_version)
+            .send()
+            .await,
+        400,
+        "MalformedPolicy",
+    );
+    let message = failure.message.unwrap_or_default();
+    assert!(
+        message.contains("\"s3:TlsVersion\"") && message.contains("Coffer does not supply"),
+        "{message}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Users, the root user, copies, DeleteObjects, s3:prefix
 
