@@ -148,6 +148,15 @@ impl PolicyDocument {
         Self::parse_as(json, Kind::Identity)
     }
 
+    /// Whether some statement has a condition on `key` (compared case-insensitively): lets a
+    /// caller skip gathering a costly condition key no policy looks at.
+    pub fn tests_condition_key(&self, key: &str) -> bool {
+        self.statements
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.key.eq_ignore_ascii_case(key))
+    }
+
     fn parse_as(json: &str, kind: Kind) -> Result<PolicyDocument, PolicyError> {
         if json.len() > MAX_POLICY_BYTES {
             return Err(malformed(format!(

@@ -22,7 +22,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use coffer_policy::{EvalContext, Identity, ResourceRule, Verdict};
+use coffer_policy::{EvalContext, Identity, PolicyDocument, ResourceRule, Verdict};
+use coffer_store::UploadRecord;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::{CopyObjectInput, CopySource, DeleteObjectsInput, UploadPartCopyInput};
 use s3s::path::S3Path;
@@ -94,6 +95,10 @@ struct Facts {
     from_headers: Vec<(&'static str, String)>,
     /// How the request was signed (`None`: anonymous).
     signing: Option<Signing>,
+    /// For a request that writes into a multipart upload, the SSE keys of the upload (from its
+    /// record), which replace those of the request's headers: UploadPart and
+    /// CompleteMultipartUpload never carry `x-amz-server-side-encryption`.
+    upload_sse: Option<Vec<(&'static str, String)>>,
     /// Keys added for one operation (`s3:prefix`, `s3:VersionId`, …).
     extra: Vec<(String, String)>,
 }
@@ -197,6 +202,17 @@ impl Signing {
     }
 }
 
+/// The condition keys of a write's encryption.
+const SSE_KEYS: &[&str] = &[
+    "s3:x-amz-server-side-encryption",
+    "s3:x-amz-server-side-encryption-aws-kms-key-id",
+    "s3:x-amz-server-side-encryption-customer-algorithm",
+];
+
+/// Operations that write into an existing multipart upload: authorized as `s3:PutObject` with
+/// the upload's encryption as their SSE condition keys (see [`Authorizer::with_upload`]).
+const WRITES_INTO_AN_UPLOAD: &[&str] = &["UploadPart", "UploadPartCopy", "CompleteMultipartUpload"];
+
 /// Request headers and the condition keys that carry them.
 const HEADER_KEYS: &[(&str, &str)] = &[
     (
@@ -253,6 +269,7 @@ impl Facts {
             username,
             from_headers,
             signing: None,
+            upload_sse: None,
             extra: Vec::new(),
         }
     }
@@ -315,6 +332,32 @@ impl Authorizer {
         self
     }
 
+    /// Takes the SSE condition keys from the multipart upload the request writes into, as
+    /// CreateMultipartUpload's headers set them: `s3:x-amz-server-side-encryption` is the mode
+    /// (`AES256`, `aws:kms`, `aws:kms:dsse`) with, for the KMS modes, the key's ARN as
+    /// `s3:x-amz-server-side-encryption-aws-kms-key-id`; an SSE-C upload has
+    /// `s3:x-amz-server-side-encryption-customer-algorithm` `AES256` and no mode.
+    fn with_upload(mut self, upload: &UploadRecord) -> Authorizer {
+        self.facts.upload_sse = Some(upload_sse_keys(
+            &upload.envelope.mode,
+            &upload.envelope.key_id,
+        ));
+        self.conditions = OnceLock::new();
+        self
+    }
+
+    /// Whether a policy this request is checked against — `bucket_policy`, and a user's
+    /// identity policies — tests one of `keys`. The root user on a bucket without a policy is
+    /// checked against none.
+    fn policies_test(&self, bucket_policy: Option<&PolicyDocument>, keys: &[&str]) -> bool {
+        let tests = |doc: &PolicyDocument| keys.iter().any(|k| doc.tests_condition_key(k));
+        let identity = match &self.identity {
+            Identity::Root => false,
+            Identity::User(policies) => policies.iter().any(tests),
+        };
+        identity || bucket_policy.is_some_and(tests)
+    }
+
     /// Adds a condition key of this request (e.g. `s3:prefix`).
     pub fn with_condition(mut self, key: &str, value: &str) -> Authorizer {
         self.facts.extra.push((key.to_owned(), value.to_owned()));
@@ -374,6 +417,11 @@ impl Authorizer {
                 }
             }
             for (key, value) in &facts.from_headers {
+                if facts.upload_sse.is_none() || !SSE_KEYS.contains(key) {
+                    put(key, value.clone());
+                }
+            }
+            for (key, value) in facts.upload_sse.iter().flatten() {
                 put(key, value.clone());
             }
             for (key, value) in &facts.extra {
@@ -465,6 +513,20 @@ impl Authorizer {
     }
 }
 
+/// The SSE condition keys of an upload whose envelope has `mode` and `key_id` (see
+/// [`Authorizer::with_upload`]).
+fn upload_sse_keys(mode: &str, key_id: &str) -> Vec<(&'static str, String)> {
+    match mode {
+        "AES256" => vec![(SSE_KEYS[0], mode.to_owned())],
+        "aws:kms" | "aws:kms:dsse" => vec![
+            (SSE_KEYS[0], mode.to_owned()),
+            (SSE_KEYS[1], key_id.to_owned()),
+        ],
+        "SSE-C" => vec![(SSE_KEYS[2], "AES256".to_owned())],
+        _ => Vec::new(),
+    }
+}
+
 /// ListBucket's query parameters and the condition keys that carry them.
 const LIST_KEYS: &[(&str, &str)] = &[
     ("prefix", "s3:prefix"),
@@ -532,6 +594,44 @@ fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+impl S3AccessControl {
+    /// For a request writing into the multipart upload its `uploadId` names: the upload's SSE
+    /// condition keys, read from its record — only when a policy the request is checked
+    /// against tests them, so the root user's requests on a bucket without a policy (and most
+    /// others) read nothing. An upload that does not exist (or belongs to another key) gives
+    /// no keys; the operation then answers `NoSuchUpload` if the policies let it that far.
+    async fn upload_encryption(
+        &self,
+        authz: Authorizer,
+        bucket: &str,
+        key: &str,
+        uri: &http::Uri,
+    ) -> S3Result<Authorizer> {
+        let Some(upload_id) = query_param(uri, "uploadId") else {
+            return Ok(authz);
+        };
+        let bucket_policy = self.policies.get(bucket)?;
+        if !authz.policies_test(bucket_policy.as_deref(), SSE_KEYS) {
+            return Ok(authz);
+        }
+        let policies = self.policies.clone();
+        let name = bucket.to_owned();
+        let upload = tokio::task::spawn_blocking(move || policies.upload(&name, &upload_id))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "reading an upload for the access check");
+                api_error!(
+                    InternalError,
+                    "We encountered an internal error. Please try again."
+                )
+            })??;
+        Ok(match upload {
+            Some(upload) if upload.key == key => authz.with_upload(&upload),
+            _ => authz,
+        })
+    }
+}
+
 #[async_trait::async_trait]
 impl S3Access for S3AccessControl {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
@@ -590,7 +690,12 @@ impl S3Access for S3AccessControl {
                     }
                     resource_arn(bucket, None)
                 }
-                S3Path::Object { bucket, key } => resource_arn(bucket, Some(key)),
+                S3Path::Object { bucket, key } => {
+                    if WRITES_INTO_AN_UPLOAD.contains(&operation) {
+                        authz = self.upload_encryption(authz, bucket, key, cx.uri()).await?;
+                    }
+                    resource_arn(bucket, Some(key))
+                }
             };
             if let Some(version) = query_param(cx.uri(), "versionId") {
                 authz = authz.with_condition("s3:VersionId", &version);
@@ -758,6 +863,33 @@ mod tests {
             header_v4.condition_keys(signed - std::time::Duration::from_secs(5))[2].1,
             "0"
         );
+    }
+
+    #[test]
+    fn an_uploads_encryption_gives_the_keys_its_creation_headers_gave() {
+        let arn = "arn:aws:kms:us-east-1:111122223333:key/k";
+        let keys = |mode| upload_sse_keys(mode, arn);
+        assert_eq!(keys("AES256"), [(SSE_KEYS[0], "AES256".to_owned())]);
+        for kms in ["aws:kms", "aws:kms:dsse"] {
+            assert_eq!(
+                keys(kms),
+                [(SSE_KEYS[0], kms.to_owned()), (SSE_KEYS[1], arn.to_owned())]
+            );
+        }
+        assert_eq!(keys("SSE-C"), [(SSE_KEYS[2], "AES256".to_owned())]);
+        // They replace the request's own SSE headers (an UploadPart of an SSE-C upload carries
+        // the customer algorithm; none carries the mode).
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "x-amz-server-side-encryption-customer-algorithm",
+            http::HeaderValue::from_static("AES256"),
+        );
+        let mut authz = root_authorizer(&headers);
+        authz.facts.upload_sse = Some(keys("aws:kms"));
+        let conditions = authz.conditions();
+        assert_eq!(conditions[SSE_KEYS[0]], ["aws:kms"]);
+        assert_eq!(conditions[SSE_KEYS[1]], [arn]);
+        assert!(!conditions.contains_key(SSE_KEYS[2]));
     }
 
     #[test]

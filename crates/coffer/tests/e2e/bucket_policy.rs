@@ -498,6 +498,171 @@ async fn require_a_specific_kms_key_example() {
     assert_eq!(get(&s3, BUCKET, "right").await, b"policy test");
 }
 
+/// A whole multipart upload into `bucket`/`key` as `aws s3 cp` makes one, created with the given
+/// encryption headers: a 5 MiB part, a copied part (UploadPartCopy), CompleteMultipartUpload.
+/// Returns the object read back.
+async fn multipart_upload(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    sse: ServerSideEncryption,
+    kms_key: Option<&str>,
+) -> Vec<u8> {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let created = ok(s3
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .server_side_encryption(sse)
+        .set_ssekms_key_id(kms_key.map(str::to_owned))
+        .send()
+        .await);
+    let id = created.upload_id().unwrap();
+    let first = common::pattern(5 << 20, 9);
+    let part = s3
+        .upload_part()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(id)
+        .part_number(1)
+        .body(ByteStream::from(first.clone()))
+        .send()
+        .await;
+    let part = part.unwrap_or_else(|e| {
+        panic!(
+            "UploadPart refused: {:?}",
+            aws_sdk_s3::error::ProvideErrorMetadata::message(&e)
+        )
+    });
+    let copied = s3
+        .upload_part_copy()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(id)
+        .part_number(2)
+        .copy_source(format!("{BUCKET}/source"))
+        .send()
+        .await;
+    let copied = copied.unwrap_or_else(|e| {
+        panic!(
+            "UploadPartCopy refused: {:?}",
+            aws_sdk_s3::error::ProvideErrorMetadata::message(&e)
+        )
+    });
+    let completed_part = |n: i32, etag: Option<&str>| {
+        CompletedPart::builder()
+            .part_number(n)
+            .e_tag(etag.unwrap())
+            .build()
+    };
+    ok(s3
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(completed_part(1, part.e_tag()))
+                .parts(completed_part(
+                    2,
+                    copied.copy_part_result().and_then(|r| r.e_tag()),
+                ))
+                .build(),
+        )
+        .send()
+        .await);
+    let mut expected = first;
+    expected.extend_from_slice(b"copied part");
+    let stored = get(s3, bucket, key).await;
+    assert!(stored == expected, "{key}: the object read back differs");
+    stored
+}
+
+/// Regression (review of issue 9): UploadPart, UploadPartCopy and CompleteMultipartUpload were
+/// checked as `s3:PutObject` with their own headers, which never carry
+/// `x-amz-server-side-encryption`, so AWS's documented encryption policies refused every
+/// multipart upload after its creation (`aws s3 cp --sse AES256 big.bin`). They now take the
+/// SSE keys from the upload they write into; an upload in a mode the policy denies is still
+/// refused when it is created.
+#[tokio::test]
+async fn documented_encryption_policies_let_multipart_uploads_in_the_required_mode_finish() {
+    let (server, s3) = setup().await;
+    put(&s3, BUCKET, "source", b"copied part").await;
+    let kms = server.kms_client();
+    let wanted = key_arn(create_key(&kms, "the one").await.key_id());
+    let other = key_arn(create_key(&kms, "another").await.key_id());
+    let create = |sse: Option<ServerSideEncryption>, kms_key: Option<&str>| {
+        s3.create_multipart_upload()
+            .bucket(BUCKET)
+            .key("refused")
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key.map(str::to_owned))
+            .send()
+    };
+
+    put_policy(&s3, BUCKET, &for_bucket(DENY_UNENCRYPTED, BUCKET)).await;
+    multipart_upload(&s3, BUCKET, "aes", ServerSideEncryption::Aes256, None).await;
+    denied_by_bucket_policy(create(None, None).await);
+    denied_by_bucket_policy(create(Some(ServerSideEncryption::AwsKms), Some(&wanted)).await);
+
+    put_policy(&s3, BUCKET, &for_bucket(REQUIRE_AWS_KMS_HEADER, BUCKET)).await;
+    multipart_upload(
+        &s3,
+        BUCKET,
+        "kms",
+        ServerSideEncryption::AwsKms,
+        Some(&wanted),
+    )
+    .await;
+    denied_by_bucket_policy(create(Some(ServerSideEncryption::Aes256), None).await);
+
+    let specific = for_bucket(REQUIRE_SPECIFIC_KEY, BUCKET).replace(
+        "arn:aws:kms:us-east-2:111122223333:key/01234567-89ab-cdef-0123-456789abcdef",
+        &wanted,
+    );
+    put_policy(&s3, BUCKET, &specific).await;
+    multipart_upload(
+        &s3,
+        BUCKET,
+        "key",
+        ServerSideEncryption::AwsKms,
+        Some(&wanted),
+    )
+    .await;
+    denied_by_bucket_policy(create(Some(ServerSideEncryption::AwsKms), Some(&other)).await);
+    ok(s3.delete_bucket_policy().bucket(BUCKET).send().await);
+
+    // The identity side reads the upload too: a user whose own policy requires AES256.
+    let (ak, sk) = server.add_user_online(
+        "uploader",
+        Some(&format!(
+            r#"{{"Version":"2012-10-17","Statement":[
+                {{"Effect":"Allow","Action":"s3:*","Resource":["arn:aws:s3:::{BUCKET}","arn:aws:s3:::{BUCKET}/*"]}},
+                {{"Effect":"Deny","Action":"s3:PutObject","Resource":"arn:aws:s3:::{BUCKET}/*",
+                  "Condition":{{"StringNotEquals":{{"s3:x-amz-server-side-encryption":"AES256"}}}}}}]}}"#
+        )),
+    );
+    let uploader = server.client_as(&ak, &sk);
+    multipart_upload(
+        &uploader,
+        BUCKET,
+        "by-user",
+        ServerSideEncryption::Aes256,
+        None,
+    )
+    .await;
+    assert_s3_error(
+        uploader
+            .create_multipart_upload()
+            .bucket(BUCKET)
+            .key("refused")
+            .send()
+            .await,
+        403,
+        "AccessDenied",
+    );
+}
+
 /// AWS's policy to block SSE-C uploads (S3 User Guide on SSE-C, and the resource control
 /// policy examples).
 const DENY_SSE_C: &str = r#"{
