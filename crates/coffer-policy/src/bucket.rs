@@ -14,6 +14,7 @@
 //! Like the rest of the crate this is pure: no I/O, and a document either passes every check or
 //! is refused with a message naming the statement and the entry.
 
+use crate::variables::Text;
 use crate::{
     Cidr, Effect, Element, PolicyDocument, PolicyError, Principal, SetPrefix, Test, malformed,
     wildcard_match,
@@ -42,7 +43,7 @@ pub fn parse_bucket_policy(json: &str, bucket: &str) -> Result<PolicyDocument, P
                 )));
             }
         }
-        for resource in &statement.resource.entries {
+        for resource in statement.resource.entries.iter().map(|r| &r.raw) {
             if !in_bucket(resource, bucket) {
                 return Err(malformed(format!(
                     "Policy has invalid resource: {name}: \"{resource}\" is not \
@@ -161,10 +162,10 @@ fn grants_everyone(principal: &Element<Principal>) -> bool {
 
 /// Whether a condition test admits only fixed values.
 fn pins(test: &Test) -> bool {
-    let fixed = |values: &[String]| {
+    let fixed = |values: &[Text]| {
         values
             .iter()
-            .all(|v| !v.contains(['*', '?']) && !v.contains("${"))
+            .all(|v| !v.raw.contains(['*', '?']) && !v.raw.contains("${"))
     };
     match test {
         Test::StringEquals(values) | Test::StringEqualsIgnoreCase(values) | Test::Arn(values) => {

@@ -22,8 +22,10 @@
 //! `CanonicalUser` principals are accepted but never match a Coffer caller.
 //!
 //! **Actions** match case-insensitively, **resources** case-sensitively; both take the wildcards
-//! `*` (any run of characters) and `?` (one character). Policy variables (`${aws:username}`) are
-//! not expanded: they match literally.
+//! `*` (any run of characters) and `?` (one character). In a Version `2012-10-17` policy,
+//! `Resource` entries and string and ARN condition values may hold policy variables
+//! (`${aws:username}`, `${aws:PrincipalAccount}`, any single-valued condition key, with an
+//! optional `'default'`, and `${*}`, `${?}`, `${$}`), expanded per request: see `variables.rs`.
 //!
 //! **Conditions**: every operator block and every key in it must hold; a key holds when the
 //! request value matches any of the listed values (for a negated operator such as
@@ -45,6 +47,7 @@
 //! 20 KB limit) and the "is it public" rule: see [`parse_bucket_policy`] and [`is_public`].
 
 mod bucket;
+mod variables;
 
 pub use bucket::{
     MAX_BUCKET_POLICY_BYTES, SUPPLIED_S3_CONDITION_KEYS, is_public, parse_bucket_policy,
@@ -58,6 +61,7 @@ use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Vis
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use variables::Text;
 
 /// Largest policy document accepted, in bytes (AWS KMS's key policy limit, 32 KiB).
 pub const MAX_POLICY_BYTES: usize = 32 * 1024;
@@ -117,7 +121,7 @@ struct Statement {
     principal: Option<Element<Principal>>,
     /// Lower-cased patterns.
     action: Element<String>,
-    resource: Element<String>,
+    resource: Element<Text>,
     conditions: Vec<Condition>,
 }
 
@@ -170,10 +174,13 @@ impl PolicyDocument {
             return Err(malformed("the policy must be a JSON object"));
         };
         let mut statements = None;
+        // Policy variables exist from Version 2012-10-17 on; without a Version, 2008-10-17.
+        let mut variables = false;
         for (field, value) in &top {
             match field.as_str() {
                 "Version" => match value.as_str() {
-                    Some("2012-10-17" | "2008-10-17") => {}
+                    Some("2012-10-17") => variables = true,
+                    Some("2008-10-17") => {}
                     _ => {
                         return Err(malformed(format!(
                             "Version must be \"2012-10-17\" or \"2008-10-17\", not {value}"
@@ -209,14 +216,19 @@ impl PolicyDocument {
         let statements = statements
             .into_iter()
             .enumerate()
-            .map(|(i, s)| Statement::parse(i + 1, s, kind))
+            .map(|(i, s)| Statement::parse(i + 1, s, kind, variables))
             .collect::<Result<_, _>>()?;
         Ok(PolicyDocument { statements })
     }
 }
 
 impl Statement {
-    fn parse(number: usize, value: &Value, kind: Kind) -> Result<Statement, PolicyError> {
+    fn parse(
+        number: usize,
+        value: &Value,
+        kind: Kind,
+        variables: bool,
+    ) -> Result<Statement, PolicyError> {
         let Value::Object(fields) = value else {
             return Err(malformed(format!(
                 "statement {number} is not a JSON object"
@@ -289,7 +301,7 @@ impl Statement {
                             if r.is_empty() {
                                 Err(malformed(format!("{name}: {field} has an empty entry")))
                             } else {
-                                Ok(r.to_owned())
+                                Text::parse(&format!("{name}: {field}"), r, variables)
                             }
                         })
                         .collect::<Result<_, _>>()?;
@@ -298,7 +310,7 @@ impl Statement {
                         entries,
                     });
                 }
-                "Condition" => conditions = parse_conditions(&name, value)?,
+                "Condition" => conditions = parse_conditions(&name, value, variables)?,
                 other => {
                     return Err(malformed(format!(
                         "{name} has an unknown field \"{other}\" (expected Sid, Effect, \
@@ -325,7 +337,9 @@ impl Statement {
 
     fn applies(&self, ctx: &EvalContext<'_>, action: &str) -> bool {
         self.action.matches(|p| wildcard_match(p, action))
-            && self.resource.matches(|p| wildcard_match(p, ctx.resource))
+            && self
+                .resource
+                .matches(|p| glob_matches(p, ctx, ctx.resource))
             && self
                 .principal
                 .as_ref()
@@ -553,28 +567,39 @@ impl Compare {
 /// What one condition compares, with the policy's values already parsed.
 #[derive(Debug, Clone)]
 enum Test {
-    StringEquals(Vec<String>),
+    StringEquals(Vec<Text>),
     /// Values stored lower-cased.
-    StringEqualsIgnoreCase(Vec<String>),
-    StringLike(Vec<String>),
+    StringEqualsIgnoreCase(Vec<Text>),
+    StringLike(Vec<Text>),
     Numeric(Compare, Vec<f64>),
     /// Nanoseconds since the Unix epoch.
     Date(Compare, Vec<i128>),
     Bool(Vec<bool>),
     Ip(Vec<Cidr>),
     /// `ArnEquals` and `ArnLike` are the same test in AWS: wildcards per ARN field.
-    Arn(Vec<String>),
+    Arn(Vec<Text>),
     /// `Null`: true when the key's absence is the given value.
     Null(bool),
 }
 
 impl Test {
-    /// Whether one request value matches any of the policy's values.
-    fn matches(&self, request: &str) -> bool {
+    /// Whether one request value matches any of the policy's values (a value whose policy
+    /// variable is null matches nothing).
+    fn matches(&self, request: &str, ctx: &EvalContext<'_>) -> bool {
         match self {
-            Test::StringEquals(values) => values.iter().any(|v| v == request),
-            Test::StringEqualsIgnoreCase(values) => values.contains(&request.to_lowercase()),
-            Test::StringLike(values) => values.iter().any(|v| wildcard_match(v, request)),
+            Test::StringEquals(values) => values
+                .iter()
+                .any(|v| v.expand(ctx).is_some_and(|v| v == request)),
+            Test::StringEqualsIgnoreCase(values) => {
+                let request = request.to_lowercase();
+                // Written text is stored lower-cased; a substituted value is lowered here.
+                values.iter().any(|v| match v.expand(ctx) {
+                    Some(expanded) if v.has_variables() => expanded.to_lowercase() == request,
+                    Some(expanded) => expanded == request,
+                    None => false,
+                })
+            }
+            Test::StringLike(values) => values.iter().any(|v| glob_matches(v, ctx, request)),
             Test::Numeric(ord, values) => {
                 parse_number(request).is_some_and(|r| values.iter().any(|&v| ord.holds(r, v)))
             }
@@ -586,7 +611,10 @@ impl Test {
                 .trim()
                 .parse::<IpAddr>()
                 .is_ok_and(|ip| cidrs.iter().any(|c| c.contains(ip))),
-            Test::Arn(values) => values.iter().any(|v| arn_match(v, request)),
+            Test::Arn(values) => values.iter().any(|v| {
+                v.pattern(ctx)
+                    .is_some_and(|(pattern, escaped)| arn_match(&pattern, request, escaped))
+            }),
             Test::Null(_) => false,
         }
     }
@@ -602,7 +630,11 @@ struct Condition {
     if_exists: bool,
 }
 
-fn parse_conditions(name: &str, value: &Value) -> Result<Vec<Condition>, PolicyError> {
+fn parse_conditions(
+    name: &str,
+    value: &Value,
+    variables: bool,
+) -> Result<Vec<Condition>, PolicyError> {
     let Value::Object(blocks) = value else {
         return Err(malformed(format!(
             "{name}: Condition must be an object of {{operator: {{key: value}}}}"
@@ -621,7 +653,7 @@ fn parse_conditions(name: &str, value: &Value) -> Result<Vec<Condition>, PolicyE
             )));
         }
         for (key, values) in keys {
-            conditions.push(parse_condition(name, operator, key, values)?);
+            conditions.push(parse_condition(name, operator, key, values, variables)?);
         }
     }
     Ok(conditions)
@@ -632,6 +664,7 @@ fn parse_condition(
     operator: &str,
     key: &str,
     values: &Value,
+    variables: bool,
 ) -> Result<Condition, PolicyError> {
     let here = format!("{name}: Condition {operator} on \"{key}\"");
     if key.is_empty() {
@@ -677,14 +710,22 @@ fn parse_condition(
             raw.iter().filter_map(|v| parse_date(v)).collect(),
         ))
     };
-    let strings = || raw.clone();
+    // String and ARN values may hold policy variables.
+    let texts = || -> Result<Vec<Text>, PolicyError> {
+        raw.iter()
+            .map(|v| Text::parse(&here, v, variables))
+            .collect()
+    };
+    let lowered = || -> Result<Vec<Text>, PolicyError> {
+        Ok(texts()?.into_iter().map(Text::lowercase).collect())
+    };
     let (test, negated) = match base {
-        "StringEquals" => (Test::StringEquals(strings()), false),
-        "StringNotEquals" => (Test::StringEquals(strings()), true),
-        "StringEqualsIgnoreCase" => (Test::StringEqualsIgnoreCase(lowered(&raw)), false),
-        "StringNotEqualsIgnoreCase" => (Test::StringEqualsIgnoreCase(lowered(&raw)), true),
-        "StringLike" => (Test::StringLike(strings()), false),
-        "StringNotLike" => (Test::StringLike(strings()), true),
+        "StringEquals" => (Test::StringEquals(texts()?), false),
+        "StringNotEquals" => (Test::StringEquals(texts()?), true),
+        "StringEqualsIgnoreCase" => (Test::StringEqualsIgnoreCase(lowered()?), false),
+        "StringNotEqualsIgnoreCase" => (Test::StringEqualsIgnoreCase(lowered()?), true),
+        "StringLike" => (Test::StringLike(texts()?), false),
+        "StringNotLike" => (Test::StringLike(texts()?), true),
         "NumericEquals" => (numbers(Compare::Equal)?, false),
         "NumericNotEquals" => (numbers(Compare::Equal)?, true),
         "NumericLessThan" => (numbers(Compare::Less)?, false),
@@ -709,8 +750,8 @@ fn parse_condition(
             let cidrs = raw.iter().filter_map(|v| Cidr::parse(v)).collect();
             (Test::Ip(cidrs), base == "NotIpAddress")
         }
-        "ArnEquals" | "ArnLike" => (Test::Arn(strings()), false),
-        "ArnNotEquals" | "ArnNotLike" => (Test::Arn(strings()), true),
+        "ArnEquals" | "ArnLike" => (Test::Arn(texts()?), false),
+        "ArnNotEquals" | "ArnNotLike" => (Test::Arn(texts()?), true),
         "Null" => {
             if set != SetPrefix::None || if_exists {
                 return Err(malformed(format!(
@@ -756,10 +797,6 @@ fn condition_values(value: &Value) -> Option<Vec<String>> {
     }
 }
 
-fn lowered(values: &[String]) -> Vec<String> {
-    values.iter().map(|v| v.to_lowercase()).collect()
-}
-
 fn parse_number(s: &str) -> Option<f64> {
     s.trim().parse::<f64>().ok().filter(|n| n.is_finite())
 }
@@ -800,7 +837,7 @@ impl Condition {
                 SetPrefix::None => self.if_exists || self.negated,
             };
         };
-        let one = |v: &&str| self.test.matches(v) != self.negated;
+        let one = |v: &&str| self.test.matches(v, ctx) != self.negated;
         match self.set {
             SetPrefix::ForAnyValue => values.iter().any(one),
             SetPrefix::ForAllValues => values.iter().all(one),
@@ -886,17 +923,35 @@ impl Cidr {
 /// `ArnLike`: each of the six ARN fields is matched separately with wildcards, so a `*` never
 /// spans a field boundary. A pattern that starts like an ARN but lacks fields matches nothing;
 /// one that does not start with `arn:` (e.g. `"*"`) is matched against the whole string.
-fn arn_match(pattern: &str, arn: &str) -> bool {
+/// `escaped`: the pattern comes from [`Text::pattern`] (see [`glob_match`]).
+fn arn_match(pattern: &str, arn: &str, escaped: bool) -> bool {
     match (arn_parts(pattern), arn_parts(arn)) {
-        (Some(p), Some(a)) => p.iter().zip(a.iter()).all(|(p, a)| wildcard_match(p, a)),
+        (Some(p), Some(a)) => p
+            .iter()
+            .zip(a.iter())
+            .all(|(p, a)| glob_match(p, a, escaped)),
         _ if pattern.starts_with("arn:") => false,
-        _ => wildcard_match(pattern, arn),
+        _ => glob_match(pattern, arn, escaped),
     }
 }
 
+/// Whether `text` matches the pattern `value` makes for this request (policy variables
+/// expanded; a null one matches nothing).
+fn glob_matches(value: &Text, ctx: &EvalContext<'_>, text: &str) -> bool {
+    value
+        .pattern(ctx)
+        .is_some_and(|(pattern, escaped)| glob_match(&pattern, text, escaped))
+}
+
 /// Glob match with `*` (any run of characters, also empty) and `?` (exactly one character).
-/// Linear in the common case; backtracks only to the last `*`.
 fn wildcard_match(pattern: &str, text: &str) -> bool {
+    glob_match(pattern, text, false)
+}
+
+/// [`wildcard_match`]; when `escaped`, a `\` makes the character after it literal (how an
+/// expanded policy variable keeps its value's `*` and `?` from acting as wildcards).
+/// Linear in the common case; backtracks only to the last `*`.
+fn glob_match(pattern: &str, text: &str, escaped: bool) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let char_len = |i: usize| match t[i] {
         b if b < 0x80 => 1,
@@ -912,24 +967,33 @@ fn wildcard_match(pattern: &str, text: &str) -> bool {
             Some(b'*') => {
                 pi += 1;
                 star = Some((pi, ti));
+                continue;
             }
             Some(b'?') => {
                 pi += 1;
                 ti += char_len(ti);
+                continue;
             }
-            Some(&b) if b == t[ti] => {
-                pi += 1;
-                ti += 1;
+            _ => {}
+        }
+        // A literal byte: `\x` (when escaped) or any other.
+        let (literal, width) = match p.get(pi) {
+            Some(b'\\') if escaped => (p.get(pi + 1), 2),
+            other => (other, 1),
+        };
+        if literal == Some(&t[ti]) {
+            pi += width;
+            ti += 1;
+            continue;
+        }
+        match star {
+            Some((after_star, matched)) => {
+                let matched = matched + char_len(matched);
+                star = Some((after_star, matched));
+                pi = after_star;
+                ti = matched;
             }
-            _ => match star {
-                Some((after_star, matched)) => {
-                    let matched = matched + char_len(matched);
-                    star = Some((after_star, matched));
-                    pi = after_star;
-                    ti = matched;
-                }
-                None => return false,
-            },
+            None => return false,
         }
     }
     p[pi..].iter().all(|&b| b == b'*')

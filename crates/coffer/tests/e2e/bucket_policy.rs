@@ -1201,6 +1201,86 @@ async fn an_account_principal_deny_binds_a_user_the_bucket_policy_allows() {
     }
 }
 
+/// Regression (review of issue 9): policy variables were matched literally, so a statement
+/// with `${aws:username}` never applied — an Allow granted nothing and, worse, a Deny denied
+/// nothing. They are expanded per request (Version 2012-10-17).
+#[tokio::test]
+async fn policy_variables_give_each_user_a_home_and_bind_denies() {
+    let (server, s3) = setup().await;
+    let (ak, sk) = server.add_user_online("alice", None);
+    let alice = server.client_as(&ak, &sk);
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+            {{"Sid":"OwnHome","Effect":"Allow","Principal":{{"AWS":"{alice}"}},
+              "Action":["s3:GetObject","s3:PutObject"],
+              "Resource":"arn:aws:s3:::{BUCKET}/home/${{aws:username}}/*"}},
+            {{"Sid":"OwnHomeListing","Effect":"Allow","Principal":{{"AWS":"{alice}"}},
+              "Action":"s3:ListBucket","Resource":"arn:aws:s3:::{BUCKET}",
+              "Condition":{{"StringLike":{{"s3:prefix":"home/${{aws:username}}/*"}}}}}},
+            {{"Sid":"ReadOnlyCorner","Effect":"Deny","Principal":{{"AWS":"{alice}"}},
+              "Action":"s3:PutObject",
+              "Resource":"arn:aws:s3:::{BUCKET}/home/${{aws:username}}/readonly/*"}}]}}"#,
+        alice = user_arn("alice")
+    );
+    put_policy(&s3, BUCKET, &policy).await;
+    put(&alice, BUCKET, "home/alice/notes", b"mine").await;
+    assert_eq!(get(&alice, BUCKET, "home/alice/notes").await, b"mine");
+    let listed = ok(alice
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .prefix("home/alice/")
+        .send()
+        .await);
+    assert_eq!(listed.key_count(), Some(1));
+    assert_s3_error(
+        alice
+            .put_object()
+            .bucket(BUCKET)
+            .key("home/bob/notes")
+            .body(ByteStream::from_static(b"not mine"))
+            .send()
+            .await,
+        403,
+        "AccessDenied",
+    );
+    assert_s3_error(
+        alice
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .prefix("home/bob/")
+            .send()
+            .await,
+        403,
+        "AccessDenied",
+    );
+    denied_by_bucket_policy(
+        alice
+            .put_object()
+            .bucket(BUCKET)
+            .key("home/alice/readonly/x")
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await,
+    );
+    // A variable that cannot be read is refused when the policy is put.
+    let unterminated = policy.replace("${aws:username}/readonly", "${aws:username/readonly");
+    let failure = assert_s3_error(
+        s3.put_bucket_policy()
+            .bucket(BUCKET)
+            .policy(&unterminated)
+            .send()
+            .await,
+        400,
+        "MalformedPolicy",
+    );
+    assert!(
+        failure
+            .message
+            .unwrap_or_default()
+            .contains("policy variable with no closing brace")
+    );
+}
+
 #[tokio::test]
 async fn the_root_user_is_bound_by_a_deny_but_can_always_fix_the_policy() {
     let (_server, s3) = setup().await;
