@@ -431,6 +431,31 @@ async fn the_documented_deny_sigv2_policy_refuses_a_sigv2_request() {
         b"",
     );
     assert_error(&response, 403, "AccessDenied");
+    // Presigned SigV2 URLs, and the bucket-encryption route, are SigV2 too.
+    let expires = (SystemTime::now() + MINUTE)
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let target = presigned_get("/bkt/k", &expires.to_string(), SECRET_KEY);
+    assert_error(
+        &request(server.addr(), "GET", &target, &[], b""),
+        403,
+        "AccessDenied",
+    );
+    let response = request(
+        server.addr(),
+        "GET",
+        "/bkt?encryption",
+        &signed_headers("GET", "/bkt/", "", SystemTime::now(), SECRET_KEY),
+        b"",
+    );
+    assert_error(&response, 403, "AccessDenied");
     // SigV4 requests are not SigV2 ones.
     assert_eq!(get(&server.client(), "bkt", "k").await, b"secret contents");
+    ok(server
+        .client()
+        .get_bucket_encryption()
+        .bucket("bkt")
+        .send()
+        .await);
 }
