@@ -3,8 +3,9 @@
 # unencrypted object uploads" policy put with `s3api put-bucket-policy`, an upload without
 # `x-amz-server-side-encryption` refused with AccessDenied and one with `AES256` accepted (Coffer
 # encrypts every object anyway; the policy tests the request header), get-bucket-policy returning
-# the policy as sent, get-bucket-policy-status, a policy naming another bucket refused with
-# MalformedPolicy, and delete-bucket-policy lifting the rule.
+# the policy as sent, get-bucket-policy-status, `aws s3 cp --sse AES256` of a multipart-sized
+# file completing under the policy (and without --sse refused), a policy naming another bucket
+# refused with MalformedPolicy, and delete-bucket-policy lifting the rule.
 #
 # Usage: scripts/ci/awscli_bucket_policy.sh <endpoint-url>
 # Env:   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (the root pair), AWS_DEFAULT_REGION (us-east-1)
@@ -125,6 +126,20 @@ sse=$(awsx s3api put-object --bucket "$BUCKET" --key aes.txt --body "$WORK/file.
 expect_eq "PutObject ServerSideEncryption" "$sse" "AES256"
 awsx s3api get-object --bucket "$BUCKET" --key aes.txt "$WORK/back.txt" >/dev/null
 expect_eq "object read back" "$(sha "$WORK/back.txt")" "$(sha "$WORK/file.txt")"
+
+step "aws s3 cp --sse AES256 of a 20 MiB file (a multipart upload) completes under the policy"
+# UploadPart and CompleteMultipartUpload carry no x-amz-server-side-encryption: the policy sees
+# the upload's mode, set when it was created.
+head -c $((20 * 1024 * 1024)) /dev/urandom >"$WORK/big.bin"
+awsx s3 cp --sse AES256 "$WORK/big.bin" "s3://$BUCKET/big.bin" >/dev/null
+awsx s3 cp "s3://$BUCKET/big.bin" "$WORK/big.back" >/dev/null
+expect_eq "multipart object read back" "$(sha "$WORK/big.back")" "$(sha "$WORK/big.bin")"
+etag=$(awsx s3api head-object --bucket "$BUCKET" --key big.bin | pyq 'd["ETag"]')
+case "$etag" in
+    *-*) ok "stored as a multipart object (ETag $etag)" ;;
+    *) fail "expected a multipart ETag, got $etag" ;;
+esac
+expect_s3_error AccessDenied s3 cp "$WORK/big.bin" "s3://$BUCKET/big-plain.bin"
 
 step "a policy naming another bucket is MalformedPolicy"
 sed "s/$BUCKET/someone-elses-bucket/g" "$WORK/policy.json" >"$WORK/other.json"

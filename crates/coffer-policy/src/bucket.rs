@@ -5,13 +5,16 @@
 //! time: at most [`MAX_BUCKET_POLICY_BYTES`]; every action an S3 action (`s3:GetObject`, `s3:Get*`,
 //! `s3:*`, `*`); every resource `arn:aws:s3:::<this bucket>` or an object pattern under it
 //! (`"*"` alone, another bucket's ARN or a region/account in the ARN is "Policy has invalid
-//! resource", as S3 says); every `s3:` condition key one S3 defines. [`is_public`] follows AWS's
+//! resource", as S3 says); every `s3:` condition key one Coffer supplies
+//! ([`SUPPLIED_S3_CONDITION_KEYS`]: a key no request carries would leave its statement silently
+//! inert). [`is_public`] follows AWS's
 //! rule for `GetBucketPolicyStatus`: a policy is public when an `Allow` statement names everyone
 //! and no condition pins the request to fixed values of the keys AWS lists.
 //!
 //! Like the rest of the crate this is pure: no I/O, and a document either passes every check or
 //! is refused with a message naming the statement and the entry.
 
+use crate::variables::Text;
 use crate::{
     Cidr, Effect, Element, PolicyDocument, PolicyError, Principal, SetPrefix, Test, malformed,
     wildcard_match,
@@ -40,7 +43,7 @@ pub fn parse_bucket_policy(json: &str, bucket: &str) -> Result<PolicyDocument, P
                 )));
             }
         }
-        for resource in &statement.resource.entries {
+        for resource in statement.resource.entries.iter().map(|r| &r.raw) {
             if !in_bucket(resource, bucket) {
                 return Err(malformed(format!(
                     "Policy has invalid resource: {name}: \"{resource}\" is not \
@@ -50,13 +53,7 @@ pub fn parse_bucket_policy(json: &str, bucket: &str) -> Result<PolicyDocument, P
             }
         }
         for condition in &statement.conditions {
-            if !is_known_condition_key(&condition.key) {
-                return Err(malformed(format!(
-                    "Policy has an invalid condition key: {name}: \"{}\" is not a condition \
-                     key of S3",
-                    condition.key
-                )));
-            }
+            check_condition_key(&name, &condition.key)?;
         }
     }
     Ok(doc)
@@ -89,25 +86,37 @@ fn in_bucket(resource: &str, bucket: &str) -> bool {
     !bucket_part.is_empty() && wildcard_match(bucket_part, bucket)
 }
 
-/// S3's condition keys (the `s3:` ones; every `aws:` global key is accepted).
-fn is_known_condition_key(key: &str) -> bool {
-    let lower = key.to_ascii_lowercase();
-    let Some(name) = lower.strip_prefix("s3:") else {
-        return true;
+/// Refuses an `s3:` condition key Coffer does not supply: one S3 does not define (a typo in a
+/// Deny's guard would make it deny everything, or nothing), and one S3 defines but Coffer never
+/// sets (object tags, access points, TLS version, …), which would leave its statement silently
+/// inert. `aws:` global keys pass: those Coffer does not set are absent as they are on AWS for a
+/// caller outside any VPC, organization or session.
+fn check_condition_key(name: &str, key: &str) -> Result<(), PolicyError> {
+    let Some(s3_key) = key
+        .get(..3)
+        .filter(|p| p.eq_ignore_ascii_case("s3:"))
+        .map(|_| &key[3..])
+    else {
+        return Ok(());
     };
-    const FAMILIES: &[&str] = &[
-        "existingobjecttag/",
-        "requestobjecttag/",
-        "buckettag/",
-        "resourcetag/",
-        "x-amz-grant-",
-        "object-lock-",
-        "x-amz-checksum-",
-    ];
-    S3_CONDITION_KEYS
-        .iter()
-        .any(|k| k.eq_ignore_ascii_case(name))
-        || FAMILIES.iter().any(|f| name.starts_with(f))
+    let listed = |keys: &[&str]| keys.iter().any(|k| k.eq_ignore_ascii_case(s3_key));
+    if listed(SUPPLIED_S3_CONDITION_KEYS) {
+        return Ok(());
+    }
+    let lower = s3_key.to_ascii_lowercase();
+    let defined_by_s3 =
+        listed(S3_CONDITION_KEYS) || S3_KEY_FAMILIES.iter().any(|f| lower.starts_with(f));
+    let why = if defined_by_s3 {
+        "is a condition key of S3 that Coffer does not supply: no request would carry it, so the \
+         statement would never apply as written"
+    } else {
+        "is not a condition key of S3"
+    };
+    Err(malformed(format!(
+        "Policy has an invalid condition key: {name}: \"{key}\" {why}. The s3: keys Coffer \
+         supplies are s3:{}",
+        SUPPLIED_S3_CONDITION_KEYS.join(", s3:")
+    )))
 }
 
 /// Condition keys AWS treats as pinning a request to a known party when tested for fixed
@@ -153,10 +162,10 @@ fn grants_everyone(principal: &Element<Principal>) -> bool {
 
 /// Whether a condition test admits only fixed values.
 fn pins(test: &Test) -> bool {
-    let fixed = |values: &[String]| {
+    let fixed = |values: &[Text]| {
         values
             .iter()
-            .all(|v| !v.contains(['*', '?']) && !v.contains("${"))
+            .all(|v| !v.raw.contains(['*', '?']) && !v.raw.contains("${"))
     };
     match test {
         Test::StringEquals(values) | Test::StringEqualsIgnoreCase(values) | Test::Arn(values) => {
@@ -348,8 +357,50 @@ const S3_ACTIONS: &[&str] = &[
     "UpdateStorageLensGroup",
 ];
 
-/// S3's condition keys (without the `s3:` prefix; families such as `ExistingObjectTag/<key>`
-/// are matched by prefix in [`is_known_condition_key`]).
+/// The `s3:` condition keys (without the prefix) Coffer's S3 layer supplies on the requests AWS
+/// supplies them on (`coffer-s3`'s `authz.rs`, whose tests hold it to this list). A bucket policy
+/// may test no other `s3:` key.
+pub const SUPPLIED_S3_CONDITION_KEYS: &[&str] = &[
+    "authType",
+    "delimiter",
+    "if-match",
+    "if-none-match",
+    "max-keys",
+    "prefix",
+    "ResourceAccount",
+    "signatureAge",
+    "signatureversion",
+    "VersionId",
+    "x-amz-acl",
+    "x-amz-content-sha256",
+    "x-amz-copy-source",
+    "x-amz-grant-full-control",
+    "x-amz-grant-read",
+    "x-amz-grant-read-acp",
+    "x-amz-grant-write",
+    "x-amz-grant-write-acp",
+    "x-amz-metadata-directive",
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-context",
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-storage-class",
+    "x-amz-website-redirect-location",
+];
+
+/// Families of S3 condition keys, matched by prefix (lower-case, without `s3:`).
+const S3_KEY_FAMILIES: &[&str] = &[
+    "existingobjecttag/",
+    "requestobjecttag/",
+    "buckettag/",
+    "resourcetag/",
+    "x-amz-grant-",
+    "object-lock-",
+    "x-amz-checksum-",
+];
+
+/// Every condition key S3 defines (without the `s3:` prefix; families such as
+/// `ExistingObjectTag/<key>` are in [`S3_KEY_FAMILIES`]): told apart from typos in refusals.
 const S3_CONDITION_KEYS: &[&str] = &[
     "AccessGrantsInstanceArn",
     "AccessPointNetworkOrigin",
@@ -506,7 +557,9 @@ mod tests {
             "S3:X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id",
             "s3:x-amz-server-side-encryption-customer-algorithm",
             "s3:prefix",
-            "s3:ExistingObjectTag/team",
+            "s3:signatureversion",
+            "s3:authType",
+            "s3:SignatureAge",
             "aws:SecureTransport",
             "aws:anything",
         ] {
@@ -518,6 +571,33 @@ mod tests {
             msg.starts_with("Policy has an invalid condition key"),
             "{msg}"
         );
+        assert!(msg.contains("is not a condition key of S3"), "{msg}");
+        assert!(
+            msg.contains("s3:signatureversion"),
+            "lists what is supported: {msg}"
+        );
+    }
+
+    /// Regression (review of issue 9): keys S3 defines but Coffer never set (`s3:TlsVersion`,
+    /// object tags, …) were accepted, leaving their statements silently inert.
+    #[test]
+    fn s3_keys_coffer_does_not_supply_are_refused_by_name() {
+        for key in [
+            "s3:TlsVersion",
+            "s3:ExistingObjectTag/team",
+            "s3:RequestObjectTagKeys",
+            "s3:object-lock-mode",
+            "s3:DataAccessPointArn",
+            "s3:LocationConstraint",
+        ] {
+            let json = policy(&format!(
+                r#"{{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::b/*",
+                    "Condition":{{"StringEquals":{{"{key}":"x"}}}}}}"#
+            ));
+            let msg = refusal(&json, "b");
+            assert!(msg.contains(&format!("\"{key}\"")), "{msg}");
+            assert!(msg.contains("Coffer does not supply"), "{msg}");
+        }
     }
 
     #[test]

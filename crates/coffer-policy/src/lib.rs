@@ -10,17 +10,22 @@
 //! `NotResource`). [`authorize`] combines a caller's identity policies with a resource policy the
 //! way AWS does within one account.
 //!
-//! **Principals.** A principal entry `"*"` matches every caller. An account principal —
-//! `"arn:aws:iam::<account>:root"` or the bare 12-digit account id — matches the account's root
-//! user, and *delegates* for every other principal of the account: as in AWS, it applies to a user
-//! only as far as that user's identity policies allow the request ([`EvalContext::account_delegation`],
-//! which [`authorize`] works out). Any other ARN matches the caller's ARN exactly (no wildcards; use
+//! **Principals.** A principal entry `"*"` matches every caller. In an `Allow`, an account
+//! principal — `"arn:aws:iam::<account>:root"` or the bare 12-digit account id — grants the
+//! account's root user, and *delegates* for every other principal of the account: as in AWS, it
+//! grants a user only as far as that user's identity policies allow the request
+//! ([`EvalContext::account_delegation`], which [`authorize`] works out). In a `Deny` it binds every
+//! principal of the account, whatever grants them access; and a `Deny` with `NotPrincipal`
+//! exempts a user only when it lists both the user and its account (AWS: a request is made as the
+//! user and as its account). Any other ARN matches the caller's ARN exactly (no wildcards; use
 //! `ArnLike` on `aws:PrincipalArn` in a condition for patterns). `Service`, `Federated` and
 //! `CanonicalUser` principals are accepted but never match a Coffer caller.
 //!
 //! **Actions** match case-insensitively, **resources** case-sensitively; both take the wildcards
-//! `*` (any run of characters) and `?` (one character). Policy variables (`${aws:username}`) are
-//! not expanded: they match literally.
+//! `*` (any run of characters) and `?` (one character). In a Version `2012-10-17` policy,
+//! `Resource` entries and string and ARN condition values may hold policy variables
+//! (`${aws:username}`, `${aws:PrincipalAccount}`, any single-valued condition key, with an
+//! optional `'default'`, and `${*}`, `${?}`, `${$}`), expanded per request: see `variables.rs`.
 //!
 //! **Conditions**: every operator block and every key in it must hold; a key holds when the
 //! request value matches any of the listed values (for a negated operator such as
@@ -42,8 +47,11 @@
 //! 20 KB limit) and the "is it public" rule: see [`parse_bucket_policy`] and [`is_public`].
 
 mod bucket;
+mod variables;
 
-pub use bucket::{MAX_BUCKET_POLICY_BYTES, is_public, parse_bucket_policy};
+pub use bucket::{
+    MAX_BUCKET_POLICY_BYTES, SUPPLIED_S3_CONDITION_KEYS, is_public, parse_bucket_policy,
+};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -53,6 +61,7 @@ use serde::de::{Deserialize, Deserializer, Error as _, MapAccess, SeqAccess, Vis
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use variables::Text;
 
 /// Largest policy document accepted, in bytes (AWS KMS's key policy limit, 32 KiB).
 pub const MAX_POLICY_BYTES: usize = 32 * 1024;
@@ -112,7 +121,7 @@ struct Statement {
     principal: Option<Element<Principal>>,
     /// Lower-cased patterns.
     action: Element<String>,
-    resource: Element<String>,
+    resource: Element<Text>,
     conditions: Vec<Condition>,
 }
 
@@ -143,6 +152,15 @@ impl PolicyDocument {
         Self::parse_as(json, Kind::Identity)
     }
 
+    /// Whether some statement has a condition on `key` (compared case-insensitively): lets a
+    /// caller skip gathering a costly condition key no policy looks at.
+    pub fn tests_condition_key(&self, key: &str) -> bool {
+        self.statements
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.key.eq_ignore_ascii_case(key))
+    }
+
     fn parse_as(json: &str, kind: Kind) -> Result<PolicyDocument, PolicyError> {
         if json.len() > MAX_POLICY_BYTES {
             return Err(malformed(format!(
@@ -156,10 +174,13 @@ impl PolicyDocument {
             return Err(malformed("the policy must be a JSON object"));
         };
         let mut statements = None;
+        // Policy variables exist from Version 2012-10-17 on; without a Version, 2008-10-17.
+        let mut variables = false;
         for (field, value) in &top {
             match field.as_str() {
                 "Version" => match value.as_str() {
-                    Some("2012-10-17" | "2008-10-17") => {}
+                    Some("2012-10-17") => variables = true,
+                    Some("2008-10-17") => {}
                     _ => {
                         return Err(malformed(format!(
                             "Version must be \"2012-10-17\" or \"2008-10-17\", not {value}"
@@ -195,14 +216,19 @@ impl PolicyDocument {
         let statements = statements
             .into_iter()
             .enumerate()
-            .map(|(i, s)| Statement::parse(i + 1, s, kind))
+            .map(|(i, s)| Statement::parse(i + 1, s, kind, variables))
             .collect::<Result<_, _>>()?;
         Ok(PolicyDocument { statements })
     }
 }
 
 impl Statement {
-    fn parse(number: usize, value: &Value, kind: Kind) -> Result<Statement, PolicyError> {
+    fn parse(
+        number: usize,
+        value: &Value,
+        kind: Kind,
+        variables: bool,
+    ) -> Result<Statement, PolicyError> {
         let Value::Object(fields) = value else {
             return Err(malformed(format!(
                 "statement {number} is not a JSON object"
@@ -275,7 +301,7 @@ impl Statement {
                             if r.is_empty() {
                                 Err(malformed(format!("{name}: {field} has an empty entry")))
                             } else {
-                                Ok(r.to_owned())
+                                Text::parse(&format!("{name}: {field}"), r, variables)
                             }
                         })
                         .collect::<Result<_, _>>()?;
@@ -284,7 +310,7 @@ impl Statement {
                         entries,
                     });
                 }
-                "Condition" => conditions = parse_conditions(&name, value)?,
+                "Condition" => conditions = parse_conditions(&name, value, variables)?,
                 other => {
                     return Err(malformed(format!(
                         "{name} has an unknown field \"{other}\" (expected Sid, Effect, \
@@ -311,11 +337,13 @@ impl Statement {
 
     fn applies(&self, ctx: &EvalContext<'_>, action: &str) -> bool {
         self.action.matches(|p| wildcard_match(p, action))
-            && self.resource.matches(|p| wildcard_match(p, ctx.resource))
+            && self
+                .resource
+                .matches(|p| glob_matches(p, ctx, ctx.resource))
             && self
                 .principal
                 .as_ref()
-                .is_none_or(|principal| principal.matches(|p| p.matches(ctx)))
+                .is_none_or(|principal| principal.names_caller(self.effect, ctx))
             && self.conditions.iter().all(|c| c.holds(ctx))
     }
 }
@@ -432,7 +460,9 @@ fn caller_account<'c>(ctx: &EvalContext<'c>) -> Option<&'c str> {
 }
 
 impl Principal {
-    fn matches(&self, ctx: &EvalContext<'_>) -> bool {
+    /// Whether an `Allow` naming this principal grants to the caller: an account principal
+    /// grants its root user, and its other principals only through delegation.
+    fn allows(&self, ctx: &EvalContext<'_>) -> bool {
         match self {
             Principal::Everyone => true,
             Principal::Account(account) => {
@@ -442,6 +472,65 @@ impl Principal {
             }
             Principal::Arn(arn) => ctx.principal_arn == arn,
             Principal::Never => false,
+        }
+    }
+
+    /// Whether this entry lists `member`, one of the principals a request is made as.
+    fn lists(&self, member: Member<'_>) -> bool {
+        match (self, member) {
+            (Principal::Everyone, _) => true,
+            (Principal::Account(account), Member::Account(a)) => account == a,
+            (Principal::Arn(arn), Member::Caller(c)) => arn == c,
+            _ => false,
+        }
+    }
+}
+
+/// One of the principals a request is made as, as a `Deny` sees them: a user's request is made
+/// as the user *and* as its account (AWS's "the policy might deny access to the entire
+/// account"); the root user's as the account; an anonymous request's as nobody but `"*"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Member<'a> {
+    Anonymous,
+    Account(&'a str),
+    /// The caller's own ARN (a user; or a caller outside any account, in tests).
+    Caller(&'a str),
+}
+
+/// The principals the request of `ctx` is made as (see [`Member`]).
+fn members<'c>(ctx: &EvalContext<'c>) -> [Option<Member<'c>>; 2] {
+    if ctx.principal_arn.is_empty() {
+        return [Some(Member::Anonymous), None];
+    }
+    match arn_parts(ctx.principal_arn) {
+        Some(p) if p[2] == "iam" && p[5] == "root" && !p[4].is_empty() => {
+            [Some(Member::Account(p[4])), None]
+        }
+        Some(p) if !p[4].is_empty() => [
+            Some(Member::Account(p[4])),
+            Some(Member::Caller(ctx.principal_arn)),
+        ],
+        _ => [Some(Member::Caller(ctx.principal_arn)), None],
+    }
+}
+
+impl Element<Principal> {
+    /// Whether a statement with `effect` and this `Principal`/`NotPrincipal` applies to the
+    /// caller. An `Allow` grants to the principals it lists (an account: through delegation).
+    /// A `Deny` binds every principal the request is made as ([`Member`]): naming an account
+    /// denies all of the account's users, whatever grants them access; and `NotPrincipal`
+    /// exempts a caller only when it lists all of them — a user *and* its account, as AWS
+    /// documents ("you must also specify the account ARN of the not-denied principal").
+    fn names_caller(&self, effect: Effect, ctx: &EvalContext<'_>) -> bool {
+        if effect == Effect::Allow {
+            return self.matches(|p| p.allows(ctx));
+        }
+        let listed = |member: &Member<'_>| self.entries.iter().any(|p| p.lists(*member));
+        let mut request_principals = members(ctx).into_iter().flatten();
+        if self.negated {
+            !request_principals.all(|m| listed(&m))
+        } else {
+            request_principals.any(|m| listed(&m))
         }
     }
 }
@@ -478,28 +567,39 @@ impl Compare {
 /// What one condition compares, with the policy's values already parsed.
 #[derive(Debug, Clone)]
 enum Test {
-    StringEquals(Vec<String>),
+    StringEquals(Vec<Text>),
     /// Values stored lower-cased.
-    StringEqualsIgnoreCase(Vec<String>),
-    StringLike(Vec<String>),
+    StringEqualsIgnoreCase(Vec<Text>),
+    StringLike(Vec<Text>),
     Numeric(Compare, Vec<f64>),
     /// Nanoseconds since the Unix epoch.
     Date(Compare, Vec<i128>),
     Bool(Vec<bool>),
     Ip(Vec<Cidr>),
     /// `ArnEquals` and `ArnLike` are the same test in AWS: wildcards per ARN field.
-    Arn(Vec<String>),
+    Arn(Vec<Text>),
     /// `Null`: true when the key's absence is the given value.
     Null(bool),
 }
 
 impl Test {
-    /// Whether one request value matches any of the policy's values.
-    fn matches(&self, request: &str) -> bool {
+    /// Whether one request value matches any of the policy's values (a value whose policy
+    /// variable is null matches nothing).
+    fn matches(&self, request: &str, ctx: &EvalContext<'_>) -> bool {
         match self {
-            Test::StringEquals(values) => values.iter().any(|v| v == request),
-            Test::StringEqualsIgnoreCase(values) => values.contains(&request.to_lowercase()),
-            Test::StringLike(values) => values.iter().any(|v| wildcard_match(v, request)),
+            Test::StringEquals(values) => values
+                .iter()
+                .any(|v| v.expand(ctx).is_some_and(|v| v == request)),
+            Test::StringEqualsIgnoreCase(values) => {
+                let request = request.to_lowercase();
+                // Written text is stored lower-cased; a substituted value is lowered here.
+                values.iter().any(|v| match v.expand(ctx) {
+                    Some(expanded) if v.has_variables() => expanded.to_lowercase() == request,
+                    Some(expanded) => expanded == request,
+                    None => false,
+                })
+            }
+            Test::StringLike(values) => values.iter().any(|v| glob_matches(v, ctx, request)),
             Test::Numeric(ord, values) => {
                 parse_number(request).is_some_and(|r| values.iter().any(|&v| ord.holds(r, v)))
             }
@@ -511,7 +611,10 @@ impl Test {
                 .trim()
                 .parse::<IpAddr>()
                 .is_ok_and(|ip| cidrs.iter().any(|c| c.contains(ip))),
-            Test::Arn(values) => values.iter().any(|v| arn_match(v, request)),
+            Test::Arn(values) => values.iter().any(|v| {
+                v.pattern(ctx)
+                    .is_some_and(|(pattern, escaped)| arn_match(&pattern, request, escaped))
+            }),
             Test::Null(_) => false,
         }
     }
@@ -527,7 +630,11 @@ struct Condition {
     if_exists: bool,
 }
 
-fn parse_conditions(name: &str, value: &Value) -> Result<Vec<Condition>, PolicyError> {
+fn parse_conditions(
+    name: &str,
+    value: &Value,
+    variables: bool,
+) -> Result<Vec<Condition>, PolicyError> {
     let Value::Object(blocks) = value else {
         return Err(malformed(format!(
             "{name}: Condition must be an object of {{operator: {{key: value}}}}"
@@ -546,7 +653,7 @@ fn parse_conditions(name: &str, value: &Value) -> Result<Vec<Condition>, PolicyE
             )));
         }
         for (key, values) in keys {
-            conditions.push(parse_condition(name, operator, key, values)?);
+            conditions.push(parse_condition(name, operator, key, values, variables)?);
         }
     }
     Ok(conditions)
@@ -557,6 +664,7 @@ fn parse_condition(
     operator: &str,
     key: &str,
     values: &Value,
+    variables: bool,
 ) -> Result<Condition, PolicyError> {
     let here = format!("{name}: Condition {operator} on \"{key}\"");
     if key.is_empty() {
@@ -602,14 +710,22 @@ fn parse_condition(
             raw.iter().filter_map(|v| parse_date(v)).collect(),
         ))
     };
-    let strings = || raw.clone();
+    // String and ARN values may hold policy variables.
+    let texts = || -> Result<Vec<Text>, PolicyError> {
+        raw.iter()
+            .map(|v| Text::parse(&here, v, variables))
+            .collect()
+    };
+    let lowered = || -> Result<Vec<Text>, PolicyError> {
+        Ok(texts()?.into_iter().map(Text::lowercase).collect())
+    };
     let (test, negated) = match base {
-        "StringEquals" => (Test::StringEquals(strings()), false),
-        "StringNotEquals" => (Test::StringEquals(strings()), true),
-        "StringEqualsIgnoreCase" => (Test::StringEqualsIgnoreCase(lowered(&raw)), false),
-        "StringNotEqualsIgnoreCase" => (Test::StringEqualsIgnoreCase(lowered(&raw)), true),
-        "StringLike" => (Test::StringLike(strings()), false),
-        "StringNotLike" => (Test::StringLike(strings()), true),
+        "StringEquals" => (Test::StringEquals(texts()?), false),
+        "StringNotEquals" => (Test::StringEquals(texts()?), true),
+        "StringEqualsIgnoreCase" => (Test::StringEqualsIgnoreCase(lowered()?), false),
+        "StringNotEqualsIgnoreCase" => (Test::StringEqualsIgnoreCase(lowered()?), true),
+        "StringLike" => (Test::StringLike(texts()?), false),
+        "StringNotLike" => (Test::StringLike(texts()?), true),
         "NumericEquals" => (numbers(Compare::Equal)?, false),
         "NumericNotEquals" => (numbers(Compare::Equal)?, true),
         "NumericLessThan" => (numbers(Compare::Less)?, false),
@@ -634,8 +750,8 @@ fn parse_condition(
             let cidrs = raw.iter().filter_map(|v| Cidr::parse(v)).collect();
             (Test::Ip(cidrs), base == "NotIpAddress")
         }
-        "ArnEquals" | "ArnLike" => (Test::Arn(strings()), false),
-        "ArnNotEquals" | "ArnNotLike" => (Test::Arn(strings()), true),
+        "ArnEquals" | "ArnLike" => (Test::Arn(texts()?), false),
+        "ArnNotEquals" | "ArnNotLike" => (Test::Arn(texts()?), true),
         "Null" => {
             if set != SetPrefix::None || if_exists {
                 return Err(malformed(format!(
@@ -681,10 +797,6 @@ fn condition_values(value: &Value) -> Option<Vec<String>> {
     }
 }
 
-fn lowered(values: &[String]) -> Vec<String> {
-    values.iter().map(|v| v.to_lowercase()).collect()
-}
-
 fn parse_number(s: &str) -> Option<f64> {
     s.trim().parse::<f64>().ok().filter(|n| n.is_finite())
 }
@@ -725,7 +837,7 @@ impl Condition {
                 SetPrefix::None => self.if_exists || self.negated,
             };
         };
-        let one = |v: &&str| self.test.matches(v) != self.negated;
+        let one = |v: &&str| self.test.matches(v, ctx) != self.negated;
         match self.set {
             SetPrefix::ForAnyValue => values.iter().any(one),
             SetPrefix::ForAllValues => values.iter().all(one),
@@ -811,17 +923,35 @@ impl Cidr {
 /// `ArnLike`: each of the six ARN fields is matched separately with wildcards, so a `*` never
 /// spans a field boundary. A pattern that starts like an ARN but lacks fields matches nothing;
 /// one that does not start with `arn:` (e.g. `"*"`) is matched against the whole string.
-fn arn_match(pattern: &str, arn: &str) -> bool {
+/// `escaped`: the pattern comes from [`Text::pattern`] (see [`glob_match`]).
+fn arn_match(pattern: &str, arn: &str, escaped: bool) -> bool {
     match (arn_parts(pattern), arn_parts(arn)) {
-        (Some(p), Some(a)) => p.iter().zip(a.iter()).all(|(p, a)| wildcard_match(p, a)),
+        (Some(p), Some(a)) => p
+            .iter()
+            .zip(a.iter())
+            .all(|(p, a)| glob_match(p, a, escaped)),
         _ if pattern.starts_with("arn:") => false,
-        _ => wildcard_match(pattern, arn),
+        _ => glob_match(pattern, arn, escaped),
     }
 }
 
+/// Whether `text` matches the pattern `value` makes for this request (policy variables
+/// expanded; a null one matches nothing).
+fn glob_matches(value: &Text, ctx: &EvalContext<'_>, text: &str) -> bool {
+    value
+        .pattern(ctx)
+        .is_some_and(|(pattern, escaped)| glob_match(&pattern, text, escaped))
+}
+
 /// Glob match with `*` (any run of characters, also empty) and `?` (exactly one character).
-/// Linear in the common case; backtracks only to the last `*`.
 fn wildcard_match(pattern: &str, text: &str) -> bool {
+    glob_match(pattern, text, false)
+}
+
+/// [`wildcard_match`]; when `escaped`, a `\` makes the character after it literal (how an
+/// expanded policy variable keeps its value's `*` and `?` from acting as wildcards).
+/// Linear in the common case; backtracks only to the last `*`.
+fn glob_match(pattern: &str, text: &str, escaped: bool) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let char_len = |i: usize| match t[i] {
         b if b < 0x80 => 1,
@@ -837,24 +967,33 @@ fn wildcard_match(pattern: &str, text: &str) -> bool {
             Some(b'*') => {
                 pi += 1;
                 star = Some((pi, ti));
+                continue;
             }
             Some(b'?') => {
                 pi += 1;
                 ti += char_len(ti);
+                continue;
             }
-            Some(&b) if b == t[ti] => {
-                pi += 1;
-                ti += 1;
+            _ => {}
+        }
+        // A literal byte: `\x` (when escaped) or any other.
+        let (literal, width) = match p.get(pi) {
+            Some(b'\\') if escaped => (p.get(pi + 1), 2),
+            other => (other, 1),
+        };
+        if literal == Some(&t[ti]) {
+            pi += width;
+            ti += 1;
+            continue;
+        }
+        match star {
+            Some((after_star, matched)) => {
+                let matched = matched + char_len(matched);
+                star = Some((after_star, matched));
+                pi = after_star;
+                ti = matched;
             }
-            _ => match star {
-                Some((after_star, matched)) => {
-                    let matched = matched + char_len(matched);
-                    star = Some((after_star, matched));
-                    pi = after_star;
-                    ti = matched;
-                }
-                None => return false,
-            },
+            None => return false,
         }
     }
     p[pi..].iter().all(|&b| b == b'*')
@@ -872,9 +1011,10 @@ pub struct EvalContext<'a> {
     pub action: &'a str,
     /// The resource acted on, e.g. the key ARN.
     pub resource: &'a str,
-    /// Whether a statement naming the caller's account (rather than the caller) applies to a
+    /// Whether an `Allow` naming the caller's account (rather than the caller) grants to a
     /// caller other than the account's root user: true when that caller's identity policies allow
-    /// the request. [`authorize`] sets it; a caller of [`evaluate`] decides it.
+    /// the request. [`authorize`] sets it; a caller of [`evaluate`] decides it. A `Deny` naming
+    /// the account binds all of its principals either way.
     pub account_delegation: bool,
     /// Condition keys of the request (names compare case-insensitively), e.g.
     /// `"kms:EncryptionContext:<k>"`, `"kms:CallerAccount"`, `"aws:SourceIp"`,
@@ -1502,22 +1642,97 @@ mod tests {
     }
 
     #[test]
-    fn not_principal_matches_everyone_else() {
-        let policy = statement(
-            r#"{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"},
-               {"Effect":"Deny","NotPrincipal":{"AWS":"arn:aws:iam::111122223333:user/admin"},
-                "Action":"kms:ScheduleKeyDeletion","Resource":"*"}"#,
-        );
+    fn not_principal_in_a_deny_exempts_only_a_caller_listed_with_its_account() {
         let admin = "arn:aws:iam::111122223333:user/admin";
+        let exempting = |listed: &str| {
+            statement(&format!(
+                r#"{{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}},
+                   {{"Effect":"Deny","NotPrincipal":{{"AWS":{listed}}},
+                    "Action":"kms:ScheduleKeyDeletion","Resource":"*"}}"#
+            ))
+        };
+        let both = exempting(&format!(r#"["{admin}","arn:aws:iam::111122223333:root"]"#));
         assert_eq!(
-            decide(&policy, admin, "kms:ScheduleKeyDeletion", KEY),
+            decide(&both, admin, "kms:ScheduleKeyDeletion", KEY),
             Decision::Allow
         );
         assert_eq!(
-            decide(&policy, ALICE, "kms:ScheduleKeyDeletion", KEY),
+            decide(&both, ALICE, "kms:ScheduleKeyDeletion", KEY),
             Decision::ExplicitDeny
         );
-        assert_eq!(decide(&policy, ALICE, "kms:Encrypt", KEY), Decision::Allow);
+        assert_eq!(decide(&both, ALICE, "kms:Encrypt", KEY), Decision::Allow);
+        // AWS: without the account's ARN the whole account is denied, the listed user too.
+        let user_only = exempting(&format!(r#""{admin}""#));
+        assert_eq!(
+            decide(&user_only, admin, "kms:ScheduleKeyDeletion", KEY),
+            Decision::ExplicitDeny
+        );
+        // The account alone exempts its root user, not its users.
+        let account_only = exempting(r#""111122223333""#);
+        assert_eq!(
+            decide(
+                &account_only,
+                "arn:aws:iam::111122223333:root",
+                "kms:ScheduleKeyDeletion",
+                KEY
+            ),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(&account_only, admin, "kms:ScheduleKeyDeletion", KEY),
+            Decision::ExplicitDeny
+        );
+        // Anonymous callers are exempted only by "*".
+        assert_eq!(
+            decide(&both, "", "kms:ScheduleKeyDeletion", KEY),
+            Decision::ExplicitDeny
+        );
+    }
+
+    /// Regression (review of issue 9): a Deny naming the account did not bind a user whose
+    /// access came from the resource policy itself, as the account principal matched a user only
+    /// "through delegation" — an Allow-side rule. AWS: a Deny naming the account applies to
+    /// every principal of the account.
+    #[test]
+    fn an_account_principal_deny_binds_users_without_identity_allows() {
+        let bob = "arn:aws:iam::111122223333:user/bob";
+        let get = |policy: &str, caller: &str, rule| {
+            verdict(
+                &user(&[]),
+                Some(policy),
+                rule,
+                caller,
+                "s3:GetObject",
+                "arn:aws:s3:::b/doc",
+            )
+        };
+        for account in ["111122223333", "arn:aws:iam::111122223333:root"] {
+            let policy = |allowed: &str| {
+                statement(&format!(
+                    r#"{{"Effect":"Allow","Principal":{allowed},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}},
+                       {{"Effect":"Deny","Principal":{{"AWS":"{account}"}},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}}"#
+                ))
+            };
+            let names_bob = policy(&format!(r#"{{"AWS":"{bob}"}}"#));
+            for rule in [ResourceRule::EitherAllows, ResourceRule::MustAllow] {
+                assert_eq!(
+                    get(&names_bob, bob, rule),
+                    Verdict::ResourceDeny,
+                    "{account}"
+                );
+            }
+            // Another account's callers are not named by the Deny.
+            let everyone = policy(r#""*""#);
+            let stranger = "arn:aws:iam::444455556666:user/bob";
+            assert_eq!(
+                get(&everyone, stranger, ResourceRule::EitherAllows),
+                Verdict::Allow
+            );
+            assert_eq!(
+                get(&everyone, "", ResourceRule::EitherAllows),
+                Verdict::Allow
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! can lock the deployment out of fixing it. Anonymous requests (no signature) have no identity
 //! policies: they are served only where the bucket policy allows everyone (`"*"`).
 //!
+//! Condition keys come from the connection (`aws:SecureTransport`, `aws:SourceIp`), the caller,
+//! the request's headers, how it was signed (`s3:signatureversion`, `s3:authType`,
+//! `s3:signatureAge`) and its operation (`s3:prefix`, …); every `s3:` key a bucket policy may
+//! test (`coffer_policy::SUPPLIED_S3_CONDITION_KEYS`) is supplied here.
+//!
 //! Plugged into `s3s` as its access check, so it runs after the signature is verified and before
 //! any handler; CopyObject and UploadPartCopy also need `s3:GetObject` on their source (under the
 //! source bucket's policy), and DeleteObjects is checked per key (as S3 does) by its handler
@@ -17,7 +22,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use coffer_policy::{EvalContext, Identity, ResourceRule, Verdict};
+use coffer_policy::{EvalContext, Identity, PolicyDocument, ResourceRule, Verdict};
+use coffer_store::UploadRecord;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::dto::{CopyObjectInput, CopySource, DeleteObjectsInput, UploadPartCopyInput};
 use s3s::path::S3Path;
@@ -27,6 +33,7 @@ use crate::auth::{Credentials, Principal};
 use crate::bucket_policy::BucketPolicies;
 use crate::error::api_error;
 use crate::kms_api::Connection;
+use crate::server::RequestInfo;
 
 /// The access check `s3s` runs for every S3 request.
 pub struct S3AccessControl {
@@ -86,9 +93,125 @@ struct Facts {
     /// Condition keys read from the request's headers (`s3:x-amz-server-side-encryption`, …);
     /// a header that is absent leaves its key absent, which is what `Null` tests.
     from_headers: Vec<(&'static str, String)>,
+    /// How the request was signed (`None`: anonymous).
+    signing: Option<Signing>,
+    /// For a request that writes into a multipart upload, the SSE keys of the upload (from its
+    /// record), which replace those of the request's headers: UploadPart and
+    /// CompleteMultipartUpload never carry `x-amz-server-side-encryption`.
+    upload_sse: Option<Vec<(&'static str, String)>>,
     /// Keys added for one operation (`s3:prefix`, `s3:VersionId`, …).
     extra: Vec<(String, String)>,
 }
+
+/// How a request was signed, for `s3:signatureversion`, `s3:authType` and `s3:signatureAge`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Signing {
+    /// Signature Version 2 (`s3:signatureversion` `AWS`; else `AWS4-HMAC-SHA256`).
+    sigv2: bool,
+    auth: AuthType,
+    /// When it was signed (SigV4's `X-Amz-Date`), for `s3:signatureAge`; SigV2's age is always
+    /// 0, as S3 documents.
+    signed_at: Option<std::time::SystemTime>,
+}
+
+/// `s3:authType`: where the signature travelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AuthType {
+    /// The `Authorization` header: `REST-HEADER`.
+    Header,
+    /// A presigned URL's query string: `REST-QUERY-STRING`.
+    Query,
+    /// A browser form upload: `POST`.
+    Post,
+}
+
+impl Signing {
+    /// A signed REST request: presigned when its query carries the signature (SigV4's
+    /// `X-Amz-Signature`, SigV2's `Signature`, names decoded as `s3s` decodes them).
+    pub fn of_request(uri: &http::Uri, headers: &http::HeaderMap, sigv2: bool) -> Signing {
+        let presigned = uri.query().is_some_and(|q| {
+            form_urlencoded::parse(q.as_bytes()).any(|(k, _)| {
+                k == "X-Amz-Signature"
+                    || k == "X-Amz-Credential"
+                    || k == "Signature"
+                    || k == "AWSAccessKeyId"
+            })
+        });
+        let signed_at = if sigv2 {
+            None
+        } else if presigned {
+            query_param(uri, "X-Amz-Date").and_then(|d| crate::sigv2::parse_http_date(&d))
+        } else {
+            headers
+                .get("x-amz-date")
+                .or_else(|| headers.get(http::header::DATE))
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::sigv2::parse_http_date)
+        };
+        Signing {
+            sigv2,
+            auth: if presigned {
+                AuthType::Query
+            } else {
+                AuthType::Header
+            },
+            signed_at,
+        }
+    }
+
+    /// A signed POST form: `x_amz_date` is its `X-Amz-Date` field (SigV4 forms).
+    pub fn of_form(sigv2: bool, x_amz_date: Option<&str>) -> Signing {
+        Signing {
+            sigv2,
+            auth: AuthType::Post,
+            signed_at: if sigv2 {
+                None
+            } else {
+                x_amz_date.and_then(crate::sigv2::parse_http_date)
+            },
+        }
+    }
+
+    /// The condition keys this signing gives a request at `now`.
+    fn condition_keys(&self, now: std::time::SystemTime) -> [(&'static str, String); 3] {
+        let version = if self.sigv2 {
+            "AWS"
+        } else {
+            "AWS4-HMAC-SHA256"
+        };
+        let auth = match self.auth {
+            AuthType::Header => "REST-HEADER",
+            AuthType::Query => "REST-QUERY-STRING",
+            AuthType::Post => "POST",
+        };
+        // A date slightly ahead of our clock (within the allowed skew) is age 0. A SigV4
+        // request always has a date s3s verified; were it unreadable, the age would be "as old
+        // as can be", which no "deny old signatures" policy lets through.
+        let age_ms = match (self.sigv2, self.signed_at) {
+            (true, _) => 0,
+            (false, Some(at)) => now
+                .duration_since(at)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            (false, None) => u64::MAX,
+        };
+        [
+            ("s3:signatureversion", version.to_owned()),
+            ("s3:authType", auth.to_owned()),
+            ("s3:signatureAge", age_ms.to_string()),
+        ]
+    }
+}
+
+/// The condition keys of a write's encryption.
+const SSE_KEYS: &[&str] = &[
+    "s3:x-amz-server-side-encryption",
+    "s3:x-amz-server-side-encryption-aws-kms-key-id",
+    "s3:x-amz-server-side-encryption-customer-algorithm",
+];
+
+/// Operations that write into an existing multipart upload: authorized as `s3:PutObject` with
+/// the upload's encryption as their SSE condition keys (see [`Authorizer::with_upload`]).
+const WRITES_INTO_AN_UPLOAD: &[&str] = &["UploadPart", "UploadPartCopy", "CompleteMultipartUpload"];
 
 /// Request headers and the condition keys that carry them.
 const HEADER_KEYS: &[(&str, &str)] = &[
@@ -104,12 +227,28 @@ const HEADER_KEYS: &[(&str, &str)] = &[
         "s3:x-amz-server-side-encryption-customer-algorithm",
         "x-amz-server-side-encryption-customer-algorithm",
     ),
+    (
+        "s3:x-amz-server-side-encryption-context",
+        "x-amz-server-side-encryption-context",
+    ),
     ("s3:x-amz-acl", "x-amz-acl"),
+    ("s3:x-amz-grant-full-control", "x-amz-grant-full-control"),
+    ("s3:x-amz-grant-read", "x-amz-grant-read"),
+    ("s3:x-amz-grant-read-acp", "x-amz-grant-read-acp"),
+    ("s3:x-amz-grant-write", "x-amz-grant-write"),
+    ("s3:x-amz-grant-write-acp", "x-amz-grant-write-acp"),
     ("s3:x-amz-storage-class", "x-amz-storage-class"),
     ("s3:x-amz-copy-source", "x-amz-copy-source"),
     ("s3:x-amz-metadata-directive", "x-amz-metadata-directive"),
     ("s3:x-amz-content-sha256", "x-amz-content-sha256"),
+    (
+        "s3:x-amz-website-redirect-location",
+        "x-amz-website-redirect-location",
+    ),
+    ("s3:if-match", "if-match"),
+    ("s3:if-none-match", "if-none-match"),
     ("aws:UserAgent", "user-agent"),
+    ("aws:Referer", "referer"),
 ];
 
 impl Facts {
@@ -129,6 +268,8 @@ impl Facts {
             conn: conn.cloned(),
             username,
             from_headers,
+            signing: None,
+            upload_sse: None,
             extra: Vec::new(),
         }
     }
@@ -181,6 +322,42 @@ impl Authorizer {
         }
     }
 
+    /// Says how the request was signed (`s3:signatureversion`, `s3:authType`,
+    /// `s3:signatureAge`); anonymous requests have none of these keys.
+    pub fn with_signing(mut self, signing: Signing) -> Authorizer {
+        if self.access_key.is_some() {
+            self.facts.signing = Some(signing);
+            self.conditions = OnceLock::new();
+        }
+        self
+    }
+
+    /// Takes the SSE condition keys from the multipart upload the request writes into, as
+    /// CreateMultipartUpload's headers set them: `s3:x-amz-server-side-encryption` is the mode
+    /// (`AES256`, `aws:kms`, `aws:kms:dsse`) with, for the KMS modes, the key's ARN as
+    /// `s3:x-amz-server-side-encryption-aws-kms-key-id`; an SSE-C upload has
+    /// `s3:x-amz-server-side-encryption-customer-algorithm` `AES256` and no mode.
+    fn with_upload(mut self, upload: &UploadRecord) -> Authorizer {
+        self.facts.upload_sse = Some(upload_sse_keys(
+            &upload.envelope.mode,
+            &upload.envelope.key_id,
+        ));
+        self.conditions = OnceLock::new();
+        self
+    }
+
+    /// Whether a policy this request is checked against — `bucket_policy`, and a user's
+    /// identity policies — tests one of `keys`. The root user on a bucket without a policy is
+    /// checked against none.
+    fn policies_test(&self, bucket_policy: Option<&PolicyDocument>, keys: &[&str]) -> bool {
+        let tests = |doc: &PolicyDocument| keys.iter().any(|k| doc.tests_condition_key(k));
+        let identity = match &self.identity {
+            Identity::Root => false,
+            Identity::User(policies) => policies.iter().any(tests),
+        };
+        identity || bucket_policy.is_some_and(tests)
+    }
+
     /// Adds a condition key of this request (e.g. `s3:prefix`).
     pub fn with_condition(mut self, key: &str, value: &str) -> Authorizer {
         self.facts.extra.push((key.to_owned(), value.to_owned()));
@@ -224,13 +401,27 @@ impl Authorizer {
             } else if self.is_root() {
                 // AWS's aws:userid of the root user is the account id.
                 put("aws:userid", self.account_id.clone());
+            } else if self.access_key.is_none() {
+                put("aws:userid", "anonymous".to_owned());
             }
-            let now = time::OffsetDateTime::now_utc();
-            if let Ok(t) = now.format(&time::format_description::well_known::Rfc3339) {
+            put("s3:ResourceAccount", self.account_id.clone());
+            let now = std::time::SystemTime::now();
+            let now_utc = time::OffsetDateTime::from(now);
+            if let Ok(t) = now_utc.format(&time::format_description::well_known::Rfc3339) {
                 put("aws:CurrentTime", t);
             }
-            put("aws:EpochTime", now.unix_timestamp().to_string());
+            put("aws:EpochTime", now_utc.unix_timestamp().to_string());
+            if let Some(signing) = &facts.signing {
+                for (key, value) in signing.condition_keys(now) {
+                    put(key, value);
+                }
+            }
             for (key, value) in &facts.from_headers {
+                if facts.upload_sse.is_none() || !SSE_KEYS.contains(key) {
+                    put(key, value.clone());
+                }
+            }
+            for (key, value) in facts.upload_sse.iter().flatten() {
                 put(key, value.clone());
             }
             for (key, value) in &facts.extra {
@@ -322,6 +513,27 @@ impl Authorizer {
     }
 }
 
+/// The SSE condition keys of an upload whose envelope has `mode` and `key_id` (see
+/// [`Authorizer::with_upload`]).
+fn upload_sse_keys(mode: &str, key_id: &str) -> Vec<(&'static str, String)> {
+    match mode {
+        "AES256" => vec![(SSE_KEYS[0], mode.to_owned())],
+        "aws:kms" | "aws:kms:dsse" => vec![
+            (SSE_KEYS[0], mode.to_owned()),
+            (SSE_KEYS[1], key_id.to_owned()),
+        ],
+        "SSE-C" => vec![(SSE_KEYS[2], "AES256".to_owned())],
+        _ => Vec::new(),
+    }
+}
+
+/// ListBucket's query parameters and the condition keys that carry them.
+const LIST_KEYS: &[(&str, &str)] = &[
+    ("prefix", "s3:prefix"),
+    ("delimiter", "s3:delimiter"),
+    ("max-keys", "s3:max-keys"),
+];
+
 /// The bucket an S3 resource ARN names (`None` for `arn:aws:s3:::*`, ListBuckets' resource).
 fn bucket_of(resource: &str) -> Option<&str> {
     let rest = resource.strip_prefix("arn:aws:s3:::")?;
@@ -382,6 +594,44 @@ fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+impl S3AccessControl {
+    /// For a request writing into the multipart upload its `uploadId` names: the upload's SSE
+    /// condition keys, read from its record — only when a policy the request is checked
+    /// against tests them, so the root user's requests on a bucket without a policy (and most
+    /// others) read nothing. An upload that does not exist (or belongs to another key) gives
+    /// no keys; the operation then answers `NoSuchUpload` if the policies let it that far.
+    async fn upload_encryption(
+        &self,
+        authz: Authorizer,
+        bucket: &str,
+        key: &str,
+        uri: &http::Uri,
+    ) -> S3Result<Authorizer> {
+        let Some(upload_id) = query_param(uri, "uploadId") else {
+            return Ok(authz);
+        };
+        let bucket_policy = self.policies.get(bucket)?;
+        if !authz.policies_test(bucket_policy.as_deref(), SSE_KEYS) {
+            return Ok(authz);
+        }
+        let policies = self.policies.clone();
+        let name = bucket.to_owned();
+        let upload = tokio::task::spawn_blocking(move || policies.upload(&name, &upload_id))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "reading an upload for the access check");
+                api_error!(
+                    InternalError,
+                    "We encountered an internal error. Please try again."
+                )
+            })??;
+        Ok(match upload {
+            Some(upload) if upload.key == key => authz.with_upload(&upload),
+            _ => authz,
+        })
+    }
+}
+
 #[async_trait::async_trait]
 impl S3Access for S3AccessControl {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
@@ -421,17 +671,18 @@ impl S3Access for S3AccessControl {
                 &self.policies,
             ),
         };
+        let sigv2 = cx
+            .extensions_mut()
+            .get::<RequestInfo>()
+            .is_some_and(|info| info.sigv2);
+        authz = authz.with_signing(Signing::of_request(cx.uri(), cx.headers(), sigv2));
         let operation = cx.s3_op().name();
         if let Some(action) = action_of(operation, names_version(cx.uri())) {
             let resource = match cx.s3_path() {
                 S3Path::Root => "arn:aws:s3:::*".to_owned(),
                 S3Path::Bucket { bucket } => {
                     if action == "s3:ListBucket" || action == "s3:ListBucketVersions" {
-                        for (param, key) in [
-                            ("prefix", "s3:prefix"),
-                            ("delimiter", "s3:delimiter"),
-                            ("max-keys", "s3:max-keys"),
-                        ] {
+                        for &(param, key) in LIST_KEYS {
                             if let Some(v) = query_param(cx.uri(), param) {
                                 authz = authz.with_condition(key, &v);
                             }
@@ -439,7 +690,12 @@ impl S3Access for S3AccessControl {
                     }
                     resource_arn(bucket, None)
                 }
-                S3Path::Object { bucket, key } => resource_arn(bucket, Some(key)),
+                S3Path::Object { bucket, key } => {
+                    if WRITES_INTO_AN_UPLOAD.contains(&operation) {
+                        authz = self.upload_encryption(authz, bucket, key, cx.uri()).await?;
+                    }
+                    resource_arn(bucket, Some(key))
+                }
             };
             if let Some(version) = query_param(cx.uri(), "versionId") {
                 authz = authz.with_condition("s3:VersionId", &version);
@@ -521,6 +777,119 @@ mod tests {
         ] {
             assert_eq!(action_of(op, versioned).as_deref(), action, "{op}");
         }
+    }
+
+    fn root_authorizer(headers: &http::HeaderMap) -> Authorizer {
+        Authorizer {
+            access_key: Some("AKIAROOT".into()),
+            principal_arn: "arn:aws:iam::111122223333:root".into(),
+            account_id: "111122223333".into(),
+            identity: Identity::Root,
+            policies: None,
+            facts: Facts::new(None, None, headers),
+            conditions: OnceLock::new(),
+        }
+    }
+
+    /// Every `s3:` key a bucket policy may test is one this module supplies: a key refused at
+    /// PutBucketPolicy is better than one that never matches.
+    #[test]
+    fn every_s3_key_a_bucket_policy_may_test_is_supplied() {
+        let mut headers = http::HeaderMap::new();
+        for (_, header) in HEADER_KEYS {
+            headers.insert(*header, http::HeaderValue::from_static("x"));
+        }
+        let mut authz = root_authorizer(&headers).with_signing(Signing::of_request(
+            &"/b/k".parse().unwrap(),
+            &headers,
+            false,
+        ));
+        for (_, key) in LIST_KEYS {
+            authz = authz.with_condition(key, "x");
+        }
+        authz = authz.with_condition("s3:VersionId", "x");
+        let supplied = authz.conditions();
+        for key in coffer_policy::SUPPLIED_S3_CONDITION_KEYS {
+            let key = format!("s3:{key}");
+            assert!(supplied.contains_key(&key), "{key} is never supplied");
+        }
+    }
+
+    /// Regression (review of issue 9): the signing keys were accepted in policies but never set,
+    /// so AWS's "deny SigV2" and "deny presigned URLs" policies were inert.
+    #[test]
+    fn signing_keys_say_version_place_and_age() {
+        let at = |s: &str| crate::sigv2::parse_http_date(s).unwrap();
+        let signed = at("20260101T000000Z");
+        let ten_minutes_later = signed + std::time::Duration::from_secs(600);
+        let keys = |signing: Signing| -> Vec<String> {
+            signing
+                .condition_keys(ten_minutes_later)
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect()
+        };
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "x-amz-date",
+            http::HeaderValue::from_static("20260101T000000Z"),
+        );
+        let header_v4 = Signing::of_request(&"/b/k".parse().unwrap(), &headers, false);
+        assert_eq!(
+            keys(header_v4),
+            ["AWS4-HMAC-SHA256", "REST-HEADER", "600000"]
+        );
+        let presigned: http::Uri =
+            "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20260101T000000Z&X-Amz-Signature=ab"
+                .parse()
+                .unwrap();
+        let query_v4 = Signing::of_request(&presigned, &http::HeaderMap::new(), false);
+        assert_eq!(
+            keys(query_v4),
+            ["AWS4-HMAC-SHA256", "REST-QUERY-STRING", "600000"]
+        );
+        let presigned_v2: http::Uri = "/b/k?AWSAccessKeyId=AK&Expires=1&Signature=x"
+            .parse()
+            .unwrap();
+        let query_v2 = Signing::of_request(&presigned_v2, &http::HeaderMap::new(), true);
+        assert_eq!(keys(query_v2), ["AWS", "REST-QUERY-STRING", "0"]);
+        assert_eq!(
+            keys(Signing::of_form(false, Some("20260101T000000Z"))),
+            ["AWS4-HMAC-SHA256", "POST", "600000"]
+        );
+        assert_eq!(keys(Signing::of_form(true, None)), ["AWS", "POST", "0"]);
+        // A clock slightly behind the signer's is age 0, not an error.
+        assert_eq!(
+            header_v4.condition_keys(signed - std::time::Duration::from_secs(5))[2].1,
+            "0"
+        );
+    }
+
+    #[test]
+    fn an_uploads_encryption_gives_the_keys_its_creation_headers_gave() {
+        let arn = "arn:aws:kms:us-east-1:111122223333:key/k";
+        let keys = |mode| upload_sse_keys(mode, arn);
+        assert_eq!(keys("AES256"), [(SSE_KEYS[0], "AES256".to_owned())]);
+        for kms in ["aws:kms", "aws:kms:dsse"] {
+            assert_eq!(
+                keys(kms),
+                [(SSE_KEYS[0], kms.to_owned()), (SSE_KEYS[1], arn.to_owned())]
+            );
+        }
+        assert_eq!(keys("SSE-C"), [(SSE_KEYS[2], "AES256".to_owned())]);
+        // They replace the request's own SSE headers (an UploadPart of an SSE-C upload carries
+        // the customer algorithm; none carries the mode).
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "x-amz-server-side-encryption-customer-algorithm",
+            http::HeaderValue::from_static("AES256"),
+        );
+        let mut authz = root_authorizer(&headers);
+        authz.facts.upload_sse = Some(keys("aws:kms"));
+        let conditions = authz.conditions();
+        assert_eq!(conditions[SSE_KEYS[0]], ["aws:kms"]);
+        assert_eq!(conditions[SSE_KEYS[1]], [arn]);
+        assert!(!conditions.contains_key(SSE_KEYS[2]));
     }
 
     #[test]

@@ -20,11 +20,11 @@ use s3s::xml::{DeError, Deserializer};
 use s3s::{Body, S3Error, S3Request, S3Response, S3Result};
 
 use crate::auth::Credentials;
-use crate::authz::{Authorizer, resource_arn};
+use crate::authz::{Authorizer, Signing, resource_arn};
 use crate::error::api_error;
 use crate::kms_api::Connection;
 use crate::route::Target;
-use crate::server::xml_escape;
+use crate::server::{RequestInfo, xml_escape};
 use crate::service::Coffer;
 
 /// Largest configuration document read (S3's are a few hundred bytes).
@@ -98,7 +98,14 @@ impl S3Route for EncryptionRoute {
                 InvalidAccessKeyId,
                 "The AWS Access Key Id you provided does not exist in our records."
             )
-        })?;
+        })?
+        .with_signing(Signing::of_request(
+            &req.uri,
+            &req.headers,
+            req.extensions
+                .get::<RequestInfo>()
+                .is_some_and(|info| info.sigv2),
+        ));
         let action = if req.method == Method::PUT {
             "s3:PutEncryptionConfiguration"
         } else {

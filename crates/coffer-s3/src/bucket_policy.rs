@@ -6,18 +6,22 @@
 //! `400 MalformedPolicy` naming the statement and the entry) and kept in the bucket record as the
 //! caller sent it, which GetBucketPolicy returns. The cache holds each bucket's parsed document
 //! (or its absence) so that no request parses JSON; every change of a bucket's policy, and the
-//! bucket's deletion, drops the bucket's entry. This module decides nothing about access: it
-//! never evaluates a policy.
+//! bucket's deletion, drops the bucket's entry. It also reads for the access check the one other
+//! stored fact a condition tests: a multipart upload's record, whose encryption gives UploadPart
+//! and CompleteMultipartUpload their `s3:x-amz-server-side-encryption*` keys (its MAC checked,
+//! as every record served). This module decides nothing about access: it never evaluates a
+//! policy.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use coffer_policy::{PolicyDocument, PolicyError};
-use coffer_store::MetaStore;
+use coffer_store::{MetaStore, StoreError, UploadRecord};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
 
+use crate::binding::RecordMac;
 use crate::error::{api_error, store_error};
 use crate::service::Coffer;
 
@@ -30,6 +34,8 @@ pub struct BucketPolicies {
 
 struct Cache {
     meta: Arc<MetaStore>,
+    /// Checks the MAC of the upload records read for the access check.
+    records: Arc<RecordMac>,
     /// Existing buckets only, so the map is no larger than the bucket table; `None`: the bucket
     /// has no policy.
     by_bucket: RwLock<HashMap<String, Option<Arc<PolicyDocument>>>>,
@@ -39,10 +45,11 @@ struct Cache {
 }
 
 impl BucketPolicies {
-    pub fn new(meta: Arc<MetaStore>) -> BucketPolicies {
+    pub fn new(meta: Arc<MetaStore>, records: Arc<RecordMac>) -> BucketPolicies {
         BucketPolicies {
             inner: Arc::new(Cache {
                 meta,
+                records,
                 by_bucket: RwLock::default(),
                 generation: AtomicU64::new(0),
             }),
@@ -88,6 +95,20 @@ impl BucketPolicies {
             cache.insert(bucket.to_owned(), doc.clone());
         }
         Ok(doc)
+    }
+
+    /// The multipart upload `upload_id` of `bucket` (blocking: a store read), its MAC checked;
+    /// `None` when the bucket or the upload does not exist.
+    pub(crate) fn upload(&self, bucket: &str, upload_id: &str) -> S3Result<Option<UploadRecord>> {
+        let upload = match self.inner.meta.get_upload(bucket, upload_id) {
+            Ok(upload) => upload,
+            Err(StoreError::BucketNotFound) => return Ok(None),
+            Err(e) => return Err(store_error(e)),
+        };
+        if let Some(upload) = &upload {
+            self.inner.records.check_upload(bucket, upload_id, upload)?;
+        }
+        Ok(upload)
     }
 
     /// Drops what is cached for `bucket`: call after its policy changed or it was deleted.
@@ -199,12 +220,18 @@ mod tests {
         (dir, meta)
     }
 
+    fn test_record_mac() -> Arc<RecordMac> {
+        Arc::new(RecordMac::derive(
+            &coffer_crypto::Key256::generate().unwrap(),
+        ))
+    }
+
     const PUBLIC_READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#;
 
     #[test]
     fn the_cache_serves_until_forgotten() {
         let (_dir, meta) = store_with_bucket(Some(PUBLIC_READ));
-        let policies = BucketPolicies::new(Arc::clone(&meta));
+        let policies = BucketPolicies::new(Arc::clone(&meta), test_record_mac());
         assert!(policies.get("b").unwrap().is_some());
         assert!(policies.get("nope").unwrap().is_none());
         meta.update_bucket("b", |rec| {
@@ -221,7 +248,7 @@ mod tests {
     #[test]
     fn a_stored_policy_that_no_longer_parses_is_an_error_not_an_open_bucket() {
         let (_dir, meta) = store_with_bucket(Some("{\"Statement\": 7}"));
-        let policies = BucketPolicies::new(meta);
+        let policies = BucketPolicies::new(meta, test_record_mac());
         let err = policies.get("b").unwrap_err();
         assert_eq!(err.code().as_str(), "InternalError");
     }

@@ -377,12 +377,8 @@ impl BucketCors {
         let rules = match self.lookup(&percent_decode(bucket)) {
             Ok(Lookup::Rules(Some(rules))) => rules,
             Ok(Lookup::Rules(None)) => return Err(not_enabled()),
-            Ok(Lookup::NoBucket) => {
-                return Err(Refusal(
-                    ApiError::NoSuchBucket("The specified bucket does not exist".into()),
-                    vec![("BucketName", percent_decode(bucket))],
-                ));
-            }
+            // As S3 answers (an unauthenticated preflight is not told `NoSuchBucket`).
+            Ok(Lookup::NoBucket) => return Err(forbidden("Bucket not found")),
             Err(e) => {
                 tracing::error!(error = %e, "reading a bucket's CORS rules");
                 return Err(Refusal::plain(ApiError::InternalError(

@@ -29,7 +29,7 @@ use s3s::{Body, S3Error};
 use time::OffsetDateTime;
 
 use crate::auth::Credentials;
-use crate::authz::{Authorizer, resource_arn};
+use crate::authz::{Authorizer, Signing, resource_arn};
 use crate::checksum::Claimed;
 use crate::encryption::customer::KeyFor;
 use crate::encryption::{self, CustomerKey, Sse, SseHeaders, SseView};
@@ -266,7 +266,11 @@ impl PostObject {
                 &headers,
                 Some(policies),
             )
-            .ok_or_else(|| PostError::UnknownAccessKey(access_key.clone()))?,
+            .ok_or_else(|| PostError::UnknownAccessKey(access_key.clone()))?
+            .with_signing(Signing::of_form(
+                scheme == Scheme::V2,
+                fields.get("X-Amz-Date"),
+            )),
             None => Authorizer::anonymous(&self.account_id, Some(request.conn), &headers, policies),
         };
         let permitted = || match authorizer.check("s3:PutObject", &resource_arn(bucket, Some(&key)))

@@ -53,7 +53,7 @@ impl Coffer {
         Coffer {
             encryption: Arc::new(Encryption::new(Arc::clone(&parts.ring), parts.kms)),
             cors: Arc::new(BucketCors::new(Arc::clone(&parts.meta))),
-            policies: BucketPolicies::new(Arc::clone(&parts.meta)),
+            policies: BucketPolicies::new(Arc::clone(&parts.meta), Arc::clone(&parts.records)),
             meta: parts.meta,
             blobs: parts.blobs,
             ring: parts.ring,

@@ -16,8 +16,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::raw_http::{RawResponse, request};
 use common::{
-    TestServer, assert_s3_error, create_bucket, create_key, delete_request, get, key_arn, ok, put,
-    user_arn,
+    ACCOUNT_ID, TestServer, assert_s3_error, create_bucket, create_key, delete_request, get,
+    key_arn, ok, put, user_arn,
 };
 use md5::{Digest, Md5};
 
@@ -498,6 +498,171 @@ async fn require_a_specific_kms_key_example() {
     assert_eq!(get(&s3, BUCKET, "right").await, b"policy test");
 }
 
+/// A whole multipart upload into `bucket`/`key` as `aws s3 cp` makes one, created with the given
+/// encryption headers: a 5 MiB part, a copied part (UploadPartCopy), CompleteMultipartUpload.
+/// Returns the object read back.
+async fn multipart_upload(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    sse: ServerSideEncryption,
+    kms_key: Option<&str>,
+) -> Vec<u8> {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let created = ok(s3
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .server_side_encryption(sse)
+        .set_ssekms_key_id(kms_key.map(str::to_owned))
+        .send()
+        .await);
+    let id = created.upload_id().unwrap();
+    let first = common::pattern(5 << 20, 9);
+    let part = s3
+        .upload_part()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(id)
+        .part_number(1)
+        .body(ByteStream::from(first.clone()))
+        .send()
+        .await;
+    let part = part.unwrap_or_else(|e| {
+        panic!(
+            "UploadPart refused: {:?}",
+            aws_sdk_s3::error::ProvideErrorMetadata::message(&e)
+        )
+    });
+    let copied = s3
+        .upload_part_copy()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(id)
+        .part_number(2)
+        .copy_source(format!("{BUCKET}/source"))
+        .send()
+        .await;
+    let copied = copied.unwrap_or_else(|e| {
+        panic!(
+            "UploadPartCopy refused: {:?}",
+            aws_sdk_s3::error::ProvideErrorMetadata::message(&e)
+        )
+    });
+    let completed_part = |n: i32, etag: Option<&str>| {
+        CompletedPart::builder()
+            .part_number(n)
+            .e_tag(etag.unwrap())
+            .build()
+    };
+    ok(s3
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(completed_part(1, part.e_tag()))
+                .parts(completed_part(
+                    2,
+                    copied.copy_part_result().and_then(|r| r.e_tag()),
+                ))
+                .build(),
+        )
+        .send()
+        .await);
+    let mut expected = first;
+    expected.extend_from_slice(b"copied part");
+    let stored = get(s3, bucket, key).await;
+    assert!(stored == expected, "{key}: the object read back differs");
+    stored
+}
+
+/// Regression (review of issue 9): UploadPart, UploadPartCopy and CompleteMultipartUpload were
+/// checked as `s3:PutObject` with their own headers, which never carry
+/// `x-amz-server-side-encryption`, so AWS's documented encryption policies refused every
+/// multipart upload after its creation (`aws s3 cp --sse AES256 big.bin`). They now take the
+/// SSE keys from the upload they write into; an upload in a mode the policy denies is still
+/// refused when it is created.
+#[tokio::test]
+async fn documented_encryption_policies_let_multipart_uploads_in_the_required_mode_finish() {
+    let (server, s3) = setup().await;
+    put(&s3, BUCKET, "source", b"copied part").await;
+    let kms = server.kms_client();
+    let wanted = key_arn(create_key(&kms, "the one").await.key_id());
+    let other = key_arn(create_key(&kms, "another").await.key_id());
+    let create = |sse: Option<ServerSideEncryption>, kms_key: Option<&str>| {
+        s3.create_multipart_upload()
+            .bucket(BUCKET)
+            .key("refused")
+            .set_server_side_encryption(sse)
+            .set_ssekms_key_id(kms_key.map(str::to_owned))
+            .send()
+    };
+
+    put_policy(&s3, BUCKET, &for_bucket(DENY_UNENCRYPTED, BUCKET)).await;
+    multipart_upload(&s3, BUCKET, "aes", ServerSideEncryption::Aes256, None).await;
+    denied_by_bucket_policy(create(None, None).await);
+    denied_by_bucket_policy(create(Some(ServerSideEncryption::AwsKms), Some(&wanted)).await);
+
+    put_policy(&s3, BUCKET, &for_bucket(REQUIRE_AWS_KMS_HEADER, BUCKET)).await;
+    multipart_upload(
+        &s3,
+        BUCKET,
+        "kms",
+        ServerSideEncryption::AwsKms,
+        Some(&wanted),
+    )
+    .await;
+    denied_by_bucket_policy(create(Some(ServerSideEncryption::Aes256), None).await);
+
+    let specific = for_bucket(REQUIRE_SPECIFIC_KEY, BUCKET).replace(
+        "arn:aws:kms:us-east-2:111122223333:key/01234567-89ab-cdef-0123-456789abcdef",
+        &wanted,
+    );
+    put_policy(&s3, BUCKET, &specific).await;
+    multipart_upload(
+        &s3,
+        BUCKET,
+        "key",
+        ServerSideEncryption::AwsKms,
+        Some(&wanted),
+    )
+    .await;
+    denied_by_bucket_policy(create(Some(ServerSideEncryption::AwsKms), Some(&other)).await);
+    ok(s3.delete_bucket_policy().bucket(BUCKET).send().await);
+
+    // The identity side reads the upload too: a user whose own policy requires AES256.
+    let (ak, sk) = server.add_user_online(
+        "uploader",
+        Some(&format!(
+            r#"{{"Version":"2012-10-17","Statement":[
+                {{"Effect":"Allow","Action":"s3:*","Resource":["arn:aws:s3:::{BUCKET}","arn:aws:s3:::{BUCKET}/*"]}},
+                {{"Effect":"Deny","Action":"s3:PutObject","Resource":"arn:aws:s3:::{BUCKET}/*",
+                  "Condition":{{"StringNotEquals":{{"s3:x-amz-server-side-encryption":"AES256"}}}}}}]}}"#
+        )),
+    );
+    let uploader = server.client_as(&ak, &sk);
+    multipart_upload(
+        &uploader,
+        BUCKET,
+        "by-user",
+        ServerSideEncryption::Aes256,
+        None,
+    )
+    .await;
+    assert_s3_error(
+        uploader
+            .create_multipart_upload()
+            .bucket(BUCKET)
+            .key("refused")
+            .send()
+            .await,
+        403,
+        "AccessDenied",
+    );
+}
+
 /// AWS's policy to block SSE-C uploads (S3 User Guide on SSE-C, and the resource control
 /// policy examples).
 const DENY_SSE_C: &str = r#"{
@@ -766,6 +931,119 @@ async fn public_read_lets_anonymous_callers_read_and_nothing_more() {
     assert_eq!(resp.xml_element("Code").as_deref(), Some("AccessDenied"));
 }
 
+/// S3 API Reference, "Bucket policy examples using Signature Version 4 related condition keys":
+/// deny a presigned URL whose signature is more than ten minutes old.
+const DENY_OLD_SIGNATURES: &str = r#"{
+   "Version": "2012-10-17",
+   "Statement": [
+      {
+         "Sid": "Deny a presigned URL request if the signature is more than 10 min old",
+         "Effect": "Deny",
+         "Principal": {"AWS":"*"},
+         "Action": "s3:*",
+         "Resource": "arn:aws:s3:::amzn-s3-demo-bucket/*",
+         "Condition": {
+            "NumericGreaterThan": {
+               "s3:signatureAge": "600000"
+            }
+         }
+      }
+   ]
+}"#;
+
+/// AWS Prescriptive Guidance, "Presigned URL best practices": deny presigned URLs
+/// (`s3:authType` `REST-QUERY-STRING`).
+const DENY_PRESIGNED_URLS: &str = r#"{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Sid": "DenyPresignedRequests",
+      "Effect": "Deny",
+      "Principal": "*",
+      "Action": "s3:*",
+      "Resource": ["arn:aws:s3:::amzn-s3-demo-bucket", "arn:aws:s3:::amzn-s3-demo-bucket/*"],
+      "Condition": {
+        "StringEquals": {
+          "s3:authType": "REST-QUERY-STRING"
+        }
+      }
+    }
+  ]
+}"#;
+
+/// Regression (review of issue 9): `s3:signatureAge`, `s3:authType` (and `s3:signatureversion`,
+/// see `sigv2::`) were accepted but never supplied, so these documented policies were inert.
+/// `s3:TlsVersion`, which Coffer cannot supply, is refused when the policy is put.
+#[tokio::test]
+async fn signature_age_and_presigned_url_examples() {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    use common::raw_http::fetch_presigned;
+    use std::time::{Duration, SystemTime};
+
+    let (_server, s3) = setup().await;
+    put(&s3, BUCKET, "k", b"data").await;
+    let presign = |signed_ago: Duration| {
+        let s3 = s3.clone();
+        async move {
+            let config = PresigningConfig::builder()
+                .start_time(SystemTime::now() - signed_ago)
+                .expires_in(Duration::from_secs(3600))
+                .build()
+                .unwrap();
+            s3.get_object()
+                .bucket(BUCKET)
+                .key("k")
+                .presigned(config)
+                .await
+                .unwrap()
+        }
+    };
+    let fresh = presign(Duration::ZERO).await;
+    let twenty_minutes_old = presign(Duration::from_secs(20 * 60)).await;
+    assert_eq!(fetch_presigned(&twenty_minutes_old, &[], b"").status, 200);
+
+    put_policy(&s3, BUCKET, &for_bucket(DENY_OLD_SIGNATURES, BUCKET)).await;
+    let refused = fetch_presigned(&twenty_minutes_old, &[], b"");
+    assert_eq!(
+        (refused.status, refused.xml_element("Code").as_deref()),
+        (403, Some("AccessDenied")),
+        "{}",
+        refused.body_text()
+    );
+    let served = fetch_presigned(&fresh, &[], b"");
+    assert_eq!((served.status, served.body.as_slice()), (200, &b"data"[..]));
+    assert_eq!(get(&s3, BUCKET, "k").await, b"data");
+
+    put_policy(&s3, BUCKET, &for_bucket(DENY_PRESIGNED_URLS, BUCKET)).await;
+    let refused = fetch_presigned(&fresh, &[], b"");
+    assert_eq!(
+        (refused.status, refused.xml_element("Code").as_deref()),
+        (403, Some("AccessDenied")),
+        "{}",
+        refused.body_text()
+    );
+    // The Authorization header is REST-HEADER.
+    assert_eq!(get(&s3, BUCKET, "k").await, b"data");
+
+    let tls_version = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"arn:aws:s3:::{BUCKET}/*","Condition":{{"NumericLessThan":{{"s3:TlsVersion":"1.2"}}}}}}]}}"#
+    );
+    let failure = assert_s3_error(
+        s3.put_bucket_policy()
+            .bucket(BUCKET)
+            .policy(&tls_version)
+            .send()
+            .await,
+        400,
+        "MalformedPolicy",
+    );
+    let message = failure.message.unwrap_or_default();
+    assert!(
+        message.contains("\"s3:TlsVersion\"") && message.contains("Coffer does not supply"),
+        "{message}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Users, the root user, copies, DeleteObjects, s3:prefix
 
@@ -884,6 +1162,123 @@ async fn a_user_allowed_only_by_the_bucket_policy_and_stopped_by_an_explicit_den
     // The root key still can.
     ok(s3.delete_bucket_policy().bucket(BUCKET).send().await);
     ok(carol.delete_bucket_policy().bucket(BUCKET).send().await);
+}
+
+/// Regression (review of issue 9): a Deny naming the account (`arn:aws:iam::<acct>:root` or the
+/// bare account id) did not bind a user whose access came from the bucket policy itself: the
+/// account principal matched users only "through delegation", an Allow-side rule. AWS applies a
+/// Deny naming the account to every principal of the account.
+#[tokio::test]
+async fn an_account_principal_deny_binds_a_user_the_bucket_policy_allows() {
+    let (server, s3) = setup().await;
+    put(&s3, BUCKET, "doc", b"confidential").await;
+    let (ak, sk) = server.add_user_online("bob", None);
+    let bob = server.client_as(&ak, &sk);
+    let allow_bob = format!(
+        r#"{{"Sid":"BobReads","Effect":"Allow","Principal":{{"AWS":"{}"}},
+            "Action":"s3:GetObject","Resource":"arn:aws:s3:::{BUCKET}/*"}}"#,
+        user_arn("bob")
+    );
+    put_policy(
+        &s3,
+        BUCKET,
+        &format!(r#"{{"Version":"2012-10-17","Statement":[{allow_bob}]}}"#),
+    )
+    .await;
+    assert_eq!(get(&bob, BUCKET, "doc").await, b"confidential");
+    for account in [
+        format!("arn:aws:iam::{ACCOUNT_ID}:root"),
+        ACCOUNT_ID.to_owned(),
+    ] {
+        let policy = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{allow_bob},
+              {{"Sid":"NobodyInTheAccountReads","Effect":"Deny","Principal":{{"AWS":"{account}"}},
+                "Action":"s3:GetObject","Resource":"arn:aws:s3:::{BUCKET}/*"}}]}}"#
+        );
+        put_policy(&s3, BUCKET, &policy).await;
+        denied_by_bucket_policy(s3.get_object().bucket(BUCKET).key("doc").send().await);
+        denied_by_bucket_policy(bob.get_object().bucket(BUCKET).key("doc").send().await);
+    }
+}
+
+/// Regression (review of issue 9): policy variables were matched literally, so a statement
+/// with `${aws:username}` never applied — an Allow granted nothing and, worse, a Deny denied
+/// nothing. They are expanded per request (Version 2012-10-17).
+#[tokio::test]
+async fn policy_variables_give_each_user_a_home_and_bind_denies() {
+    let (server, s3) = setup().await;
+    let (ak, sk) = server.add_user_online("alice", None);
+    let alice = server.client_as(&ak, &sk);
+    let policy = format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+            {{"Sid":"OwnHome","Effect":"Allow","Principal":{{"AWS":"{alice}"}},
+              "Action":["s3:GetObject","s3:PutObject"],
+              "Resource":"arn:aws:s3:::{BUCKET}/home/${{aws:username}}/*"}},
+            {{"Sid":"OwnHomeListing","Effect":"Allow","Principal":{{"AWS":"{alice}"}},
+              "Action":"s3:ListBucket","Resource":"arn:aws:s3:::{BUCKET}",
+              "Condition":{{"StringLike":{{"s3:prefix":"home/${{aws:username}}/*"}}}}}},
+            {{"Sid":"ReadOnlyCorner","Effect":"Deny","Principal":{{"AWS":"{alice}"}},
+              "Action":"s3:PutObject",
+              "Resource":"arn:aws:s3:::{BUCKET}/home/${{aws:username}}/readonly/*"}}]}}"#,
+        alice = user_arn("alice")
+    );
+    put_policy(&s3, BUCKET, &policy).await;
+    put(&alice, BUCKET, "home/alice/notes", b"mine").await;
+    assert_eq!(get(&alice, BUCKET, "home/alice/notes").await, b"mine");
+    let listed = ok(alice
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .prefix("home/alice/")
+        .send()
+        .await);
+    assert_eq!(listed.key_count(), Some(1));
+    assert_s3_error(
+        alice
+            .put_object()
+            .bucket(BUCKET)
+            .key("home/bob/notes")
+            .body(ByteStream::from_static(b"not mine"))
+            .send()
+            .await,
+        403,
+        "AccessDenied",
+    );
+    assert_s3_error(
+        alice
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .prefix("home/bob/")
+            .send()
+            .await,
+        403,
+        "AccessDenied",
+    );
+    denied_by_bucket_policy(
+        alice
+            .put_object()
+            .bucket(BUCKET)
+            .key("home/alice/readonly/x")
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await,
+    );
+    // A variable that cannot be read is refused when the policy is put.
+    let unterminated = policy.replace("${aws:username}/readonly", "${aws:username/readonly");
+    let failure = assert_s3_error(
+        s3.put_bucket_policy()
+            .bucket(BUCKET)
+            .policy(&unterminated)
+            .send()
+            .await,
+        400,
+        "MalformedPolicy",
+    );
+    assert!(
+        failure
+            .message
+            .unwrap_or_default()
+            .contains("policy variable with no closing brace")
+    );
 }
 
 #[tokio::test]

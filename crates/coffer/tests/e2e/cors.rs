@@ -409,13 +409,16 @@ async fn a_preflight_to_a_bucket_without_rules_is_forbidden() {
         "AccessForbidden",
         "CORSResponse: CORS is not enabled for this bucket.",
     );
+    // S3 answers a preflight to a bucket that does not exist with a 403 too (LocalStack's
+    // AWS-validated test_cors_http_options_non_existent_bucket), not NoSuchBucket.
     let resp = preflight(&server, "/missing/k", Some(APP), Some("GET"), None);
     assert_error(
         &resp,
-        404,
-        "NoSuchBucket",
-        "The specified bucket does not exist",
+        403,
+        "AccessForbidden",
+        "CORSResponse: Bucket not found",
     );
+    assert_eq!(resp.xml_element("Method").as_deref(), Some("GET"));
 }
 
 #[tokio::test]

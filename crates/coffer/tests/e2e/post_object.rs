@@ -124,6 +124,8 @@ struct Signed {
     access_key: String,
     secret_key: String,
     expires: SystemTime,
+    /// The form's `x-amz-date`.
+    signed_at: SystemTime,
     key_condition: Value,
     conditions: Vec<Value>,
 }
@@ -134,6 +136,7 @@ impl Signed {
             access_key: ACCESS_KEY.into(),
             secret_key: common::SECRET_KEY.into(),
             expires: SystemTime::now() + Duration::from_secs(3600),
+            signed_at: SystemTime::now(),
             key_condition: json!({ "key": key }),
             conditions: Vec::new(),
         }
@@ -146,8 +149,7 @@ impl Signed {
 
     /// The form: `key`, `extra` fields (which `conditions` should cover), then the signed fields.
     fn form(&self, key: &str, extra: &[(&str, &str)]) -> Form {
-        let now = SystemTime::now();
-        let date = amz_date(now);
+        let date = amz_date(self.signed_at);
         let credential = format!(
             "{}/{}/{REGION}/s3/aws4_request",
             self.access_key,
@@ -540,6 +542,53 @@ async fn the_signer_needs_put_object_on_the_key_as_for_a_put() {
     // The form's encryption field is the condition key the policy tests.
     assert_error(&as_uploader("uploads/b.txt", false), 403, "AccessDenied");
     assert!(absent(&s3, "uploads/b.txt").await);
+}
+
+/// A bucket policy sees a form upload as `s3:authType` `POST`, signed with
+/// `AWS4-HMAC-SHA256` (regression, review of issue 9: the keys were never supplied).
+#[tokio::test]
+async fn a_bucket_policy_sees_a_form_as_auth_type_post() {
+    let (server, s3) = setup().await;
+    let deny_forms = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Principal":"*","Action":"s3:PutObject","Resource":"arn:aws:s3:::{BUCKET}/*","Condition":{{"StringEquals":{{"s3:authType":"POST","s3:signatureversion":"AWS4-HMAC-SHA256"}}}}}}]}}"#
+    );
+    ok(s3
+        .put_bucket_policy()
+        .bucket(BUCKET)
+        .policy(&deny_forms)
+        .send()
+        .await);
+    let form = Signed::new("by-form.txt").form("by-form.txt", &[]);
+    assert_error(
+        &post(&server, BUCKET, &form, b"posted"),
+        403,
+        "AccessDenied",
+    );
+    assert!(absent(&s3, "by-form.txt").await);
+    // A PUT is REST-HEADER.
+    put(&s3, BUCKET, "by-put.txt", b"put").await;
+    // s3:signatureAge: the time since the form's x-amz-date.
+    let deny_old = deny_forms.replace(
+        r#""StringEquals":{"s3:authType":"POST","s3:signatureversion":"AWS4-HMAC-SHA256"}"#,
+        r#""NumericGreaterThan":{"s3:signatureAge":"600000"}"#,
+    );
+    ok(s3
+        .put_bucket_policy()
+        .bucket(BUCKET)
+        .policy(&deny_old)
+        .send()
+        .await);
+    let fresh = Signed::new("fresh.txt").form("fresh.txt", &[]);
+    assert_eq!(post(&server, BUCKET, &fresh, b"fresh").status, 204);
+    let mut stale = Signed::new("stale.txt");
+    stale.signed_at = SystemTime::now() - Duration::from_secs(20 * 60);
+    let stale = stale.form("stale.txt", &[]);
+    assert_error(
+        &post(&server, BUCKET, &stale, b"stale"),
+        403,
+        "AccessDenied",
+    );
+    assert!(absent(&s3, "stale.txt").await);
 }
 
 #[tokio::test]

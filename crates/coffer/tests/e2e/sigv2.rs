@@ -407,3 +407,55 @@ async fn with_allow_sigv2_a_wrong_signature_is_signature_does_not_match() {
     let response = request(server.addr(), "GET", "/bkt/k", &unknown, b"");
     assert_error(&response, 403, "InvalidAccessKeyId");
 }
+
+/// Regression (review of issue 9): AWS's documented "deny Signature Version 2" bucket policy was
+/// accepted but never matched (Coffer never set `s3:signatureversion`), so SigV2 requests passed.
+#[tokio::test]
+async fn the_documented_deny_sigv2_policy_refuses_a_sigv2_request() {
+    let server = sigv2_server();
+    setup(&server).await;
+    ok(server
+        .client()
+        .put_bucket_policy()
+        .bucket("bkt")
+        .policy(
+            r#"{"Version":"2012-10-17","Id":"sigv2-deny","Statement":[{"Sid":"DenySigV2","Effect":"Deny","Principal":"*","Action":"s3:*","Resource":["arn:aws:s3:::bkt","arn:aws:s3:::bkt/*"],"Condition":{"StringEquals":{"s3:signatureversion":"AWS"}}}]}"#,
+        )
+        .send()
+        .await);
+    let response = request(
+        server.addr(),
+        "GET",
+        "/bkt/k",
+        &signed_headers("GET", "/bkt/k", "", SystemTime::now(), SECRET_KEY),
+        b"",
+    );
+    assert_error(&response, 403, "AccessDenied");
+    // Presigned SigV2 URLs, and the bucket-encryption route, are SigV2 too.
+    let expires = (SystemTime::now() + MINUTE)
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let target = presigned_get("/bkt/k", &expires.to_string(), SECRET_KEY);
+    assert_error(
+        &request(server.addr(), "GET", &target, &[], b""),
+        403,
+        "AccessDenied",
+    );
+    let response = request(
+        server.addr(),
+        "GET",
+        "/bkt?encryption",
+        &signed_headers("GET", "/bkt/", "", SystemTime::now(), SECRET_KEY),
+        b"",
+    );
+    assert_error(&response, 403, "AccessDenied");
+    // SigV4 requests are not SigV2 ones.
+    assert_eq!(get(&server.client(), "bkt", "k").await, b"secret contents");
+    ok(server
+        .client()
+        .get_bucket_encryption()
+        .bucket("bkt")
+        .send()
+        .await);
+}
