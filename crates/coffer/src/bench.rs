@@ -7,8 +7,9 @@
 //! issue 3 sets as targets.
 //!
 //! `--sse` runs the server workloads once per encryption mode (the server's default, SSE-S3,
-//! SSE-KMS, SSE-KMS with a Bucket Key, DSSE-KMS), counts the KMS calls each made from the
-//! server's `/-/metrics`, and judges the KMS modes against SSE-S3 as issue 8 asks.
+//! SSE-KMS, SSE-KMS with a Bucket Key, DSSE-KMS, SSE-C), counts the KMS calls each made from the
+//! server's `/-/metrics`, and judges the KMS modes against SSE-S3 as issue 8 asks and SSE-C as
+//! issue 9 asks. The SSE-C mode's key is random, made for the run, and never printed.
 //!
 //! Every response is checked — ETag, length and every byte read back — and the first error ends
 //! the run: a benchmark that measures errors is worthless. The client's memory stays bounded
@@ -33,7 +34,12 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::DisplayErrorContext;
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{
+    BlockedEncryptionTypes, Delete, EncryptionType, ObjectIdentifier, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use coffer_crypto::{Key256, SEALED_SEGMENT_SIZE, SEGMENT_SIZE, SegmentCipher, random_array};
 use http::{HeaderMap, HeaderValue, Method};
@@ -140,6 +146,10 @@ pub enum SseMode {
     SseKmsBucketKey,
     /// `aws:kms:dsse`: two layers under two data keys.
     DsseKms,
+    /// SSE-C: one random customer key per run, its three headers on every PUT and GET (the
+    /// bucket must allow SSE-C; one the run creates is opened with `BlockedEncryptionTypes`
+    /// `NONE`).
+    SseC,
 }
 
 impl SseMode {
@@ -150,14 +160,16 @@ impl SseMode {
             SseMode::SseKms => "sse-kms",
             SseMode::SseKmsBucketKey => "sse-kms-bucket-key",
             SseMode::DsseKms => "dsse-kms",
+            SseMode::SseC => "sse-c",
         }
     }
 
     /// The `x-amz-server-side-encryption` value sent and expected back; `None` for the
-    /// server's default, which is not checked (it differs between servers).
+    /// server's default, which is not checked (it differs between servers), and for SSE-C,
+    /// whose answers carry none.
     fn algorithm(self) -> Option<&'static str> {
         match self {
-            SseMode::Default => None,
+            SseMode::Default | SseMode::SseC => None,
             SseMode::SseS3 => Some("AES256"),
             SseMode::SseKms | SseMode::SseKmsBucketKey => Some("aws:kms"),
             SseMode::DsseKms => Some("aws:kms:dsse"),
@@ -189,13 +201,21 @@ impl SseMode {
         Ok(headers)
     }
 
-    /// Checks the encryption headers of a PUT or GET response.
+    /// Checks the encryption headers of a PUT or GET response (SSE-C's own headers are checked
+    /// by [`CustomerKey::check_response`]).
     fn check_response(self, what: &str, headers: &HeaderMap) -> anyhow::Result<()> {
         if let Some(algorithm) = self.algorithm() {
             let got = headers.get(SSE_HEADER);
             ensure!(
                 got.is_some_and(|v| v.as_bytes() == algorithm.as_bytes()),
                 "{what}: {SSE_HEADER} {got:?}, expected {algorithm}"
+            );
+        }
+        if self == SseMode::SseC {
+            let got = headers.get(SSE_HEADER);
+            ensure!(
+                got.is_none(),
+                "{what}: {SSE_HEADER} {got:?} on an SSE-C answer, expected none"
             );
         }
         if self == SseMode::SseKmsBucketKey {
@@ -209,11 +229,72 @@ impl SseMode {
     }
 
     /// Whether the ETag of a single-part upload is the MD5 of its data (S3: not so for the KMS
-    /// modes).
+    /// modes and SSE-C).
     fn etag_is_md5(self) -> bool {
-        !self.uses_kms()
+        !self.uses_kms() && self != SseMode::SseC
     }
 }
+
+/// The SSE-C key of a run: made at random when the run starts, sent as the three
+/// `x-amz-server-side-encryption-customer-*` headers, never printed (the key's header value is
+/// marked sensitive, so even `Debug` of a request's headers hides it).
+struct CustomerKey {
+    key: HeaderValue,
+    /// Base64 of the key's MD5, which answers must echo.
+    md5: HeaderValue,
+}
+
+const CUSTOMER_ALGORITHM_HEADER: &str = "x-amz-server-side-encryption-customer-algorithm";
+const CUSTOMER_KEY_HEADER: &str = "x-amz-server-side-encryption-customer-key";
+const CUSTOMER_KEY_MD5_HEADER: &str = "x-amz-server-side-encryption-customer-key-md5";
+
+impl std::fmt::Debug for CustomerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CustomerKey(<redacted>)")
+    }
+}
+
+impl CustomerKey {
+    fn generate() -> anyhow::Result<CustomerKey> {
+        let key = Key256::generate()?;
+        let text = zeroize::Zeroizing::new(B64.encode(key.expose_secret()));
+        let mut key_header = HeaderValue::from_str(&text).context("base64 is a header value")?;
+        key_header.set_sensitive(true);
+        let md5 = B64.encode(coffer_crypto::Md5::digest(key.expose_secret()));
+        Ok(CustomerKey {
+            key: key_header,
+            md5: HeaderValue::from_str(&md5).context("base64 is a header value")?,
+        })
+    }
+
+    /// Adds the three SSE-C headers to a request's.
+    fn add_to(&self, headers: &mut HeaderMap) {
+        headers.insert(
+            CUSTOMER_ALGORITHM_HEADER,
+            HeaderValue::from_static(CUSTOMER_ALGORITHM),
+        );
+        headers.insert(CUSTOMER_KEY_HEADER, self.key.clone());
+        headers.insert(CUSTOMER_KEY_MD5_HEADER, self.md5.clone());
+    }
+
+    /// Checks that an answer names SSE-C and this key's MD5, as S3's do.
+    fn check_response(&self, what: &str, headers: &HeaderMap) -> anyhow::Result<()> {
+        let algorithm = headers.get(CUSTOMER_ALGORITHM_HEADER);
+        ensure!(
+            algorithm.is_some_and(|v| v.as_bytes() == CUSTOMER_ALGORITHM.as_bytes()),
+            "{what}: {CUSTOMER_ALGORITHM_HEADER} {algorithm:?}, expected {CUSTOMER_ALGORITHM}"
+        );
+        let md5 = headers.get(CUSTOMER_KEY_MD5_HEADER);
+        ensure!(
+            md5 == Some(&self.md5),
+            "{what}: {CUSTOMER_KEY_MD5_HEADER} {md5:?}, expected {:?} (the run's key)",
+            self.md5
+        );
+        Ok(())
+    }
+}
+
+const CUSTOMER_ALGORITHM: &str = "AES256";
 
 const SSE_HEADER: &str = "x-amz-server-side-encryption";
 const BUCKET_KEY_HEADER: &str = "x-amz-server-side-encryption-bucket-key-enabled";
@@ -275,6 +356,12 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<String> {
     ensure!(!modes.is_empty(), "--sse names no encryption mode");
     // Endpoint and credentials are checked before the slow reference measurements.
     let target = Arc::new(Target::connect(args, pattern.clone()).await?);
+    let customer_key = if modes.contains(&SseMode::SseC) {
+        target.allow_sse_c().await?;
+        Some(Arc::new(CustomerKey::generate()?))
+    } else {
+        None
+    };
 
     progress("reference: loopback TCP");
     let tcp = loopback_tcp(plan.tcp_bytes).await?;
@@ -310,6 +397,7 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<String> {
             target: target.clone(),
             mode,
             kms_key_id: args.sse_kms_key_id.clone(),
+            customer_key: customer_key.clone().filter(|_| mode == SseMode::SseC),
             etags: Mutex::new(HashMap::new()),
         });
         figures.push(workload.measure(&plan).await?);
@@ -408,6 +496,7 @@ impl Measured {
 
         self.issue_3_targets(&mut table, plan);
         self.encryption_targets(&mut table, plan);
+        self.customer_key_targets(&mut table, plan);
 
         let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
         let title = format!(
@@ -469,13 +558,18 @@ impl Measured {
         }
     }
 
-    /// Issue 8's targets: each KMS mode against the SSE-S3 figures of the same run (`sse-s3`,
-    /// else `default`). Skipped unless the run has both.
-    fn encryption_targets(&self, table: &mut Table, plan: &Plan) {
-        let Some(base) = [SseMode::SseS3, SseMode::Default]
+    /// The SSE-S3 figures of this run, which the other modes are judged against: `sse-s3`,
+    /// else `default`.
+    fn sse_s3_figures(&self) -> Option<&ModeFigures> {
+        [SseMode::SseS3, SseMode::Default]
             .iter()
             .find_map(|mode| self.modes.iter().find(|f| f.mode == *mode))
-        else {
+    }
+
+    /// Issue 8's targets: each KMS mode against the SSE-S3 figures of the same run. Skipped
+    /// unless the run has both.
+    fn encryption_targets(&self, table: &mut Table, plan: &Plan) {
+        let Some(base) = self.sse_s3_figures() else {
             return;
         };
         let kms_modes: Vec<&ModeFigures> =
@@ -526,6 +620,61 @@ impl Measured {
                     ratio >= share,
                 );
             }
+        }
+    }
+
+    /// Issue 9's targets: SSE-C within 10 % of SSE-S3 in the same run, for large objects and
+    /// for small ones at many clients, and no KMS call at all. Skipped unless the run has both.
+    fn customer_key_targets(&self, table: &mut Table, plan: &Plan) {
+        let (Some(base), Some(sse_c)) = (
+            self.sse_s3_figures(),
+            self.modes.iter().find(|f| f.mode == SseMode::SseC),
+        ) else {
+            return;
+        };
+        table.section(format!(
+            "targets (issue 9), sse-c as a share of {} in this run",
+            base.mode.label()
+        ));
+        let large = size_label(plan.large_size);
+        let rates = [
+            (
+                format!("PUT {large}, 1 stream"),
+                sse_c.large.0.mb_per_s(),
+                base.large.0.mb_per_s(),
+            ),
+            (
+                format!("GET {large}, 1 stream"),
+                sse_c.large.1.mb_per_s(),
+                base.large.1.mb_per_s(),
+            ),
+            (
+                format!("PUT 4 KiB, {MANY_CLIENTS} clients"),
+                sse_c.tiny_puts[1].per_second(),
+                base.tiny_puts[1].per_second(),
+            ),
+            (
+                format!("GET 4 KiB, {MANY_CLIENTS} clients"),
+                sse_c.tiny_gets[1].per_second(),
+                base.tiny_gets[1].per_second(),
+            ),
+        ];
+        for (what, ours, theirs) in rates {
+            let ratio = ours / theirs;
+            table.target(
+                format!("sse-c: {what}"),
+                format!("{:.1} %", ratio * 100.0),
+                "≥ 90 % (within 10 %)",
+                ratio >= 0.90,
+            );
+        }
+        if let Some(calls) = sse_c.kms_calls {
+            table.target(
+                "sse-c: KMS calls".to_owned(),
+                calls.to_string(),
+                "0 (SSE-C needs no KMS)",
+                calls == 0,
+            );
         }
     }
 }
@@ -679,6 +828,70 @@ impl Target {
         (!counts.is_empty()).then(|| counts.iter().sum())
     }
 
+    /// Makes sure SSE-C writes are allowed in the bucket: a bucket this run created (which
+    /// blocks SSE-C, as every new bucket does) is opened with `BlockedEncryptionTypes` `NONE`,
+    /// keeping SSE-S3 as its default; a bucket that was there is left as its owner set it, and
+    /// the run stops if it blocks SSE-C.
+    async fn allow_sse_c(&self) -> anyhow::Result<()> {
+        let bucket = &self.bucket;
+        if !self.created_bucket {
+            // A server without GetBucketEncryption (or without the field) is left to answer the
+            // SSE-C PUTs itself.
+            let Ok(config) = self
+                .client
+                .get_bucket_encryption()
+                .bucket(bucket)
+                .send()
+                .await
+            else {
+                return Ok(());
+            };
+            let blocked = config
+                .server_side_encryption_configuration()
+                .into_iter()
+                .flat_map(|c| c.rules())
+                .filter_map(|rule| rule.blocked_encryption_types())
+                .any(|types| types.encryption_type().contains(&EncryptionType::SseC));
+            ensure!(
+                !blocked,
+                "--sse sse-c: the bucket {bucket} blocks SSE-C (its BlockedEncryptionTypes is \
+                 SSE-C); allow it with put-bucket-encryption and BlockedEncryptionTypes NONE, or \
+                 name a bucket that does not exist yet, which the run creates and opens"
+            );
+            return Ok(());
+        }
+        let rule = ServerSideEncryptionRule::builder()
+            .apply_server_side_encryption_by_default(
+                ServerSideEncryptionByDefault::builder()
+                    .sse_algorithm(ServerSideEncryption::Aes256)
+                    .build()?,
+            )
+            .blocked_encryption_types(
+                BlockedEncryptionTypes::builder()
+                    .encryption_type(EncryptionType::None)
+                    .build(),
+            )
+            .build();
+        self.client
+            .put_bucket_encryption()
+            .bucket(bucket)
+            .server_side_encryption_configuration(
+                ServerSideEncryptionConfiguration::builder()
+                    .rules(rule)
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                s3_error(
+                    "PutBucketEncryption (BlockedEncryptionTypes NONE)",
+                    bucket,
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
     /// Deletes the bucket if this run created it.
     async fn delete_bucket_if_created(&self) -> anyhow::Result<()> {
         if self.created_bucket {
@@ -699,6 +912,8 @@ struct Workload {
     target: Arc<Target>,
     mode: SseMode,
     kms_key_id: Option<String>,
+    /// The run's SSE-C key, in the SSE-C mode only.
+    customer_key: Option<Arc<CustomerKey>>,
     /// The ETag each PUT answered with, by object id: what its GETs must answer.
     etags: Mutex<HashMap<u64, String>>,
 }
@@ -837,6 +1052,9 @@ impl Workload {
         md5_etag: Option<&str>,
     ) -> anyhow::Result<()> {
         let mut headers = self.mode.put_headers(self.kms_key_id.as_deref())?;
+        if let Some(customer_key) = &self.customer_key {
+            customer_key.add_to(&mut headers);
+        }
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(size));
         let answer = self
             .target
@@ -844,7 +1062,7 @@ impl Workload {
             .s3(Method::PUT, &self.path(key), headers, body, |_| Ok(()))
             .await?;
         let what = format!("PutObject {key}");
-        self.mode.check_response(&what, &answer.headers)?;
+        self.check_encryption(&what, &answer.headers)?;
         let got = answer
             .headers
             .get(http::header::ETAG)
@@ -869,13 +1087,17 @@ impl Workload {
     async fn get_and_check(&self, key: &str, object: u64, size: u64) -> anyhow::Result<()> {
         let pattern = &self.target.pattern;
         let mut offset = 0u64;
+        let mut headers = HeaderMap::new();
+        if let Some(customer_key) = &self.customer_key {
+            customer_key.add_to(&mut headers);
+        }
         let answer = self
             .target
             .lean
             .s3(
                 Method::GET,
                 &self.path(key),
-                HeaderMap::new(),
+                headers,
                 crate::bench_client::full(Bytes::new()),
                 |chunk| {
                     ensure!(
@@ -905,12 +1127,21 @@ impl Workload {
             got.is_some_and(|v| Some(v.as_bytes()) == expected.as_deref().map(str::as_bytes)),
             "{what}: ETag {got:?}, expected {expected:?} (its PUT's)"
         );
-        self.mode.check_response(&what, &answer.headers)?;
+        self.check_encryption(&what, &answer.headers)?;
         ensure!(
             answer.body_len == size,
             "{what}: the body ended after {} of {size} bytes",
             answer.body_len
         );
+        Ok(())
+    }
+
+    /// Checks the encryption headers of a PUT or GET answer in this mode.
+    fn check_encryption(&self, what: &str, headers: &HeaderMap) -> anyhow::Result<()> {
+        self.mode.check_response(what, headers)?;
+        if let Some(customer_key) = &self.customer_key {
+            customer_key.check_response(what, headers)?;
+        }
         Ok(())
     }
 
@@ -1466,6 +1697,56 @@ mod tests {
         let mut flipped = body[MIB as usize - 8..MIB as usize + 8].to_vec();
         flipped[3] ^= 1;
         assert!(!pattern.matches(7, MIB - 8, &flipped), "a flipped bit");
+    }
+
+    #[test]
+    fn a_customer_key_is_sent_whole_checked_in_answers_and_never_printed() {
+        let key = CustomerKey::generate().unwrap();
+        let mut request = HeaderMap::new();
+        key.add_to(&mut request);
+        let text = request[CUSTOMER_KEY_HEADER].to_str().unwrap().to_owned();
+        let raw = B64.decode(&text).unwrap();
+        assert_eq!(raw.len(), 32);
+        assert_eq!(
+            request[CUSTOMER_KEY_MD5_HEADER].to_str().unwrap(),
+            B64.encode(coffer_crypto::Md5::digest(&raw))
+        );
+        assert_eq!(request[CUSTOMER_ALGORITHM_HEADER], "AES256");
+        assert!(!format!("{key:?} {request:?}").contains(&text));
+        assert_ne!(
+            CustomerKey::generate().unwrap().md5,
+            key.md5,
+            "a fresh key per run"
+        );
+
+        // An answer must echo the algorithm and this key's MD5, and carry no SSE-S3/KMS header.
+        let mut answer = HeaderMap::new();
+        answer.insert(
+            CUSTOMER_ALGORITHM_HEADER,
+            HeaderValue::from_static("AES256"),
+        );
+        answer.insert(CUSTOMER_KEY_MD5_HEADER, key.md5.clone());
+        key.check_response("GetObject k", &answer).unwrap();
+        SseMode::SseC
+            .check_response("GetObject k", &answer)
+            .unwrap();
+        let mut other = answer.clone();
+        other.insert(
+            CUSTOMER_KEY_MD5_HEADER,
+            CustomerKey::generate().unwrap().md5,
+        );
+        assert!(key.check_response("GetObject k", &other).is_err());
+        let mut none = answer.clone();
+        none.remove(CUSTOMER_ALGORITHM_HEADER);
+        assert!(key.check_response("GetObject k", &none).is_err());
+        let mut sse_s3 = answer;
+        sse_s3.insert(SSE_HEADER, HeaderValue::from_static("AES256"));
+        assert!(
+            SseMode::SseC
+                .check_response("GetObject k", &sse_s3)
+                .is_err()
+        );
+        assert!(!SseMode::SseC.etag_is_md5());
     }
 
     #[test]
