@@ -69,6 +69,14 @@ source "$(dirname "$0")/awscli_lib.sh"
 # md5_b64 FILE: base64 of the MD5 of FILE (what x-amz-server-side-encryption-customer-key-MD5 carries).
 md5_b64() { "$PYTHON" -c 'import base64, hashlib, sys; print(base64.b64encode(hashlib.md5(open(sys.argv[1], "rb").read()).digest()).decode())' "$1"; }
 
+# expect_md5 WHAT ACTUAL EXPECTED NAME: like expect_eq, but names the MD5 (NAME) rather than print it.
+expect_md5() {
+    if [ "$2" != "$3" ]; then
+        fail "$1: expected $4, got another value"
+    fi
+    ok "$1 == $4"
+}
+
 # The CLI's arguments naming a key file for the object (sse_c) or a copy's source (sse_c_source).
 sse_c() { echo "--sse-c AES256 --sse-c-key fileb://$1"; }
 sse_c_source() { echo "--sse-c-copy-source AES256 --sse-c-copy-source-key fileb://$1"; }
@@ -131,7 +139,7 @@ awsx s3 cp --only-show-errors $(sse_c "$K1") "s3://$BUCKET/small.txt" "$WORK/dow
 expect_eq "downloaded small.txt sha256" "$(sha "$WORK/down/small.txt")" "$(sha "$WORK/up/small.txt")"
 HEAD=$(head_c small.txt "$K1")
 expect_eq "head-object small.txt SSECustomerAlgorithm" "$(pyq 'd.get("SSECustomerAlgorithm")' <<<"$HEAD")" "AES256"
-expect_eq "head-object small.txt SSECustomerKeyMD5 (the key's)" "$(pyq 'd.get("SSECustomerKeyMD5")' <<<"$HEAD")" "$K1_MD5"
+expect_md5 "head-object small.txt SSECustomerKeyMD5 (the key's)" "$(pyq 'd.get("SSECustomerKeyMD5")' <<<"$HEAD")" "$K1_MD5" "the MD5 of key one"
 expect_eq "head-object small.txt has no ServerSideEncryption" "$(pyq 'd.get("ServerSideEncryption")' <<<"$HEAD")" "null"
 expect_eq "head-object small.txt ContentLength" "$(pyq 'd.get("ContentLength")' <<<"$HEAD")" "$(stat -c %s "$WORK/up/small.txt")"
 if [ "$(pyq 'd.get("ETag", "").strip("\"")' <<<"$HEAD")" = "$(md5sum "$WORK/up/small.txt" | cut -d' ' -f1)" ]; then
@@ -139,7 +147,7 @@ if [ "$(pyq 'd.get("ETag", "").strip("\"")' <<<"$HEAD")" = "$(md5sum "$WORK/up/s
 fi
 ok "the SSE-C ETag is not the MD5 of the plaintext"
 GOT=$(awsx s3api get-object --bucket "$BUCKET" --key small.txt $(customer "$K1") "$WORK/down/small2.txt")
-expect_eq "get-object small.txt SSECustomerKeyMD5" "$(pyq 'd.get("SSECustomerKeyMD5")' <<<"$GOT")" "$K1_MD5"
+expect_md5 "get-object small.txt SSECustomerKeyMD5" "$(pyq 'd.get("SSECustomerKeyMD5")' <<<"$GOT")" "$K1_MD5" "the MD5 of key one"
 cmp "$WORK/up/small.txt" "$WORK/down/small2.txt" || fail "get-object small.txt differs"
 ok "s3api get-object with the key reads small.txt byte-exact"
 
@@ -155,7 +163,7 @@ awsx s3 cp --only-show-errors $(sse_c "$K1") "$WORK/up/big.bin" "s3://$BUCKET/bi
 t1=$(date +%s)
 HEAD=$(head_c big.bin "$K1")
 expect_eq "big.bin SSECustomerAlgorithm" "$(pyq 'd.get("SSECustomerAlgorithm")' <<<"$HEAD")" "AES256"
-expect_eq "big.bin SSECustomerKeyMD5" "$(pyq 'd.get("SSECustomerKeyMD5")' <<<"$HEAD")" "$K1_MD5"
+expect_md5 "big.bin SSECustomerKeyMD5" "$(pyq 'd.get("SSECustomerKeyMD5")' <<<"$HEAD")" "$K1_MD5" "the MD5 of key one"
 expect_eq "big.bin ContentLength" "$(pyq 'd.get("ContentLength")' <<<"$HEAD")" "$BIG_SIZE"
 BIG_ETAG=$(pyq 'd.get("ETag", "")' <<<"$HEAD")
 case "$BIG_ETAG" in
@@ -208,7 +216,7 @@ awsx s3 cp --only-show-errors $(sse_c_source "$K1") $(sse_c "$K2") \
     "s3://$BUCKET/big.bin" "s3://$BUCKET/big.two.bin"
 for obj in small.two.txt big.two.bin; do
     HEAD=$(head_c "$obj" "$K2")
-    expect_eq "$obj SSECustomerKeyMD5 (the new key's)" "$(pyq 'd.get("SSECustomerKeyMD5")' <<<"$HEAD")" "$K2_MD5"
+    expect_md5 "$obj SSECustomerKeyMD5 (the new key's)" "$(pyq 'd.get("SSECustomerKeyMD5")' <<<"$HEAD")" "$K2_MD5" "the MD5 of key two"
     expect_s3_error AccessDenied 403 s3api get-object --bucket "$BUCKET" --key "$obj" \
         $(customer "$K1") "$WORK/down/refused"
 done
