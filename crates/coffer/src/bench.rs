@@ -668,6 +668,51 @@ impl Measured {
                 ratio >= 0.90,
             );
         }
+        // The server's CPU time per request or MiB: what SSE-C itself costs, far less moved by
+        // other work on the machine than the throughputs above.
+        let per_mib = |rate: &Rate| {
+            rate.server_cpu
+                .map(|cpu| cpu.as_secs_f64() * 1e3 / (rate.bytes as f64 / MIB as f64))
+        };
+        let per_op = |ops: &Ops| ops.server_cpu_per_op().map(|d| d.as_secs_f64() * 1e6);
+        let cpu = [
+            (
+                format!("PUT {large}"),
+                per_mib(&sse_c.large.0),
+                per_mib(&base.large.0),
+                "ms/MiB",
+            ),
+            (
+                format!("GET {large}"),
+                per_mib(&sse_c.large.1),
+                per_mib(&base.large.1),
+                "ms/MiB",
+            ),
+            (
+                format!("PUT 4 KiB, {MANY_CLIENTS} clients"),
+                per_op(&sse_c.tiny_puts[1]),
+                per_op(&base.tiny_puts[1]),
+                "µs/op",
+            ),
+            (
+                format!("GET 4 KiB, {MANY_CLIENTS} clients"),
+                per_op(&sse_c.tiny_gets[1]),
+                per_op(&base.tiny_gets[1]),
+                "µs/op",
+            ),
+        ];
+        for (what, ours, theirs, unit) in cpu {
+            if let (Some(ours), Some(theirs)) = (ours, theirs) {
+                table.row(
+                    format!("sse-c: server CPU, {what}"),
+                    format!("{:.1} %", ours / theirs * 100.0),
+                    format!(
+                        "{ours:.2} {unit} against {theirs:.2} {unit} (not a target: what SSE-C \
+                         costs the server, whatever else runs)"
+                    ),
+                );
+            }
+        }
         if let Some(calls) = sse_c.kms_calls {
             table.target(
                 "sse-c: KMS calls".to_owned(),
@@ -691,8 +736,14 @@ impl ModeFigures {
             (plan.large_size, plan.large_reps, &self.large),
         ] {
             let detail = |rate: &Rate| {
+                let cpu = rate.server_cpu.map_or(String::new(), |cpu| {
+                    format!(
+                        ", server CPU {:.2} ms/MiB",
+                        cpu.as_secs_f64() * 1e3 / (rate.bytes as f64 / MIB as f64)
+                    )
+                });
                 format!(
-                    "{reps} object(s) in {:.2} s, ETag and bytes checked",
+                    "{reps} object(s) in {:.2} s, ETag and bytes checked{cpu}",
                     rate.elapsed.as_secs_f64()
                 )
             };
@@ -710,11 +761,15 @@ impl ModeFigures {
                     format!("{verb} 4 KiB, {clients} client(s)"),
                     format!("{:.0} ops/s", ops.per_second()),
                     format!(
-                        "{} ops in {:.1} s, p50 {}, p99 {}",
+                        "{} ops in {:.1} s, p50 {}, p99 {}{}",
                         ops.latencies.len(),
                         ops.elapsed.as_secs_f64(),
                         ms(ops.percentile(0.50)),
-                        ms(ops.percentile(0.99))
+                        ms(ops.percentile(0.99)),
+                        ops.server_cpu_per_op().map_or(String::new(), |cpu| format!(
+                            ", server CPU {:.0} µs/op",
+                            cpu.as_secs_f64() * 1e6
+                        ))
                     ),
                 );
             }
@@ -747,6 +802,8 @@ struct Target {
     /// Whether this run created the bucket, and so deletes it at the end.
     created_bucket: bool,
     pattern: Pattern,
+    /// The server's process (`--server-pid`), whose CPU time each workload reports.
+    server_pid: Option<u32>,
 }
 
 impl Target {
@@ -799,6 +856,7 @@ impl Target {
             prefix: format!("coffer-bench-{nanos:x}"),
             created_bucket,
             pattern,
+            server_pid: args.server_pid,
         })
     }
 
@@ -826,6 +884,16 @@ impl Target {
             .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
             .collect();
         (!counts.is_empty()).then(|| counts.iter().sum())
+    }
+
+    /// The server's CPU time so far, if `--server-pid` names it.
+    fn server_cpu(&self) -> Option<Duration> {
+        self.server_pid.and_then(read_cpu)
+    }
+
+    /// The server's CPU time since `before` (a [`Target::server_cpu`] reading).
+    fn server_cpu_since(&self, before: Option<Duration>) -> Option<Duration> {
+        Some(self.server_cpu()?.saturating_sub(before?))
     }
 
     /// Makes sure SSE-C writes are allowed in the bucket: a bucket this run created (which
@@ -933,11 +1001,11 @@ impl Workload {
         let put = |clients: usize| {
             progress(&format!("PUT 4 KiB, {clients} client(s)"));
             let (workload, written) = (self.clone(), written.clone());
-            run_clients(clients, plan.ops_duration, move || {
+            self.with_server_cpu(run_clients(clients, plan.ops_duration, move || {
                 let workload = workload.clone();
                 let index = written.fetch_add(1, Ordering::Relaxed);
                 async move { workload.put_tiny(index).await }
-            })
+            }))
         };
         let tiny_puts = [put(1).await?, put(MANY_CLIENTS).await?];
         // Every index below `written` was stored: a failed PUT would have ended the run.
@@ -951,11 +1019,11 @@ impl Workload {
             progress(&format!("GET 4 KiB, {clients} client(s)"));
             let workload = self.clone();
             let next = Arc::new(AtomicU64::new(0));
-            run_clients(clients, plan.ops_duration, move || {
+            self.with_server_cpu(run_clients(clients, plan.ops_duration, move || {
                 let workload = workload.clone();
                 let index = next.fetch_add(1, Ordering::Relaxed) % written;
                 async move { workload.get_tiny(index).await }
-            })
+            }))
         };
         let tiny_gets = [get(1).await?, get(MANY_CLIENTS).await?];
         let kms_calls = match (kms_calls_before, self.target.kms_calls().await) {
@@ -977,6 +1045,17 @@ impl Workload {
             kms_calls,
             object_requests,
         })
+    }
+
+    /// Runs a workload of many operations and adds the server's CPU time it took.
+    async fn with_server_cpu(
+        &self,
+        workload: impl Future<Output = anyhow::Result<Ops>>,
+    ) -> anyhow::Result<Ops> {
+        let before = self.target.server_cpu();
+        let mut ops = workload.await?;
+        ops.server_cpu = self.target.server_cpu_since(before);
+        Ok(ops)
     }
 
     fn key(&self, kind: &str, index: u64) -> String {
@@ -1013,6 +1092,7 @@ impl Workload {
         } else {
             vec![None; reps as usize]
         };
+        let cpu = self.target.server_cpu();
         let start = Instant::now();
         for (i, md5_etag) in (0..reps).zip(&md5_etags) {
             let body = PatternBody {
@@ -1030,13 +1110,16 @@ impl Workload {
             )
             .await?;
         }
-        let put = Rate::since(start, size * reps);
+        let mut put = Rate::since(start, size * reps);
+        put.server_cpu = self.target.server_cpu_since(cpu);
+        let cpu = self.target.server_cpu();
         let start = Instant::now();
         for i in 0..reps {
             self.get_and_check(&self.key(kind, i), first_object + i, size)
                 .await?;
         }
-        let get = Rate::since(start, size * reps);
+        let mut get = Rate::since(start, size * reps);
+        get.server_cpu = self.target.server_cpu_since(cpu);
         Ok((put, get))
     }
 
@@ -1510,6 +1593,22 @@ fn read_rss(pid: u32) -> anyhow::Result<Rss> {
     })
 }
 
+/// Clock ticks per second of `/proc/<pid>/stat`'s times: Linux's `USER_HZ`, 100 on every
+/// architecture it exposes to user space.
+const USER_HZ: u64 = 100;
+
+/// CPU time (user + system, all threads) a process has used so far, from `/proc/<pid>/stat`:
+/// unlike throughput, it hardly moves with what else the machine runs. `None` if unreadable.
+fn read_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses: state is field 3,
+    // utime 14 and stime 15.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
+}
+
 /// The type of the filesystem holding `path` (longest mount point that contains it), so a
 /// reader can tell a real disk from tmpfs.
 fn filesystem_of(path: &Path) -> Option<String> {
@@ -1547,6 +1646,8 @@ fn progress(step: &str) {
 struct Rate {
     bytes: u64,
     elapsed: Duration,
+    /// CPU time the server spent meanwhile (with `--server-pid`; not for the references).
+    server_cpu: Option<Duration>,
 }
 
 impl Rate {
@@ -1554,6 +1655,7 @@ impl Rate {
         Rate {
             bytes,
             elapsed: start.elapsed(),
+            server_cpu: None,
         }
     }
 
@@ -1566,12 +1668,26 @@ impl Rate {
 pub(crate) struct Ops {
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// CPU time the server spent meanwhile (with `--server-pid`; not for the references).
+    server_cpu: Option<Duration>,
 }
 
 impl Ops {
     fn new(elapsed: Duration, mut latencies: Vec<Duration>) -> Ops {
         latencies.sort_unstable();
-        Ops { elapsed, latencies }
+        Ops {
+            elapsed,
+            latencies,
+            server_cpu: None,
+        }
+    }
+
+    /// The server's CPU time per operation.
+    fn server_cpu_per_op(&self) -> Option<Duration> {
+        let ops = u32::try_from(self.latencies.len())
+            .ok()
+            .filter(|n| *n > 0)?;
+        Some(self.server_cpu? / ops)
     }
 
     pub(crate) fn per_second(&self) -> f64 {
@@ -1747,6 +1863,19 @@ mod tests {
                 .is_err()
         );
         assert!(!SseMode::SseC.etag_is_md5());
+    }
+
+    #[test]
+    fn the_cpu_time_of_a_process_is_read_and_grows() {
+        let pid = std::process::id();
+        let before = read_cpu(pid).unwrap();
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(200) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(read_cpu(pid).unwrap() > before);
+        assert!(read_cpu(u32::MAX).is_none(), "no such process");
     }
 
     #[test]

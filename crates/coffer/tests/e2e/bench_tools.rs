@@ -89,6 +89,15 @@ async fn coffer_bench_quick_runs_against_coffer_and_cleans_up() {
             "no {what:?} target line in:\n{stdout}"
         );
     }
+    // With --server-pid, each workload reports the server's CPU time, and SSE-C's is compared.
+    assert!(
+        stdout.contains("server CPU") && stdout.contains("µs/op"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sse-c: server CPU, GET 4 KiB, 32 clients"),
+        "{stdout}"
+    );
     assert!(
         stdout.lines().any(|l| l.contains("sse-c: KMS calls")
             && l.split_whitespace().nth(3) == Some("0")
