@@ -57,31 +57,6 @@ TAG="awscli sse-kms"
 # shellcheck source=scripts/ci/awscli_lib.sh
 source "$(dirname "$0")/awscli_lib.sh"
 
-# expect_s3_error CODE STATUS ARGS...: the aws command must fail, the CLI must name the error
-# code CODE (for a HEAD, which has no body, the CLI names the status), and the server must have
-# answered HTTP STATUS (read from the --debug wire log).
-expect_s3_error() {
-    local code=$1 status=$2
-    shift 2
-    if "$AWS_CLI" --debug --endpoint-url "$ENDPOINT" ${TLS_ARGS[@]+"${TLS_ARGS[@]}"} "$@" \
-        >"$WORK/expect.out" 2>"$WORK/expect.err"; then
-        fail "aws $* succeeded; expected $code: $(cat "$WORK/expect.out")"
-    fi
-    if ! grep -qF "($code)" "$WORK/expect.err" "$WORK/expect.out"; then
-        fail "aws $* failed, but not with $code: $(grep -v ' - DEBUG - ' "$WORK/expect.err" | tail -n 5)"
-    fi
-    if ! grep -qE "HTTP/1\.1\" $status " "$WORK/expect.err"; then
-        fail "aws $* failed with $code, but not with HTTP $status: $(grep -oE 'HTTP/1\.1" [0-9]+' "$WORK/expect.err" | sort -u | tr '\n' ' ')"
-    fi
-    local what="aws $1 $2" prev=""
-    for arg in "$@"; do
-        if [ "$prev" = --key ]; then what="$what of $arg"; fi
-        prev=$arg
-    done
-    ok "$what fails with $code (HTTP $status)"
-}
-
-
 # head_json KEY [BUCKET]: head-object of KEY (in BUCKET, default $BUCKET); prints its JSON.
 head_json() { awsx s3api head-object --bucket "${2:-$BUCKET}" --key "$1"; }
 

@@ -7,8 +7,9 @@
 //! issue 3 sets as targets.
 //!
 //! `--sse` runs the server workloads once per encryption mode (the server's default, SSE-S3,
-//! SSE-KMS, SSE-KMS with a Bucket Key, DSSE-KMS), counts the KMS calls each made from the
-//! server's `/-/metrics`, and judges the KMS modes against SSE-S3 as issue 8 asks.
+//! SSE-KMS, SSE-KMS with a Bucket Key, DSSE-KMS, SSE-C), counts the KMS calls each made from the
+//! server's `/-/metrics`, and judges the KMS modes against SSE-S3 as issue 8 asks and SSE-C as
+//! issue 9 asks. The SSE-C mode's key is random, made for the run, and never printed.
 //!
 //! Every response is checked — ETag, length and every byte read back — and the first error ends
 //! the run: a benchmark that measures errors is worthless. The client's memory stays bounded
@@ -33,7 +34,12 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::DisplayErrorContext;
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{
+    BlockedEncryptionTypes, Delete, EncryptionType, ObjectIdentifier, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use coffer_crypto::{Key256, SEALED_SEGMENT_SIZE, SEGMENT_SIZE, SegmentCipher, random_array};
 use http::{HeaderMap, HeaderValue, Method};
@@ -140,6 +146,10 @@ pub enum SseMode {
     SseKmsBucketKey,
     /// `aws:kms:dsse`: two layers under two data keys.
     DsseKms,
+    /// SSE-C: one random customer key per run, its three headers on every PUT and GET (the
+    /// bucket must allow SSE-C; one the run creates is opened with `BlockedEncryptionTypes`
+    /// `NONE`).
+    SseC,
 }
 
 impl SseMode {
@@ -150,14 +160,16 @@ impl SseMode {
             SseMode::SseKms => "sse-kms",
             SseMode::SseKmsBucketKey => "sse-kms-bucket-key",
             SseMode::DsseKms => "dsse-kms",
+            SseMode::SseC => "sse-c",
         }
     }
 
     /// The `x-amz-server-side-encryption` value sent and expected back; `None` for the
-    /// server's default, which is not checked (it differs between servers).
+    /// server's default, which is not checked (it differs between servers), and for SSE-C,
+    /// whose answers carry none.
     fn algorithm(self) -> Option<&'static str> {
         match self {
-            SseMode::Default => None,
+            SseMode::Default | SseMode::SseC => None,
             SseMode::SseS3 => Some("AES256"),
             SseMode::SseKms | SseMode::SseKmsBucketKey => Some("aws:kms"),
             SseMode::DsseKms => Some("aws:kms:dsse"),
@@ -189,13 +201,21 @@ impl SseMode {
         Ok(headers)
     }
 
-    /// Checks the encryption headers of a PUT or GET response.
+    /// Checks the encryption headers of a PUT or GET response (SSE-C's own headers are checked
+    /// by [`CustomerKey::check_response`]).
     fn check_response(self, what: &str, headers: &HeaderMap) -> anyhow::Result<()> {
         if let Some(algorithm) = self.algorithm() {
             let got = headers.get(SSE_HEADER);
             ensure!(
                 got.is_some_and(|v| v.as_bytes() == algorithm.as_bytes()),
                 "{what}: {SSE_HEADER} {got:?}, expected {algorithm}"
+            );
+        }
+        if self == SseMode::SseC {
+            let got = headers.get(SSE_HEADER);
+            ensure!(
+                got.is_none(),
+                "{what}: {SSE_HEADER} {got:?} on an SSE-C answer, expected none"
             );
         }
         if self == SseMode::SseKmsBucketKey {
@@ -209,11 +229,72 @@ impl SseMode {
     }
 
     /// Whether the ETag of a single-part upload is the MD5 of its data (S3: not so for the KMS
-    /// modes).
+    /// modes and SSE-C).
     fn etag_is_md5(self) -> bool {
-        !self.uses_kms()
+        !self.uses_kms() && self != SseMode::SseC
     }
 }
+
+/// The SSE-C key of a run: made at random when the run starts, sent as the three
+/// `x-amz-server-side-encryption-customer-*` headers, never printed (the key's header value is
+/// marked sensitive, so even `Debug` of a request's headers hides it).
+struct CustomerKey {
+    key: HeaderValue,
+    /// Base64 of the key's MD5, which answers must echo.
+    md5: HeaderValue,
+}
+
+const CUSTOMER_ALGORITHM_HEADER: &str = "x-amz-server-side-encryption-customer-algorithm";
+const CUSTOMER_KEY_HEADER: &str = "x-amz-server-side-encryption-customer-key";
+const CUSTOMER_KEY_MD5_HEADER: &str = "x-amz-server-side-encryption-customer-key-md5";
+
+impl std::fmt::Debug for CustomerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CustomerKey(<redacted>)")
+    }
+}
+
+impl CustomerKey {
+    fn generate() -> anyhow::Result<CustomerKey> {
+        let key = Key256::generate()?;
+        let text = zeroize::Zeroizing::new(B64.encode(key.expose_secret()));
+        let mut key_header = HeaderValue::from_str(&text).context("base64 is a header value")?;
+        key_header.set_sensitive(true);
+        let md5 = B64.encode(coffer_crypto::Md5::digest(key.expose_secret()));
+        Ok(CustomerKey {
+            key: key_header,
+            md5: HeaderValue::from_str(&md5).context("base64 is a header value")?,
+        })
+    }
+
+    /// Adds the three SSE-C headers to a request's.
+    fn add_to(&self, headers: &mut HeaderMap) {
+        headers.insert(
+            CUSTOMER_ALGORITHM_HEADER,
+            HeaderValue::from_static(CUSTOMER_ALGORITHM),
+        );
+        headers.insert(CUSTOMER_KEY_HEADER, self.key.clone());
+        headers.insert(CUSTOMER_KEY_MD5_HEADER, self.md5.clone());
+    }
+
+    /// Checks that an answer names SSE-C and this key's MD5, as S3's do.
+    fn check_response(&self, what: &str, headers: &HeaderMap) -> anyhow::Result<()> {
+        let algorithm = headers.get(CUSTOMER_ALGORITHM_HEADER);
+        ensure!(
+            algorithm.is_some_and(|v| v.as_bytes() == CUSTOMER_ALGORITHM.as_bytes()),
+            "{what}: {CUSTOMER_ALGORITHM_HEADER} {algorithm:?}, expected {CUSTOMER_ALGORITHM}"
+        );
+        let md5 = headers.get(CUSTOMER_KEY_MD5_HEADER);
+        ensure!(
+            md5 == Some(&self.md5),
+            "{what}: {CUSTOMER_KEY_MD5_HEADER} {md5:?}, expected {:?} (the run's key)",
+            self.md5
+        );
+        Ok(())
+    }
+}
+
+const CUSTOMER_ALGORITHM: &str = "AES256";
 
 const SSE_HEADER: &str = "x-amz-server-side-encryption";
 const BUCKET_KEY_HEADER: &str = "x-amz-server-side-encryption-bucket-key-enabled";
@@ -275,6 +356,12 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<String> {
     ensure!(!modes.is_empty(), "--sse names no encryption mode");
     // Endpoint and credentials are checked before the slow reference measurements.
     let target = Arc::new(Target::connect(args, pattern.clone()).await?);
+    let customer_key = if modes.contains(&SseMode::SseC) {
+        target.allow_sse_c().await?;
+        Some(Arc::new(CustomerKey::generate()?))
+    } else {
+        None
+    };
 
     progress("reference: loopback TCP");
     let tcp = loopback_tcp(plan.tcp_bytes).await?;
@@ -310,6 +397,7 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<String> {
             target: target.clone(),
             mode,
             kms_key_id: args.sse_kms_key_id.clone(),
+            customer_key: customer_key.clone().filter(|_| mode == SseMode::SseC),
             etags: Mutex::new(HashMap::new()),
         });
         figures.push(workload.measure(&plan).await?);
@@ -408,6 +496,7 @@ impl Measured {
 
         self.issue_3_targets(&mut table, plan);
         self.encryption_targets(&mut table, plan);
+        self.customer_key_targets(&mut table, plan);
 
         let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
         let title = format!(
@@ -469,13 +558,18 @@ impl Measured {
         }
     }
 
-    /// Issue 8's targets: each KMS mode against the SSE-S3 figures of the same run (`sse-s3`,
-    /// else `default`). Skipped unless the run has both.
-    fn encryption_targets(&self, table: &mut Table, plan: &Plan) {
-        let Some(base) = [SseMode::SseS3, SseMode::Default]
+    /// The SSE-S3 figures of this run, which the other modes are judged against: `sse-s3`,
+    /// else `default`.
+    fn sse_s3_figures(&self) -> Option<&ModeFigures> {
+        [SseMode::SseS3, SseMode::Default]
             .iter()
             .find_map(|mode| self.modes.iter().find(|f| f.mode == *mode))
-        else {
+    }
+
+    /// Issue 8's targets: each KMS mode against the SSE-S3 figures of the same run. Skipped
+    /// unless the run has both.
+    fn encryption_targets(&self, table: &mut Table, plan: &Plan) {
+        let Some(base) = self.sse_s3_figures() else {
             return;
         };
         let kms_modes: Vec<&ModeFigures> =
@@ -528,6 +622,106 @@ impl Measured {
             }
         }
     }
+
+    /// Issue 9's targets: SSE-C within 10 % of SSE-S3 in the same run, for large objects and
+    /// for small ones at many clients, and no KMS call at all. Skipped unless the run has both.
+    fn customer_key_targets(&self, table: &mut Table, plan: &Plan) {
+        let (Some(base), Some(sse_c)) = (
+            self.sse_s3_figures(),
+            self.modes.iter().find(|f| f.mode == SseMode::SseC),
+        ) else {
+            return;
+        };
+        table.section(format!(
+            "targets (issue 9), sse-c as a share of {} in this run",
+            base.mode.label()
+        ));
+        let large = size_label(plan.large_size);
+        let rates = [
+            (
+                format!("PUT {large}, 1 stream"),
+                sse_c.large.0.mb_per_s(),
+                base.large.0.mb_per_s(),
+            ),
+            (
+                format!("GET {large}, 1 stream"),
+                sse_c.large.1.mb_per_s(),
+                base.large.1.mb_per_s(),
+            ),
+            (
+                format!("PUT 4 KiB, {MANY_CLIENTS} clients"),
+                sse_c.tiny_puts[1].per_second(),
+                base.tiny_puts[1].per_second(),
+            ),
+            (
+                format!("GET 4 KiB, {MANY_CLIENTS} clients"),
+                sse_c.tiny_gets[1].per_second(),
+                base.tiny_gets[1].per_second(),
+            ),
+        ];
+        for (what, ours, theirs) in rates {
+            let ratio = ours / theirs;
+            table.target(
+                format!("sse-c: {what}"),
+                format!("{:.1} %", ratio * 100.0),
+                "≥ 90 % (within 10 %)",
+                ratio >= 0.90,
+            );
+        }
+        // The server's CPU time per request or MiB: what SSE-C itself costs, far less moved by
+        // other work on the machine than the throughputs above.
+        let per_mib = |rate: &Rate| {
+            rate.server_cpu
+                .map(|cpu| cpu.as_secs_f64() * 1e3 / (rate.bytes as f64 / MIB as f64))
+        };
+        let per_op = |ops: &Ops| ops.server_cpu_per_op().map(|d| d.as_secs_f64() * 1e6);
+        let cpu = [
+            (
+                format!("PUT {large}"),
+                per_mib(&sse_c.large.0),
+                per_mib(&base.large.0),
+                "ms/MiB",
+            ),
+            (
+                format!("GET {large}"),
+                per_mib(&sse_c.large.1),
+                per_mib(&base.large.1),
+                "ms/MiB",
+            ),
+            (
+                format!("PUT 4 KiB, {MANY_CLIENTS} clients"),
+                per_op(&sse_c.tiny_puts[1]),
+                per_op(&base.tiny_puts[1]),
+                "µs/op",
+            ),
+            (
+                format!("GET 4 KiB, {MANY_CLIENTS} clients"),
+                per_op(&sse_c.tiny_gets[1]),
+                per_op(&base.tiny_gets[1]),
+                "µs/op",
+            ),
+        ];
+        for (what, ours, theirs, unit) in cpu {
+            if let (Some(ours), Some(theirs)) = (ours, theirs) {
+                table.row(
+                    format!("sse-c: server CPU, {what}"),
+                    format!("{:.1} %", ours / theirs * 100.0),
+                    format!(
+                        "{ours:.2} {unit} against {theirs:.2} {unit} (not a target: what SSE-C \
+                         costs the server, whatever else runs)"
+                    ),
+                );
+            }
+        }
+        if let Some(calls) = sse_c.kms_calls {
+            table.target(
+                "sse-c: KMS calls".to_owned(),
+                calls.to_string(),
+                "0 (SSE-C needs no KMS)",
+                calls == 0,
+            );
+        }
+    }
 }
 
 impl ModeFigures {
@@ -542,8 +736,14 @@ impl ModeFigures {
             (plan.large_size, plan.large_reps, &self.large),
         ] {
             let detail = |rate: &Rate| {
+                let cpu = rate.server_cpu.map_or(String::new(), |cpu| {
+                    format!(
+                        ", server CPU {:.2} ms/MiB",
+                        cpu.as_secs_f64() * 1e3 / (rate.bytes as f64 / MIB as f64)
+                    )
+                });
                 format!(
-                    "{reps} object(s) in {:.2} s, ETag and bytes checked",
+                    "{reps} object(s) in {:.2} s, ETag and bytes checked{cpu}",
                     rate.elapsed.as_secs_f64()
                 )
             };
@@ -561,11 +761,15 @@ impl ModeFigures {
                     format!("{verb} 4 KiB, {clients} client(s)"),
                     format!("{:.0} ops/s", ops.per_second()),
                     format!(
-                        "{} ops in {:.1} s, p50 {}, p99 {}",
+                        "{} ops in {:.1} s, p50 {}, p99 {}{}",
                         ops.latencies.len(),
                         ops.elapsed.as_secs_f64(),
                         ms(ops.percentile(0.50)),
-                        ms(ops.percentile(0.99))
+                        ms(ops.percentile(0.99)),
+                        ops.server_cpu_per_op().map_or(String::new(), |cpu| format!(
+                            ", server CPU {:.0} µs/op",
+                            cpu.as_secs_f64() * 1e6
+                        ))
                     ),
                 );
             }
@@ -598,6 +802,8 @@ struct Target {
     /// Whether this run created the bucket, and so deletes it at the end.
     created_bucket: bool,
     pattern: Pattern,
+    /// The server's process (`--server-pid`), whose CPU time each workload reports.
+    server_pid: Option<u32>,
 }
 
 impl Target {
@@ -650,6 +856,7 @@ impl Target {
             prefix: format!("coffer-bench-{nanos:x}"),
             created_bucket,
             pattern,
+            server_pid: args.server_pid,
         })
     }
 
@@ -679,6 +886,80 @@ impl Target {
         (!counts.is_empty()).then(|| counts.iter().sum())
     }
 
+    /// The server's CPU time so far, if `--server-pid` names it.
+    fn server_cpu(&self) -> Option<Duration> {
+        self.server_pid.and_then(read_cpu)
+    }
+
+    /// The server's CPU time since `before` (a [`Target::server_cpu`] reading).
+    fn server_cpu_since(&self, before: Option<Duration>) -> Option<Duration> {
+        Some(self.server_cpu()?.saturating_sub(before?))
+    }
+
+    /// Makes sure SSE-C writes are allowed in the bucket: a bucket this run created (which
+    /// blocks SSE-C, as every new bucket does) is opened with `BlockedEncryptionTypes` `NONE`,
+    /// keeping SSE-S3 as its default; a bucket that was there is left as its owner set it, and
+    /// the run stops if it blocks SSE-C.
+    async fn allow_sse_c(&self) -> anyhow::Result<()> {
+        let bucket = &self.bucket;
+        if !self.created_bucket {
+            // A server without GetBucketEncryption (or without the field) is left to answer the
+            // SSE-C PUTs itself.
+            let Ok(config) = self
+                .client
+                .get_bucket_encryption()
+                .bucket(bucket)
+                .send()
+                .await
+            else {
+                return Ok(());
+            };
+            let blocked = config
+                .server_side_encryption_configuration()
+                .into_iter()
+                .flat_map(|c| c.rules())
+                .filter_map(|rule| rule.blocked_encryption_types())
+                .any(|types| types.encryption_type().contains(&EncryptionType::SseC));
+            ensure!(
+                !blocked,
+                "--sse sse-c: the bucket {bucket} blocks SSE-C (its BlockedEncryptionTypes is \
+                 SSE-C); allow it with put-bucket-encryption and BlockedEncryptionTypes NONE, or \
+                 name a bucket that does not exist yet, which the run creates and opens"
+            );
+            return Ok(());
+        }
+        let rule = ServerSideEncryptionRule::builder()
+            .apply_server_side_encryption_by_default(
+                ServerSideEncryptionByDefault::builder()
+                    .sse_algorithm(ServerSideEncryption::Aes256)
+                    .build()?,
+            )
+            .blocked_encryption_types(
+                BlockedEncryptionTypes::builder()
+                    .encryption_type(EncryptionType::None)
+                    .build(),
+            )
+            .build();
+        self.client
+            .put_bucket_encryption()
+            .bucket(bucket)
+            .server_side_encryption_configuration(
+                ServerSideEncryptionConfiguration::builder()
+                    .rules(rule)
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                s3_error(
+                    "PutBucketEncryption (BlockedEncryptionTypes NONE)",
+                    bucket,
+                    e,
+                )
+            })?;
+        Ok(())
+    }
+
     /// Deletes the bucket if this run created it.
     async fn delete_bucket_if_created(&self) -> anyhow::Result<()> {
         if self.created_bucket {
@@ -699,6 +980,8 @@ struct Workload {
     target: Arc<Target>,
     mode: SseMode,
     kms_key_id: Option<String>,
+    /// The run's SSE-C key, in the SSE-C mode only.
+    customer_key: Option<Arc<CustomerKey>>,
     /// The ETag each PUT answered with, by object id: what its GETs must answer.
     etags: Mutex<HashMap<u64, String>>,
 }
@@ -718,11 +1001,11 @@ impl Workload {
         let put = |clients: usize| {
             progress(&format!("PUT 4 KiB, {clients} client(s)"));
             let (workload, written) = (self.clone(), written.clone());
-            run_clients(clients, plan.ops_duration, move || {
+            self.with_server_cpu(run_clients(clients, plan.ops_duration, move || {
                 let workload = workload.clone();
                 let index = written.fetch_add(1, Ordering::Relaxed);
                 async move { workload.put_tiny(index).await }
-            })
+            }))
         };
         let tiny_puts = [put(1).await?, put(MANY_CLIENTS).await?];
         // Every index below `written` was stored: a failed PUT would have ended the run.
@@ -736,11 +1019,11 @@ impl Workload {
             progress(&format!("GET 4 KiB, {clients} client(s)"));
             let workload = self.clone();
             let next = Arc::new(AtomicU64::new(0));
-            run_clients(clients, plan.ops_duration, move || {
+            self.with_server_cpu(run_clients(clients, plan.ops_duration, move || {
                 let workload = workload.clone();
                 let index = next.fetch_add(1, Ordering::Relaxed) % written;
                 async move { workload.get_tiny(index).await }
-            })
+            }))
         };
         let tiny_gets = [get(1).await?, get(MANY_CLIENTS).await?];
         let kms_calls = match (kms_calls_before, self.target.kms_calls().await) {
@@ -762,6 +1045,17 @@ impl Workload {
             kms_calls,
             object_requests,
         })
+    }
+
+    /// Runs a workload of many operations and adds the server's CPU time it took.
+    async fn with_server_cpu(
+        &self,
+        workload: impl Future<Output = anyhow::Result<Ops>>,
+    ) -> anyhow::Result<Ops> {
+        let before = self.target.server_cpu();
+        let mut ops = workload.await?;
+        ops.server_cpu = self.target.server_cpu_since(before);
+        Ok(ops)
     }
 
     fn key(&self, kind: &str, index: u64) -> String {
@@ -798,6 +1092,7 @@ impl Workload {
         } else {
             vec![None; reps as usize]
         };
+        let cpu = self.target.server_cpu();
         let start = Instant::now();
         for (i, md5_etag) in (0..reps).zip(&md5_etags) {
             let body = PatternBody {
@@ -815,13 +1110,16 @@ impl Workload {
             )
             .await?;
         }
-        let put = Rate::since(start, size * reps);
+        let mut put = Rate::since(start, size * reps);
+        put.server_cpu = self.target.server_cpu_since(cpu);
+        let cpu = self.target.server_cpu();
         let start = Instant::now();
         for i in 0..reps {
             self.get_and_check(&self.key(kind, i), first_object + i, size)
                 .await?;
         }
-        let get = Rate::since(start, size * reps);
+        let mut get = Rate::since(start, size * reps);
+        get.server_cpu = self.target.server_cpu_since(cpu);
         Ok((put, get))
     }
 
@@ -837,6 +1135,9 @@ impl Workload {
         md5_etag: Option<&str>,
     ) -> anyhow::Result<()> {
         let mut headers = self.mode.put_headers(self.kms_key_id.as_deref())?;
+        if let Some(customer_key) = &self.customer_key {
+            customer_key.add_to(&mut headers);
+        }
         headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(size));
         let answer = self
             .target
@@ -844,7 +1145,7 @@ impl Workload {
             .s3(Method::PUT, &self.path(key), headers, body, |_| Ok(()))
             .await?;
         let what = format!("PutObject {key}");
-        self.mode.check_response(&what, &answer.headers)?;
+        self.check_encryption(&what, &answer.headers)?;
         let got = answer
             .headers
             .get(http::header::ETAG)
@@ -869,13 +1170,17 @@ impl Workload {
     async fn get_and_check(&self, key: &str, object: u64, size: u64) -> anyhow::Result<()> {
         let pattern = &self.target.pattern;
         let mut offset = 0u64;
+        let mut headers = HeaderMap::new();
+        if let Some(customer_key) = &self.customer_key {
+            customer_key.add_to(&mut headers);
+        }
         let answer = self
             .target
             .lean
             .s3(
                 Method::GET,
                 &self.path(key),
-                HeaderMap::new(),
+                headers,
                 crate::bench_client::full(Bytes::new()),
                 |chunk| {
                     ensure!(
@@ -905,12 +1210,21 @@ impl Workload {
             got.is_some_and(|v| Some(v.as_bytes()) == expected.as_deref().map(str::as_bytes)),
             "{what}: ETag {got:?}, expected {expected:?} (its PUT's)"
         );
-        self.mode.check_response(&what, &answer.headers)?;
+        self.check_encryption(&what, &answer.headers)?;
         ensure!(
             answer.body_len == size,
             "{what}: the body ended after {} of {size} bytes",
             answer.body_len
         );
+        Ok(())
+    }
+
+    /// Checks the encryption headers of a PUT or GET answer in this mode.
+    fn check_encryption(&self, what: &str, headers: &HeaderMap) -> anyhow::Result<()> {
+        self.mode.check_response(what, headers)?;
+        if let Some(customer_key) = &self.customer_key {
+            customer_key.check_response(what, headers)?;
+        }
         Ok(())
     }
 
@@ -1279,6 +1593,22 @@ fn read_rss(pid: u32) -> anyhow::Result<Rss> {
     })
 }
 
+/// Clock ticks per second of `/proc/<pid>/stat`'s times: Linux's `USER_HZ`, 100 on every
+/// architecture it exposes to user space.
+const USER_HZ: u64 = 100;
+
+/// CPU time (user + system, all threads) a process has used so far, from `/proc/<pid>/stat`:
+/// unlike throughput, it hardly moves with what else the machine runs. `None` if unreadable.
+fn read_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses: state is field 3,
+    // utime 14 and stime 15.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
+}
+
 /// The type of the filesystem holding `path` (longest mount point that contains it), so a
 /// reader can tell a real disk from tmpfs.
 fn filesystem_of(path: &Path) -> Option<String> {
@@ -1316,6 +1646,8 @@ fn progress(step: &str) {
 struct Rate {
     bytes: u64,
     elapsed: Duration,
+    /// CPU time the server spent meanwhile (with `--server-pid`; not for the references).
+    server_cpu: Option<Duration>,
 }
 
 impl Rate {
@@ -1323,6 +1655,7 @@ impl Rate {
         Rate {
             bytes,
             elapsed: start.elapsed(),
+            server_cpu: None,
         }
     }
 
@@ -1335,12 +1668,26 @@ impl Rate {
 pub(crate) struct Ops {
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// CPU time the server spent meanwhile (with `--server-pid`; not for the references).
+    server_cpu: Option<Duration>,
 }
 
 impl Ops {
     fn new(elapsed: Duration, mut latencies: Vec<Duration>) -> Ops {
         latencies.sort_unstable();
-        Ops { elapsed, latencies }
+        Ops {
+            elapsed,
+            latencies,
+            server_cpu: None,
+        }
+    }
+
+    /// The server's CPU time per operation.
+    fn server_cpu_per_op(&self) -> Option<Duration> {
+        let ops = u32::try_from(self.latencies.len())
+            .ok()
+            .filter(|n| *n > 0)?;
+        Some(self.server_cpu? / ops)
     }
 
     pub(crate) fn per_second(&self) -> f64 {
@@ -1466,6 +1813,69 @@ mod tests {
         let mut flipped = body[MIB as usize - 8..MIB as usize + 8].to_vec();
         flipped[3] ^= 1;
         assert!(!pattern.matches(7, MIB - 8, &flipped), "a flipped bit");
+    }
+
+    #[test]
+    fn a_customer_key_is_sent_whole_checked_in_answers_and_never_printed() {
+        let key = CustomerKey::generate().unwrap();
+        let mut request = HeaderMap::new();
+        key.add_to(&mut request);
+        let text = request[CUSTOMER_KEY_HEADER].to_str().unwrap().to_owned();
+        let raw = B64.decode(&text).unwrap();
+        assert_eq!(raw.len(), 32);
+        assert_eq!(
+            request[CUSTOMER_KEY_MD5_HEADER].to_str().unwrap(),
+            B64.encode(coffer_crypto::Md5::digest(&raw))
+        );
+        assert_eq!(request[CUSTOMER_ALGORITHM_HEADER], "AES256");
+        assert!(!format!("{key:?} {request:?}").contains(&text));
+        assert_ne!(
+            CustomerKey::generate().unwrap().md5,
+            key.md5,
+            "a fresh key per run"
+        );
+
+        // An answer must echo the algorithm and this key's MD5, and carry no SSE-S3/KMS header.
+        let mut answer = HeaderMap::new();
+        answer.insert(
+            CUSTOMER_ALGORITHM_HEADER,
+            HeaderValue::from_static("AES256"),
+        );
+        answer.insert(CUSTOMER_KEY_MD5_HEADER, key.md5.clone());
+        key.check_response("GetObject k", &answer).unwrap();
+        SseMode::SseC
+            .check_response("GetObject k", &answer)
+            .unwrap();
+        let mut other = answer.clone();
+        other.insert(
+            CUSTOMER_KEY_MD5_HEADER,
+            CustomerKey::generate().unwrap().md5,
+        );
+        assert!(key.check_response("GetObject k", &other).is_err());
+        let mut none = answer.clone();
+        none.remove(CUSTOMER_ALGORITHM_HEADER);
+        assert!(key.check_response("GetObject k", &none).is_err());
+        let mut sse_s3 = answer;
+        sse_s3.insert(SSE_HEADER, HeaderValue::from_static("AES256"));
+        assert!(
+            SseMode::SseC
+                .check_response("GetObject k", &sse_s3)
+                .is_err()
+        );
+        assert!(!SseMode::SseC.etag_is_md5());
+    }
+
+    #[test]
+    fn the_cpu_time_of_a_process_is_read_and_grows() {
+        let pid = std::process::id();
+        let before = read_cpu(pid).unwrap();
+        let start = Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(200) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(read_cpu(pid).unwrap() > before);
+        assert!(read_cpu(u32::MAX).is_none(), "no such process");
     }
 
     #[test]

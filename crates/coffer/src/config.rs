@@ -169,7 +169,8 @@ pub struct BenchArgs {
     /// Encryption modes to measure, comma-separated; each runs the same workloads, and with
     /// SSE-S3 and a KMS mode in one run the table compares them: default (no encryption
     /// headers: the server's default, SSE-S3 on Coffer), sse-s3, sse-kms, sse-kms-bucket-key,
-    /// dsse-kms
+    /// dsse-kms, sse-c (a random customer key per run; a bucket the run creates is opened to
+    /// SSE-C)
     #[arg(long, value_enum, value_delimiter = ',', default_value = "default")]
     pub sse: Vec<crate::bench::SseMode>,
     /// KMS key of the KMS modes: key id, key ARN, alias name or alias ARN [default: the AWS
