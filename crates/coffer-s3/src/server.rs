@@ -198,7 +198,8 @@ impl Frontend {
                     .map(|(code, msg)| error_response(StatusCode::BAD_REQUEST, code, &msg))
             })
             .or_else(|| misplaced_sse_header(&req))
-            .or_else(|| refused_customer_key_headers(&req, conn, self.allow_insecure_http));
+            .or_else(|| refused_customer_key_headers(&req, conn, self.allow_insecure_http))
+            .or_else(|| unsigned_amz_headers(&req));
         let post = (route == Route::PostObject)
             .then(|| post_object::route(&req))
             .flatten();
@@ -367,6 +368,37 @@ pub(crate) fn refused_customer_key_headers<B>(
             "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection.",
         )
     })
+}
+
+/// A SigV4 presigned request that carries `x-amz-*` headers its signature does not cover:
+/// refused as S3 refuses it (`403 AccessDenied`, "There were headers present in the request
+/// which were not signed", `<HeadersNotSigned>`). A URL signs the operation it was made for; an
+/// unsigned `x-amz-server-side-encryption-customer-key`, `x-amz-copy-source` or `x-amz-acl` added
+/// by whoever holds the URL would otherwise change what it does (store under their own SSE-C
+/// key, turn a PUT into a copy). `x-amz-content-sha256` may go unsigned, as on S3.
+pub(crate) fn unsigned_amz_headers<B>(req: &Request<B>) -> Option<Response<Body>> {
+    query_value(req, "X-Amz-Signature")?;
+    let signed = percent_decode(query_value(req, "X-Amz-SignedHeaders").unwrap_or_default());
+    let signed: Vec<&str> = signed.split(';').collect();
+    let mut unsigned: Vec<&str> = req
+        .headers()
+        .keys()
+        .map(http::header::HeaderName::as_str)
+        .filter(|name| {
+            name.starts_with("x-amz-") && *name != "x-amz-content-sha256" && !signed.contains(name)
+        })
+        .collect();
+    if unsigned.is_empty() {
+        return None;
+    }
+    unsigned.dedup();
+    let names = unsigned.join(", ");
+    Some(error_response_with(
+        StatusCode::FORBIDDEN,
+        "AccessDenied",
+        Some("There were headers present in the request which were not signed"),
+        &[("HeadersNotSigned", names)],
+    ))
 }
 
 /// A SigV2-signed request for a bucket (`/bucket`) with the path `/bucket/`. SigV2 signs a

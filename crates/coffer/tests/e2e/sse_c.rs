@@ -1127,3 +1127,51 @@ async fn a_key_header_that_is_not_text_is_refused_without_being_quoted() {
         "the key is quoted in the log"
     );
 }
+
+/// A presigned URL signs the request it was made for: `x-amz-*` headers added by whoever holds
+/// it (an SSE-C key of their own, a copy source) are refused as S3 refuses them.
+#[tokio::test]
+async fn a_presigned_url_refuses_x_amz_headers_it_did_not_sign() {
+    let (_server, s3) = setup().await;
+    put(&s3, BUCKET, "secret", b"not for the URL holder").await;
+    let k = key(24);
+    let expiry = PresigningConfig::expires_in(Duration::from_secs(300)).unwrap();
+    let presigned = ok(s3
+        .put_object()
+        .bucket(BUCKET)
+        .key("upload")
+        .presigned(expiry.clone())
+        .await);
+    let with = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    for extra in [
+        with(&[
+            ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
+            ("x-amz-server-side-encryption-customer-key", &k.b64),
+            ("x-amz-server-side-encryption-customer-key-MD5", &k.md5),
+        ]),
+        with(&[("x-amz-copy-source", "/private/secret")]),
+        with(&[("x-amz-server-side-encryption", "aws:kms")]),
+    ] {
+        let resp = fetch_presigned(&presigned, &extra, b"posted by the URL holder");
+        assert_eq!(resp.status, 403, "{}", resp.body_text());
+        assert_eq!(resp.xml_element("Code").as_deref(), Some("AccessDenied"));
+        let not_signed = resp.xml_element("HeadersNotSigned").unwrap();
+        assert!(
+            not_signed.contains(&extra[0].0.to_ascii_lowercase()),
+            "{not_signed}"
+        );
+    }
+    assert_s3_error(
+        s3.head_object().bucket(BUCKET).key("upload").send().await,
+        404,
+        "NotFound",
+    );
+    // The URL as made still works.
+    let resp = fetch_presigned(&presigned, &[], b"as signed");
+    assert_eq!(resp.status, 200, "{}", resp.body_text());
+}
