@@ -963,44 +963,6 @@ async fn large_form_posts_hold_no_memory_before_authentication() {
 // ---------------------------------------------------------------------------------------------
 // SSE-C in a form
 
-/// Sets the bucket's `BlockedEncryptionTypes` (SSE-C is blocked in a new bucket).
-async fn block_sse_c(s3: &Client, blocked: bool) {
-    use aws_sdk_s3::types::{
-        BlockedEncryptionTypes, EncryptionType, ServerSideEncryption,
-        ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    };
-    let block = if blocked {
-        EncryptionType::SseC
-    } else {
-        EncryptionType::None
-    };
-    ok(s3
-        .put_bucket_encryption()
-        .bucket(BUCKET)
-        .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(
-                    ServerSideEncryptionRule::builder()
-                        .apply_server_side_encryption_by_default(
-                            ServerSideEncryptionByDefault::builder()
-                                .sse_algorithm(ServerSideEncryption::Aes256)
-                                .build()
-                                .unwrap(),
-                        )
-                        .blocked_encryption_types(
-                            BlockedEncryptionTypes::builder()
-                                .encryption_type(block)
-                                .build(),
-                        )
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await);
-}
-
 #[tokio::test]
 async fn a_form_with_sse_c_fields_stores_under_the_customer_key() {
     let (server, s3) = setup().await;
@@ -1028,7 +990,7 @@ async fn a_form_with_sse_c_fields_stores_under_the_customer_key() {
     assert_error(&resp, 403, "AccessDenied");
     assert!(absent(&s3, "ssec").await);
 
-    block_sse_c(&s3, false).await;
+    common::set_sse_c_allowed(&s3, BUCKET, true).await;
     let resp = post(&server, BUCKET, &form, b"posted under my key");
     assert_eq!(resp.status, 204, "{}", resp.body_text());
     assert_eq!(

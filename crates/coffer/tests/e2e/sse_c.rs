@@ -9,16 +9,15 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BlockedEncryptionTypes, CompletedMultipartUpload, CompletedPart, EncryptionType,
-    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
-    ServerSideEncryptionRule,
+    CompletedMultipartUpload, CompletedPart, EncryptionType, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::raw_http::fetch_presigned;
 use common::{
     TestServer, assert_s3_error, contains_bytes, create_bucket, files_under, get, md5_base64, ok,
-    pattern, put,
+    pattern, put, set_sse_c_allowed,
 };
 use std::time::Duration;
 
@@ -46,35 +45,7 @@ fn key(seed: u8) -> Key {
 
 /// Allows SSE-C in `bucket` (`BlockedEncryptionTypes` `NONE`), keeping SSE-S3 as the default.
 async fn allow_sse_c(s3: &Client, bucket: &str) {
-    set_block(s3, bucket, EncryptionType::None).await;
-}
-
-async fn set_block(s3: &Client, bucket: &str, block: EncryptionType) {
-    ok(s3
-        .put_bucket_encryption()
-        .bucket(bucket)
-        .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(
-                    ServerSideEncryptionRule::builder()
-                        .apply_server_side_encryption_by_default(
-                            ServerSideEncryptionByDefault::builder()
-                                .sse_algorithm(ServerSideEncryption::Aes256)
-                                .build()
-                                .unwrap(),
-                        )
-                        .blocked_encryption_types(
-                            BlockedEncryptionTypes::builder()
-                                .encryption_type(block)
-                                .build(),
-                        )
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await);
+    set_sse_c_allowed(s3, bucket, true).await;
 }
 
 async fn setup() -> (TestServer, Client) {
@@ -625,7 +596,7 @@ async fn new_buckets_block_sse_c_until_opened_and_reads_survive_a_new_block() {
     );
 
     // Opened with NONE: SSE-C writes work.
-    set_block(&s3, "fresh", EncryptionType::None).await;
+    set_sse_c_allowed(&s3, "fresh", true).await;
     let config = ok(s3.get_bucket_encryption().bucket("fresh").send().await);
     let rule = &config
         .server_side_encryption_configuration()
@@ -662,7 +633,7 @@ async fn new_buckets_block_sse_c_until_opened_and_reads_survive_a_new_block() {
     ok(put_blocked("b").await);
 
     // Blocked again: new SSE-C writes are refused, existing SSE-C objects still read with their key.
-    set_block(&s3, "fresh", EncryptionType::SseC).await;
+    set_sse_c_allowed(&s3, "fresh", false).await;
     assert_s3_error(put_blocked("c").await, 403, "AccessDenied");
     let out = ok(s3
         .get_object()

@@ -757,6 +757,44 @@ pub fn ok<T, E: std::error::Error + 'static>(result: Result<T, E>) -> T {
 // ---------------------------------------------------------------------------------------------
 // Common operations
 
+/// Sets a bucket's `BlockedEncryptionTypes` — `SSE-C` blocks SSE-C writes (every new bucket's
+/// setting), `NONE` allows them — with SSE-S3 as the bucket's default encryption.
+pub async fn set_sse_c_allowed(client: &Client, bucket: &str, allowed: bool) {
+    use aws_sdk_s3::types::{
+        BlockedEncryptionTypes, EncryptionType, ServerSideEncryption,
+        ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
+    let block = if allowed {
+        EncryptionType::None
+    } else {
+        EncryptionType::SseC
+    };
+    let rule = ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(
+            ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::Aes256)
+                .build()
+                .expect("a complete default"),
+        )
+        .blocked_encryption_types(
+            BlockedEncryptionTypes::builder()
+                .encryption_type(block)
+                .build(),
+        )
+        .build();
+    ok(client
+        .put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(rule)
+                .build()
+                .expect("a complete configuration"),
+        )
+        .send()
+        .await);
+}
+
 pub async fn create_bucket(client: &Client, bucket: &str) {
     ok(client.create_bucket().bucket(bucket).send().await);
 }
