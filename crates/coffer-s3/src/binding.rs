@@ -19,7 +19,10 @@
 
 use crate::error::api_error;
 use coffer_crypto::Key256;
-use coffer_store::{ObjectRecord, PartLayout, RECORD_VERSION, UploadRecord};
+use coffer_store::{
+    BUCKET_RECORD_VERSION, BucketRecord, LEGACY_BUCKET_RECORD_VERSION, ObjectRecord, PartLayout,
+    RECORD_VERSION, UploadRecord,
+};
 use s3s::S3Error;
 
 /// The HKDF info of the record MAC key. Frozen format v2.
@@ -28,6 +31,7 @@ const RECORD_MAC_INFO: &[u8] = b"coffer record mac v2";
 const OBJECT_LABEL: &[u8] = b"coffer object record v2";
 const UPLOAD_LABEL: &[u8] = b"coffer upload record v2";
 const PART_LABEL: &[u8] = b"coffer part record v2";
+const BUCKET_LABEL: &[u8] = b"coffer bucket record v2";
 const DEK_LABEL: &[u8] = b"coffer dek v2";
 const METADATA_LABEL: &[u8] = b"coffer user metadata v2";
 
@@ -170,6 +174,49 @@ impl RecordMac {
         );
         let ok = given.is_some_and(|g| coffer_crypto::ct_eq(&g, &expected));
         verdict(rec.v, ok, "upload", bucket, upload_id)
+    }
+
+    /// Makes `rec` a current-version bucket record and sets its `mac`.
+    pub fn sign_bucket(&self, rec: &mut BucketRecord) {
+        rec.v = BUCKET_RECORD_VERSION;
+        rec.mac = None;
+        let mac = self.mac(BUCKET_LABEL, &[rec.name.as_bytes()], &to_json(rec));
+        rec.mac = Some(mac);
+    }
+
+    /// Checks a bucket record read from the store. A version 2 record must carry a valid MAC for
+    /// the bucket it was stored under. A version 1 record (written before bucket records were
+    /// signed) has none: it is read as version 1 could say — no policy, no CORS rules, SSE-C
+    /// blocked — so that a record written into the database by someone without the root key
+    /// can grant nothing version 1 could not.
+    pub fn check_bucket(&self, name: &str, rec: &mut BucketRecord) -> Result<(), S3Error> {
+        if rec.v == LEGACY_BUCKET_RECORD_VERSION && rec.mac.is_none() {
+            rec.policy = None;
+            rec.cors = None;
+            rec.sse_c_allowed = false;
+            return Ok(());
+        }
+        let given = rec.mac.take();
+        let expected = self.mac(BUCKET_LABEL, &[name.as_bytes()], &to_json(rec));
+        let ok = rec.name == name
+            && rec.v == BUCKET_RECORD_VERSION
+            && given
+                .as_deref()
+                .is_some_and(|g| coffer_crypto::ct_eq(g, &expected));
+        rec.mac = given;
+        if ok {
+            return Ok(());
+        }
+        tracing::error!(
+            kind = "bucket",
+            bucket = name,
+            version = rec.v,
+            "a record failed its integrity check (altered, moved, or of the old format after the upgrade)"
+        );
+        Err(api_error!(
+            InternalError,
+            "We encountered an internal error. Please try again."
+        ))
     }
 
     /// Sets `part.mac` for a part of `upload_id` (the part number is inside the layout).
@@ -342,5 +389,38 @@ mod tests {
         let a = new_version_id();
         std::thread::sleep(std::time::Duration::from_millis(2));
         assert!(new_version_id() > a, "version ids sort by time");
+    }
+
+    #[test]
+    fn bucket_records_are_signed_and_a_v1_record_grants_nothing_v1_could_not_say() {
+        let records = RecordMac::derive(&Key256::generate().unwrap());
+        let mut rec = BucketRecord {
+            v: LEGACY_BUCKET_RECORD_VERSION,
+            name: "b".into(),
+            region: "us-east-1".into(),
+            created_unix_ms: 1,
+            encryption: None,
+            sse_c_allowed: true,
+            policy: Some("{}".into()),
+            cors: Some(Vec::new()),
+            mac: None,
+        };
+        // Written into the database without a MAC, as a v1 record: none of v2's settings hold.
+        let mut legacy = rec.clone();
+        records.check_bucket("b", &mut legacy).unwrap();
+        assert!(!legacy.sse_c_allowed && legacy.policy.is_none() && legacy.cors.is_none());
+        // Signed: it checks under its own name only, and not once altered.
+        records.sign_bucket(&mut rec);
+        assert_eq!(rec.v, BUCKET_RECORD_VERSION);
+        records.check_bucket("b", &mut rec.clone()).unwrap();
+        assert!(records.check_bucket("other", &mut rec.clone()).is_err());
+        let mut altered = rec.clone();
+        altered.policy = Some("{\"Statement\":[]}".into());
+        assert!(records.check_bucket("b", &mut altered).is_err());
+        let mut unsigned = rec.clone();
+        unsigned.mac = None;
+        assert!(records.check_bucket("b", &mut unsigned).is_err());
+        let other_key = RecordMac::derive(&Key256::generate().unwrap());
+        assert!(other_key.check_bucket("b", &mut rec.clone()).is_err());
     }
 }

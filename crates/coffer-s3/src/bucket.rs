@@ -1,11 +1,15 @@
 //! Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation,
-//! the bucket's default encryption (Get/Put/DeleteBucketEncryption), and versioning, which is
-//! never enabled yet.
+//! DeleteBucketEncryption, and versioning, which is never enabled yet; and the one way the S3
+//! layer reads ([`read_checked`]) and changes ([`change_bucket`]) a bucket record, its MAC
+//! checked and renewed.
 
-use coffer_store::{BUCKET_RECORD_VERSION, BucketEncryption, BucketRecord};
+use std::sync::Arc;
+
+use coffer_store::{BUCKET_RECORD_VERSION, BucketEncryption, BucketRecord, MetaStore, StoreError};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result};
 
+use crate::binding::RecordMac;
 use crate::conditional::timestamp_from_ms;
 use crate::error::api_error;
 use crate::service::{Coffer, now_ms};
@@ -123,18 +127,65 @@ pub async fn create_bucket(
         sse_c_allowed: false,
         policy: None,
         cors: None,
+        mac: None,
     };
+    let mut rec = rec;
+    c.records.sign_bucket(&mut rec);
     c.meta(move |m| m.create_bucket(&rec)).await?;
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{}", input.bucket)),
     }))
 }
 
-/// Fails with `NoSuchBucket` unless the bucket exists.
+/// Fails with `NoSuchBucket` unless the bucket exists; its record, integrity checked.
 pub async fn require_bucket(c: &Coffer, bucket: &str) -> S3Result<BucketRecord> {
-    c.meta_read(|m| m.get_bucket(bucket))
+    c.meta_read(|m| read_checked(m, &c.records, bucket))
         .await?
         .ok_or_else(|| api_error!(NoSuchBucket, "The specified bucket does not exist"))
+}
+
+/// A bucket's record, its MAC checked ([`RecordMac::check_bucket`]); `None` if there is no such
+/// bucket. The one way the S3 layer reads a bucket record.
+pub(crate) fn read_checked(
+    meta: &MetaStore,
+    records: &RecordMac,
+    name: &str,
+) -> Result<Option<BucketRecord>, StoreError> {
+    let Some(mut rec) = meta.get_bucket(name)? else {
+        return Ok(None);
+    };
+    records
+        .check_bucket(name, &mut rec)
+        .map_err(|_| corrupt(name))?;
+    Ok(Some(rec))
+}
+
+/// Changes a bucket's settings in one transaction: the stored record is checked, `change` edits
+/// it, and it is written back signed, as the current version. The one way the S3 layer changes
+/// a bucket record; `NoSuchBucket` if there is no such bucket.
+pub(crate) async fn change_bucket<T: Send + 'static>(
+    c: &Coffer,
+    name: &str,
+    change: impl FnOnce(&mut BucketRecord) -> T + Send + 'static,
+) -> S3Result<T> {
+    let (name, records) = (name.to_owned(), Arc::clone(&c.records));
+    c.meta(move |m| {
+        m.update_bucket(&name, |rec| {
+            records
+                .check_bucket(&name, rec)
+                .map_err(|_| corrupt(&name))?;
+            let out = change(rec);
+            records.sign_bucket(rec);
+            Ok(out)
+        })
+    })
+    .await
+}
+
+fn corrupt(bucket: &str) -> StoreError {
+    StoreError::Corrupt(format!(
+        "the record of bucket {bucket} failed its integrity check"
+    ))
 }
 
 pub async fn head_bucket(
@@ -180,13 +231,7 @@ pub async fn delete_bucket_encryption(
     req: S3Request<DeleteBucketEncryptionInput>,
 ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
     let bucket = req.input.bucket;
-    c.meta(move |m| {
-        m.update_bucket(&bucket, |b| {
-            b.encryption = None;
-            Ok(())
-        })
-    })
-    .await?;
+    change_bucket(c, &bucket, |b| b.encryption = None).await?;
     Ok(S3Response::new(DeleteBucketEncryptionOutput::default()))
 }
 
@@ -200,11 +245,7 @@ pub struct WriteSettings {
 
 /// The [`WriteSettings`] of a bucket; `NoSuchBucket` if absent.
 pub async fn write_settings(c: &Coffer, bucket: &str) -> S3Result<WriteSettings> {
-    let b = bucket.to_owned();
-    let rec = c
-        .meta_read(move |m| m.get_bucket(&b))
-        .await?
-        .ok_or_else(|| api_error!(NoSuchBucket, "The specified bucket does not exist"))?;
+    let rec = require_bucket(c, bucket).await?;
     Ok(WriteSettings {
         encryption: rec.encryption,
         sse_c_allowed: rec.sse_c_allowed,

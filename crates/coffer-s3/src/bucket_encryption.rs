@@ -279,26 +279,18 @@ async fn put(c: &Coffer, bucket: &str, document: &[u8]) -> S3Result<S3Response<B
         )
     })?;
     let (encryption, sse_c_allowed) = validate(rules)?;
-    let name = bucket.to_owned();
-    c.meta(move |m| {
-        m.update_bucket(&name, |rec| {
-            rec.encryption = encryption;
-            if let Some(allowed) = sse_c_allowed {
-                rec.sse_c_allowed = allowed;
-            }
-            Ok(())
-        })
+    crate::bucket::change_bucket(c, bucket, move |rec| {
+        rec.encryption = encryption;
+        if let Some(allowed) = sse_c_allowed {
+            rec.sse_c_allowed = allowed;
+        }
     })
     .await?;
     Ok(S3Response::new(Body::empty()))
 }
 
 async fn get(c: &Coffer, bucket: &str) -> S3Result<S3Response<Body>> {
-    let b = bucket.to_owned();
-    let rec = c
-        .meta_read(move |m| m.get_bucket(&b))
-        .await?
-        .ok_or_else(|| api_error!(NoSuchBucket, "The specified bucket does not exist"))?;
+    let rec = crate::bucket::require_bucket(c, bucket).await?;
     // No configuration reports (and applies) SSE-S3, as S3 does for every bucket since 2023.
     let (algorithm, key, bucket_key) = match rec.encryption {
         Some(e) => (e.sse_algorithm, e.kms_master_key_id, e.bucket_key_enabled),

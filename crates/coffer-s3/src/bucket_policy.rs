@@ -71,7 +71,10 @@ impl BucketPolicies {
             return Ok(cached.clone());
         }
         let generation = self.inner.generation.load(Ordering::Acquire);
-        let Some(record) = self.inner.meta.get_bucket(bucket).map_err(store_error)? else {
+        let Some(record) =
+            crate::bucket::read_checked(&self.inner.meta, &self.inner.records, bucket)
+                .map_err(store_error)?
+        else {
             return Ok(None);
         };
         let doc = match record.policy {
@@ -140,14 +143,7 @@ pub async fn put_bucket_policy(
     let PutBucketPolicyInput { bucket, policy, .. } = req.input;
     crate::bucket::require_bucket(c, &bucket).await?;
     coffer_policy::parse_bucket_policy(&policy, &bucket).map_err(malformed)?;
-    let name = bucket.clone();
-    c.meta(move |m| {
-        m.update_bucket(&name, |rec| {
-            rec.policy = Some(policy);
-            Ok(())
-        })
-    })
-    .await?;
+    crate::bucket::change_bucket(c, &bucket, |rec| rec.policy = Some(policy)).await?;
     c.policies.forget(&bucket);
     Ok(S3Response::new(PutBucketPolicyOutput {}))
 }
@@ -170,14 +166,7 @@ pub async fn delete_bucket_policy(
     req: S3Request<DeleteBucketPolicyInput>,
 ) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
     let bucket = req.input.bucket;
-    let name = bucket.clone();
-    c.meta(move |m| {
-        m.update_bucket(&name, |rec| {
-            rec.policy = None;
-            Ok(())
-        })
-    })
-    .await?;
+    crate::bucket::change_bucket(c, &bucket, |rec| rec.policy = None).await?;
     c.policies.forget(&bucket);
     Ok(S3Response::new(DeleteBucketPolicyOutput {}))
 }
@@ -203,10 +192,16 @@ mod tests {
     use super::*;
     use coffer_store::{BUCKET_RECORD_VERSION, BucketRecord};
 
-    fn store_with_bucket(policy: Option<&str>) -> (tempfile::TempDir, Arc<MetaStore>) {
+    /// A store holding bucket `b` with `policy`, and the record MAC it is signed with.
+    fn store_with_bucket(
+        policy: Option<&str>,
+    ) -> (tempfile::TempDir, Arc<MetaStore>, Arc<RecordMac>) {
         let dir = tempfile::tempdir().unwrap();
         let meta = Arc::new(MetaStore::open(&dir.path().join("m.redb")).unwrap());
-        meta.create_bucket(&BucketRecord {
+        let records = Arc::new(RecordMac::derive(
+            &coffer_crypto::Key256::generate().unwrap(),
+        ));
+        let mut rec = BucketRecord {
             v: BUCKET_RECORD_VERSION,
             name: "b".into(),
             region: "us-east-1".into(),
@@ -215,27 +210,24 @@ mod tests {
             sse_c_allowed: false,
             policy: policy.map(str::to_owned),
             cors: None,
-        })
-        .unwrap();
-        (dir, meta)
-    }
-
-    fn test_record_mac() -> Arc<RecordMac> {
-        Arc::new(RecordMac::derive(
-            &coffer_crypto::Key256::generate().unwrap(),
-        ))
+            mac: None,
+        };
+        records.sign_bucket(&mut rec);
+        meta.create_bucket(&rec).unwrap();
+        (dir, meta, records)
     }
 
     const PUBLIC_READ: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}"#;
 
     #[test]
     fn the_cache_serves_until_forgotten() {
-        let (_dir, meta) = store_with_bucket(Some(PUBLIC_READ));
-        let policies = BucketPolicies::new(Arc::clone(&meta), test_record_mac());
+        let (_dir, meta, records) = store_with_bucket(Some(PUBLIC_READ));
+        let policies = BucketPolicies::new(Arc::clone(&meta), Arc::clone(&records));
         assert!(policies.get("b").unwrap().is_some());
         assert!(policies.get("nope").unwrap().is_none());
         meta.update_bucket("b", |rec| {
             rec.policy = None;
+            records.sign_bucket(rec);
             Ok(())
         })
         .unwrap();
@@ -246,9 +238,25 @@ mod tests {
     }
 
     #[test]
+    fn a_bucket_record_altered_in_the_store_is_an_error_not_its_policy() {
+        let (_dir, meta, records) = store_with_bucket(None);
+        // Someone with write access to the database, but not the root key, opens the bucket.
+        meta.update_bucket("b", |rec| {
+            rec.policy = Some(PUBLIC_READ.to_owned());
+            Ok(())
+        })
+        .unwrap();
+        let policies = BucketPolicies::new(Arc::clone(&meta), Arc::clone(&records));
+        assert_eq!(
+            policies.get("b").unwrap_err().code().as_str(),
+            "InternalError"
+        );
+    }
+
+    #[test]
     fn a_stored_policy_that_no_longer_parses_is_an_error_not_an_open_bucket() {
-        let (_dir, meta) = store_with_bucket(Some("{\"Statement\": 7}"));
-        let policies = BucketPolicies::new(meta, test_record_mac());
+        let (_dir, meta, records) = store_with_bucket(Some("{\"Statement\": 7}"));
+        let policies = BucketPolicies::new(meta, records);
         let err = policies.get("b").unwrap_err();
         assert_eq!(err.code().as_str(), "InternalError");
     }

@@ -23,6 +23,7 @@ use s3s::dto::{
 };
 use s3s::{Body, S3Request, S3Response, S3Result};
 
+use crate::binding::RecordMac;
 use crate::error::{ApiError, api_error};
 use crate::route::Target;
 use crate::server::error_response_with;
@@ -50,14 +51,7 @@ pub async fn put_bucket_cors(
 ) -> S3Result<S3Response<PutBucketCorsOutput>> {
     let rules = validate(req.input.cors_configuration)?;
     let bucket = req.input.bucket;
-    let name = bucket.clone();
-    c.meta(move |m| {
-        m.update_bucket(&name, |b| {
-            b.cors = Some(rules);
-            Ok(())
-        })
-    })
-    .await?;
+    crate::bucket::change_bucket(c, &bucket, |b| b.cors = Some(rules)).await?;
     c.cors.forget(&bucket);
     Ok(S3Response::new(PutBucketCorsOutput::default()))
 }
@@ -67,11 +61,7 @@ pub async fn get_bucket_cors(
     c: &Coffer,
     req: S3Request<GetBucketCorsInput>,
 ) -> S3Result<S3Response<GetBucketCorsOutput>> {
-    let bucket = req.input.bucket;
-    let rec = c
-        .meta_read(move |m| m.get_bucket(&bucket))
-        .await?
-        .ok_or_else(|| api_error!(NoSuchBucket, "The specified bucket does not exist"))?;
+    let rec = crate::bucket::require_bucket(c, &req.input.bucket).await?;
     let Some(rules) = rec.cors else {
         return Err(api_error!(
             NoSuchCORSConfiguration,
@@ -100,14 +90,7 @@ pub async fn delete_bucket_cors(
     req: S3Request<DeleteBucketCorsInput>,
 ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
     let bucket = req.input.bucket;
-    let name = bucket.clone();
-    c.meta(move |m| {
-        m.update_bucket(&name, |b| {
-            b.cors = None;
-            Ok(())
-        })
-    })
-    .await?;
+    crate::bucket::change_bucket(c, &bucket, |b| b.cors = None).await?;
     c.cors.forget(&bucket);
     Ok(S3Response::new(DeleteBucketCorsOutput::default()))
 }
@@ -270,6 +253,8 @@ enum Lookup {
 /// The CORS rules of buckets, read from the store once and kept until they change.
 pub struct BucketCors {
     meta: Arc<MetaStore>,
+    /// Checks the bucket records read.
+    records: Arc<RecordMac>,
     cache: RwLock<Cache>,
 }
 
@@ -282,9 +267,10 @@ struct Cache {
 }
 
 impl BucketCors {
-    pub fn new(meta: Arc<MetaStore>) -> BucketCors {
+    pub fn new(meta: Arc<MetaStore>, records: Arc<RecordMac>) -> BucketCors {
         BucketCors {
             meta,
+            records,
             cache: RwLock::new(Cache::default()),
         }
     }
@@ -306,7 +292,7 @@ impl BucketCors {
             }
             cache.generation
         };
-        let Some(rec) = self.meta.get_bucket(bucket)? else {
+        let Some(rec) = crate::bucket::read_checked(&self.meta, &self.records, bucket)? else {
             return Ok(Lookup::NoBucket);
         };
         let rules: Option<Arc<[BucketCorsRule]>> = rec.cors.map(Into::into);

@@ -327,6 +327,7 @@ mod tests {
             sse_c_allowed: false,
             policy: None,
             cors: None,
+            mac: None,
         })
         .unwrap();
         let root = Key256::generate().unwrap();

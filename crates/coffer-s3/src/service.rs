@@ -52,7 +52,10 @@ impl Coffer {
     pub fn new(parts: CofferParts) -> Coffer {
         Coffer {
             encryption: Arc::new(Encryption::new(Arc::clone(&parts.ring), parts.kms)),
-            cors: Arc::new(BucketCors::new(Arc::clone(&parts.meta))),
+            cors: Arc::new(BucketCors::new(
+                Arc::clone(&parts.meta),
+                Arc::clone(&parts.records),
+            )),
             policies: BucketPolicies::new(Arc::clone(&parts.meta), Arc::clone(&parts.records)),
             meta: parts.meta,
             blobs: parts.blobs,

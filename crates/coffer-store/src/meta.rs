@@ -196,8 +196,8 @@ impl MetaStore {
     }
 
     /// Changes a bucket's settings in one transaction: `change` edits the record (its error aborts
-    /// and is returned); the record is written back as the current version.
-    /// [`StoreError::BucketNotFound`] if the bucket does not exist.
+    /// and is returned) and must leave it a current-version record (the S3 layer sets the version
+    /// and signs it). [`StoreError::BucketNotFound`] if the bucket does not exist.
     pub fn update_bucket<T>(
         &self,
         name: &str,
@@ -210,7 +210,6 @@ impl MetaStore {
                 None => return Err(StoreError::BucketNotFound),
             };
             let out = change(&mut rec)?;
-            rec.v = crate::records::BUCKET_RECORD_VERSION;
             buckets.insert(name, encode(&rec)?.as_slice())?;
             Ok(out)
         })
@@ -1079,6 +1078,7 @@ mod tests {
             sse_c_allowed: false,
             policy: None,
             cors: None,
+            mac: None,
         }
     }
 

@@ -31,9 +31,10 @@ pub const LEGACY_RECORD_VERSION: u32 = 1;
 /// Format version of bucket records this build writes.
 ///
 /// DO NOT CHANGE without adding a new version. Version 2 adds the settings that restrict access
-/// (`sse_c_allowed`, `policy`) and CORS: a build that knows only version 1 would ignore them and
-/// serve what they forbid, so it must refuse the record instead. Version 1 records are read as
-/// they are (no policy, no CORS, SSE-C blocked) and written back as version 2 on change.
+/// (`sse_c_allowed`, `policy`) and CORS, and the record's `mac`: a build that knows only version
+/// 1 would ignore them and serve what they forbid, so it must refuse the record instead. Version 1
+/// records are read as version 1 could say (no policy, no CORS, SSE-C blocked) and written back
+/// as version 2 on change.
 pub const BUCKET_RECORD_VERSION: u32 = 2;
 /// Bucket records written before version 2: read, never written.
 pub const LEGACY_BUCKET_RECORD_VERSION: u32 = 1;
@@ -66,6 +67,14 @@ pub struct BucketRecord {
     /// The CORS rules (PutBucketCors), in order; `None` when the bucket has no CORS configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Vec<BucketCorsRule>>,
+    /// HMAC over the record (computed and checked by the S3 layer, which holds the key); every
+    /// version 2 record carries one, version 1 records have none.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "base64_opt_bytes"
+    )]
+    pub mac: Option<Vec<u8>>,
 }
 
 /// One CORS rule of a bucket, as PutBucketCors stated it. Embedded in [`BucketRecord`].
