@@ -377,8 +377,22 @@ pub(crate) fn refused_customer_key_headers<B>(
 /// by whoever holds the URL would otherwise change what it does (store under their own SSE-C
 /// key, turn a PUT into a copy). `x-amz-content-sha256` may go unsigned, as on S3.
 pub(crate) fn unsigned_amz_headers<B>(req: &Request<B>) -> Option<Response<Body>> {
-    query_value(req, "X-Amz-Signature")?;
-    let signed = percent_decode(query_value(req, "X-Amz-SignedHeaders").unwrap_or_default());
+    // The query decoded exactly as s3s decodes it to tell a presigned request and verify it
+    // (`application/x-www-form-urlencoded`): a parameter name spelled `X-Amz-Signatur%65` is the
+    // signature to s3s, so it must be to this check too.
+    let query = req.uri().query()?;
+    let mut presigned = false;
+    let mut signed = String::new();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name == "X-Amz-Signature" {
+            presigned = true;
+        } else if name == "X-Amz-SignedHeaders" {
+            signed = value.to_ascii_lowercase();
+        }
+    }
+    if !presigned {
+        return None;
+    }
     let signed: Vec<&str> = signed.split(';').collect();
     let mut unsigned: Vec<&str> = req
         .headers()

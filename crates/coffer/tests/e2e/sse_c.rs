@@ -1137,6 +1137,27 @@ async fn a_presigned_url_refuses_x_amz_headers_it_did_not_sign() {
             "{not_signed}"
         );
     }
+    // The same with the signature's parameter name percent-encoded (s3s decodes names before it
+    // looks for the signature, so the check must too).
+    let url = presigned.uri().to_owned();
+    for (plain, encoded) in [
+        ("X-Amz-Signature=", "X-Amz-Signatur%65="),
+        ("X-Amz-Signature=", "X%2DAmz-Signature="),
+    ] {
+        let (addr, target) = common::raw_http::split_url(&url.replace(plain, encoded));
+        let mut headers: Vec<(String, String)> = presigned
+            .headers()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        headers.push(("x-amz-copy-source".into(), format!("/{BUCKET}/secret")));
+        let resp =
+            common::raw_http::request(addr, presigned.method(), &target, &headers, b"payload");
+        assert_eq!(resp.status, 403, "{encoded}: {}", resp.body_text());
+        assert_eq!(
+            resp.xml_element("HeadersNotSigned").as_deref(),
+            Some("x-amz-copy-source")
+        );
+    }
     assert_s3_error(
         s3.head_object().bucket(BUCKET).key("upload").send().await,
         404,
