@@ -20,8 +20,7 @@
 use crate::error::api_error;
 use coffer_crypto::Key256;
 use coffer_store::{
-    BUCKET_RECORD_VERSION, BucketRecord, LEGACY_BUCKET_RECORD_VERSION, ObjectRecord, PartLayout,
-    RECORD_VERSION, UploadRecord,
+    BUCKET_RECORD_VERSION, BucketRecord, ObjectRecord, PartLayout, RECORD_VERSION, UploadRecord,
 };
 use s3s::S3Error;
 
@@ -184,18 +183,11 @@ impl RecordMac {
         rec.mac = Some(mac);
     }
 
-    /// Checks a bucket record read from the store. A version 2 record must carry a valid MAC for
-    /// the bucket it was stored under. A version 1 record (written before bucket records were
-    /// signed) has none: it is read as version 1 could say — no policy, no CORS rules, SSE-C
-    /// blocked — so that a record written into the database by someone without the root key
-    /// can grant nothing version 1 could not.
+    /// Checks a bucket record read from the store: a version 2 record with a valid MAC for the
+    /// bucket it was stored under. Unsigned records (version 1, written before bucket records
+    /// were signed) are signed once at startup ([`crate::upgrade::sign_bucket_records`]), so an
+    /// unsigned record found later was written by someone without the root key: refused.
     pub fn check_bucket(&self, name: &str, rec: &mut BucketRecord) -> Result<(), S3Error> {
-        if rec.v == LEGACY_BUCKET_RECORD_VERSION && rec.mac.is_none() {
-            rec.policy = None;
-            rec.cors = None;
-            rec.sse_c_allowed = false;
-            return Ok(());
-        }
         let given = rec.mac.take();
         let expected = self.mac(BUCKET_LABEL, &[name.as_bytes()], &to_json(rec));
         let ok = rec.name == name
@@ -392,10 +384,10 @@ mod tests {
     }
 
     #[test]
-    fn bucket_records_are_signed_and_a_v1_record_grants_nothing_v1_could_not_say() {
+    fn bucket_records_are_signed_and_an_unsigned_one_is_refused() {
         let records = RecordMac::derive(&Key256::generate().unwrap());
         let mut rec = BucketRecord {
-            v: LEGACY_BUCKET_RECORD_VERSION,
+            v: coffer_store::LEGACY_BUCKET_RECORD_VERSION,
             name: "b".into(),
             region: "us-east-1".into(),
             created_unix_ms: 1,
@@ -405,10 +397,9 @@ mod tests {
             cors: Some(Vec::new()),
             mac: None,
         };
-        // Written into the database without a MAC, as a v1 record: none of v2's settings hold.
-        let mut legacy = rec.clone();
-        records.check_bucket("b", &mut legacy).unwrap();
-        assert!(!legacy.sse_c_allowed && legacy.policy.is_none() && legacy.cors.is_none());
+        // Unsigned (v1 of an earlier release, or written in by hand): refused once the startup
+        // signing has run, which is before any request is served.
+        assert!(records.check_bucket("b", &mut rec.clone()).is_err());
         // Signed: it checks under its own name only, and not once altered.
         records.sign_bucket(&mut rec);
         assert_eq!(rec.v, BUCKET_RECORD_VERSION);

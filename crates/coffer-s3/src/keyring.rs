@@ -66,6 +66,10 @@ struct RingRecord {
     /// missing anchor was removed, and the log is not adopted as one from an earlier release.
     #[serde(default)]
     audit_anchored: bool,
+    /// Whether every bucket record has been signed (bucket record v2, with its MAC): from then on
+    /// an unsigned bucket record was written by someone without the root key, and is refused.
+    #[serde(default)]
+    buckets_signed: bool,
 }
 
 fn first_record_format() -> u32 {
@@ -89,6 +93,8 @@ pub struct ServiceKeyRing {
     records: RwLock<(u32, bool)>,
     /// See [`RingRecord::audit_anchored`].
     audit_anchored: RwLock<bool>,
+    /// See [`RingRecord::buckets_signed`].
+    buckets_signed: RwLock<bool>,
 }
 
 impl std::fmt::Debug for ServiceKeyRing {
@@ -116,6 +122,8 @@ impl ServiceKeyRing {
             // A new database holds no record of an older format.
             records: RwLock::new((coffer_store::RECORD_VERSION, false)),
             audit_anchored: RwLock::new(false),
+            // Nor any unsigned bucket record.
+            buckets_signed: RwLock::new(true),
         };
         ring.add_version()?;
         ring.save(meta, root)?;
@@ -152,6 +160,17 @@ impl ServiceKeyRing {
         upgrading: bool,
     ) -> Result<(), KeyringError> {
         *self.records.write().expect("key ring lock poisoned") = (version, upgrading);
+        self.save(meta, root)
+    }
+
+    /// Whether every bucket record has been signed (see [`RingRecord::buckets_signed`]).
+    pub fn buckets_signed(&self) -> bool {
+        *self.buckets_signed.read().expect("key ring lock poisoned")
+    }
+
+    /// Records (durably, in the sealed ring) that every bucket record is signed.
+    pub fn set_buckets_signed(&self, meta: &MetaStore, root: &Key256) -> Result<(), KeyringError> {
+        *self.buckets_signed.write().expect("key ring lock poisoned") = true;
         self.save(meta, root)
     }
 
@@ -237,6 +256,7 @@ impl ServiceKeyRing {
             current: RwLock::new(record.current),
             records: RwLock::new((record.records, record.upgrading)),
             audit_anchored: RwLock::new(record.audit_anchored),
+            buckets_signed: RwLock::new(record.buckets_signed),
         })
     }
 
@@ -248,6 +268,7 @@ impl ServiceKeyRing {
             records: self.records_format(),
             upgrading: self.records_upgrading(),
             audit_anchored: self.audit_anchored(),
+            buckets_signed: self.buckets_signed(),
             keys: keys
                 .iter()
                 .map(|(v, (k, created))| KeyEntry {

@@ -48,7 +48,7 @@ pub use keyring::{KeyringError, ServiceKeyRing};
 pub use kms_api::{Connection, KmsFront};
 pub use server::{ConnectionService, Frontend, FrontendConfig};
 pub use service::{Coffer, CofferParts};
-pub use upgrade::{UpgradeError, upgrade_records};
+pub use upgrade::{UpgradeError, sign_bucket_records, upgrade_records};
 pub use users::{
     AccessKey, FULL_ACCESS_POLICY, MIGRATED_POLICY_NAME, UserError, UserRecord, Users,
     generate_key_pair,

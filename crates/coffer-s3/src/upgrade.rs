@@ -1,4 +1,5 @@
-//! The one-time upgrade of object, upload and part records from format v1 (data key wrapping
+//! The one-time signing of bucket records ([`sign_bucket_records`]), and the one-time upgrade of
+//! object, upload and part records from format v1 (data key wrapping
 //! bound only to the service key id, metadata sealed under a constant AAD, no MAC) to v2 (all
 //! bound to bucket, key and a version id, each record MAC'd; see [`crate::binding`]).
 //!
@@ -53,6 +54,41 @@ pub enum UpgradeError {
         "{0} record(s) of the old, unauthenticated format (v1) are in a database that was upgraded to v2: someone wrote them into meta.redb. Restore meta.redb from a backup; coffer does not serve a database in this state"
     )]
     Injected(usize),
+}
+
+/// Signs every bucket record that has no MAC yet — the bucket records (v1) of earlier releases —
+/// once, at startup, then records in the sealed key ring that bucket records are signed: from
+/// then on an unsigned bucket record was written by someone without the root key, and is refused
+/// when read ([`RecordMac::check_bucket`]). An unsigned record is signed with only what a v1
+/// record could hold (its default encryption): no policy, no CORS rules, SSE-C blocked. Each
+/// record is its own transaction and a signed record is skipped, so a crash midway is finished by
+/// the next start. Returns how many records were signed.
+pub fn sign_bucket_records(
+    meta: &MetaStore,
+    ring: &ServiceKeyRing,
+    root: &Key256,
+    records: &RecordMac,
+) -> Result<usize, UpgradeError> {
+    if ring.buckets_signed() {
+        return Ok(0);
+    }
+    let mut signed = 0;
+    for bucket in meta.list_buckets()? {
+        if bucket.mac.is_some() {
+            // Signed already (by this build before a crash, or altered: then refused when read).
+            continue;
+        }
+        meta.update_bucket(&bucket.name, |rec| {
+            rec.policy = None;
+            rec.cors = None;
+            rec.sse_c_allowed = false;
+            records.sign_bucket(rec);
+            Ok(())
+        })?;
+        signed += 1;
+    }
+    ring.set_buckets_signed(meta, root)?;
+    Ok(signed)
 }
 
 /// Upgrades every v1 record; returns how many records were rewritten.

@@ -144,6 +144,13 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             "upgraded object, upload and part records to format v2 (bound to their object, authenticated)"
         );
     }
+    let signed = coffer_s3::sign_bucket_records(&meta, &ring, &root_key, &records)?;
+    if signed > 0 {
+        tracing::info!(
+            buckets = signed,
+            "signed bucket records written by an earlier release (bucket record v2)"
+        );
+    }
     let referenced = meta.referenced_blobs()?;
     let removed = blobs.sweep(&referenced, Duration::ZERO)?;
     if removed > 0 {
