@@ -43,6 +43,51 @@ fn key(seed: u8) -> Key {
     }
 }
 
+/// The three SSE-C headers of a key on a request.
+trait WithCustomerKey: Sized {
+    fn sse_c(self, k: &Key) -> Self;
+}
+
+/// The three SSE-C headers of a copy's source key.
+trait WithSourceKey: Sized {
+    fn sse_c_source(self, k: &Key) -> Self;
+}
+
+macro_rules! with_customer_key {
+    ($($builder:ty),*) => {$(
+        impl WithCustomerKey for $builder {
+            fn sse_c(self, k: &Key) -> Self {
+                self.sse_customer_algorithm("AES256")
+                    .sse_customer_key(&k.b64)
+                    .sse_customer_key_md5(&k.md5)
+            }
+        }
+    )*};
+    (copies: $($builder:ty),*) => {$(
+        with_customer_key!($builder);
+        impl WithSourceKey for $builder {
+            fn sse_c_source(self, k: &Key) -> Self {
+                self.copy_source_sse_customer_algorithm("AES256")
+                    .copy_source_sse_customer_key(&k.b64)
+                    .copy_source_sse_customer_key_md5(&k.md5)
+            }
+        }
+    )*};
+}
+
+use aws_sdk_s3::operation as op;
+with_customer_key!(
+    op::put_object::builders::PutObjectFluentBuilder,
+    op::get_object::builders::GetObjectFluentBuilder,
+    op::head_object::builders::HeadObjectFluentBuilder,
+    op::create_multipart_upload::builders::CreateMultipartUploadFluentBuilder,
+    op::upload_part::builders::UploadPartFluentBuilder
+);
+with_customer_key!(copies:
+    op::copy_object::builders::CopyObjectFluentBuilder,
+    op::upload_part_copy::builders::UploadPartCopyFluentBuilder
+);
+
 /// Allows SSE-C in `bucket` (`BlockedEncryptionTypes` `NONE`), keeping SSE-S3 as the default.
 async fn allow_sse_c(s3: &Client, bucket: &str) {
     set_sse_c_allowed(s3, bucket, true).await;
@@ -61,9 +106,7 @@ async fn put_c(s3: &Client, name: &str, body: &[u8], k: &Key) -> String {
         .put_object()
         .bucket(BUCKET)
         .key(name)
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&k.b64)
-        .sse_customer_key_md5(&k.md5)
+        .sse_c(k)
         .body(ByteStream::from(body.to_vec()))
         .send()
         .await);
@@ -78,9 +121,7 @@ async fn get_c(s3: &Client, name: &str, k: &Key) -> Vec<u8> {
         .get_object()
         .bucket(BUCKET)
         .key(name)
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&k.b64)
-        .sse_customer_key_md5(&k.md5)
+        .sse_c(k)
         .send()
         .await);
     assert_eq!(out.sse_customer_algorithm(), Some("AES256"));
@@ -106,9 +147,7 @@ async fn an_object_reads_back_only_with_its_key() {
         .head_object()
         .bucket(BUCKET)
         .key("doc")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&k.b64)
-        .sse_customer_key_md5(&k.md5)
+        .sse_c(&k)
         .send()
         .await);
     assert_eq!(head.content_length(), Some(body.len() as i64));
@@ -132,9 +171,7 @@ async fn an_object_reads_back_only_with_its_key() {
         s3.get_object()
             .bucket(BUCKET)
             .key("doc")
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&other.b64)
-            .sse_customer_key_md5(&other.md5)
+            .sse_c(&other)
             .send()
             .await,
         403,
@@ -149,9 +186,7 @@ async fn an_object_reads_back_only_with_its_key() {
         .head_object()
         .bucket(BUCKET)
         .key("doc")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&other.b64)
-        .sse_customer_key_md5(&other.md5)
+        .sse_c(&other)
         .send()
         .await;
     assert_eq!(
@@ -165,9 +200,7 @@ async fn an_object_reads_back_only_with_its_key() {
         s3.get_object()
             .bucket(BUCKET)
             .key("plain")
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&k.b64)
-            .sse_customer_key_md5(&k.md5)
+            .sse_c(&k)
             .send()
             .await,
         400,
@@ -223,9 +256,7 @@ async fn malformed_key_headers_are_invalid_argument_and_store_nothing() {
             .bucket(BUCKET)
             .key("both")
             .server_side_encryption(ServerSideEncryption::Aes256)
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&k.b64)
-            .sse_customer_key_md5(&k.md5)
+            .sse_c(&k)
             .body(ByteStream::from_static(b"must not be stored"))
             .send()
             .await,
@@ -247,9 +278,7 @@ async fn ranges_and_part_numbers_read_through_the_key() {
         .bucket(BUCKET)
         .key("r")
         .range("bytes=70000-150000")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&k.b64)
-        .sse_customer_key_md5(&k.md5)
+        .sse_c(&k)
         .send()
         .await);
     assert_eq!(out.content_range(), Some("bytes 70000-150000/300000"));
@@ -262,9 +291,7 @@ async fn ranges_and_part_numbers_read_through_the_key() {
         .bucket(BUCKET)
         .key("r")
         .part_number(1)
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&k.b64)
-        .sse_customer_key_md5(&k.md5)
+        .sse_c(&k)
         .send()
         .await);
     assert_eq!(out.body.collect().await.unwrap().to_vec(), body);
@@ -281,9 +308,7 @@ async fn each_version_has_its_own_key() {
         s3.get_object()
             .bucket(BUCKET)
             .key("v")
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&first.b64)
-            .sse_customer_key_md5(&first.md5)
+            .sse_c(&first)
             .send()
             .await,
         403,
@@ -299,9 +324,7 @@ async fn a_multipart_upload_needs_the_same_key_on_every_part() {
         .create_multipart_upload()
         .bucket(BUCKET)
         .key("mp")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&k.b64)
-        .sse_customer_key_md5(&k.md5)
+        .sse_c(&k)
         .send()
         .await);
     assert_eq!(created.sse_customer_algorithm(), Some("AES256"));
@@ -335,9 +358,7 @@ async fn a_multipart_upload_needs_the_same_key_on_every_part() {
             .key("mp")
             .upload_id(id)
             .part_number(1)
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&other.b64)
-            .sse_customer_key_md5(&other.md5)
+            .sse_c(&other)
             .body(ByteStream::from(parts[1].clone()))
             .send()
             .await,
@@ -360,9 +381,7 @@ async fn a_multipart_upload_needs_the_same_key_on_every_part() {
             .key("mp")
             .upload_id(id)
             .part_number(n as i32 + 1)
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&k.b64)
-            .sse_customer_key_md5(&k.md5)
+            .sse_c(&k)
             .body(ByteStream::from(part.clone()))
             .send()
             .await);
@@ -393,9 +412,7 @@ async fn a_multipart_upload_needs_the_same_key_on_every_part() {
         .bucket(BUCKET)
         .key("mp")
         .part_number(2)
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&k.b64)
-        .sse_customer_key_md5(&k.md5)
+        .sse_c(&k)
         .send()
         .await);
     assert_eq!(second.body.collect().await.unwrap().to_vec(), parts[1]);
@@ -403,9 +420,7 @@ async fn a_multipart_upload_needs_the_same_key_on_every_part() {
         s3.get_object()
             .bucket(BUCKET)
             .key("mp")
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&other.b64)
-            .sse_customer_key_md5(&other.md5)
+            .sse_c(&other)
             .send()
             .await,
         403,
@@ -438,9 +453,7 @@ async fn copies_move_objects_into_out_of_and_between_customer_keys() {
         .bucket(BUCKET)
         .key("out")
         .copy_source(&source)
-        .copy_source_sse_customer_algorithm("AES256")
-        .copy_source_sse_customer_key(&a.b64)
-        .copy_source_sse_customer_key_md5(&a.md5)
+        .sse_c_source(&a)
         .send()
         .await);
     assert_eq!(
@@ -454,12 +467,8 @@ async fn copies_move_objects_into_out_of_and_between_customer_keys() {
         .bucket(BUCKET)
         .key("src")
         .copy_source(&source)
-        .copy_source_sse_customer_algorithm("AES256")
-        .copy_source_sse_customer_key(&a.b64)
-        .copy_source_sse_customer_key_md5(&a.md5)
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&b.b64)
-        .sse_customer_key_md5(&b.md5)
+        .sse_c_source(&a)
+        .sse_c(&b)
         .send()
         .await);
     assert_eq!(out.sse_customer_key_md5(), Some(b.md5.as_str()));
@@ -470,9 +479,7 @@ async fn copies_move_objects_into_out_of_and_between_customer_keys() {
         .bucket(BUCKET)
         .key("in")
         .copy_source(format!("{BUCKET}/out"))
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&a.b64)
-        .sse_customer_key_md5(&a.md5)
+        .sse_c(&a)
         .send()
         .await);
     assert_eq!(get_c(&s3, "in", &a).await, body);
@@ -482,9 +489,7 @@ async fn copies_move_objects_into_out_of_and_between_customer_keys() {
         .create_multipart_upload()
         .bucket(BUCKET)
         .key("assembled")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&a.b64)
-        .sse_customer_key_md5(&a.md5)
+        .sse_c(&a)
         .send()
         .await)
     .upload_id()
@@ -497,9 +502,7 @@ async fn copies_move_objects_into_out_of_and_between_customer_keys() {
             .upload_id(&id)
             .part_number(1)
             .copy_source(&source)
-            .copy_source_sse_customer_algorithm("AES256")
-            .copy_source_sse_customer_key(&b.b64)
-            .copy_source_sse_customer_key_md5(&b.md5)
+            .sse_c_source(&b)
             .send()
             .await,
         400,
@@ -513,12 +516,8 @@ async fn copies_move_objects_into_out_of_and_between_customer_keys() {
         .part_number(1)
         .copy_source(&source)
         .copy_source_range("bytes=0-49999")
-        .copy_source_sse_customer_algorithm("AES256")
-        .copy_source_sse_customer_key(&b.b64)
-        .copy_source_sse_customer_key_md5(&b.md5)
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&a.b64)
-        .sse_customer_key_md5(&a.md5)
+        .sse_c_source(&b)
+        .sse_c(&a)
         .send()
         .await);
     ok(s3
@@ -561,9 +560,7 @@ async fn new_buckets_block_sse_c_until_opened_and_reads_survive_a_new_block() {
         s3.put_object()
             .bucket("fresh")
             .key(name)
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&k.b64)
-            .sse_customer_key_md5(&k.md5)
+            .sse_c(&k)
             .body(ByteStream::from_static(b"blocked"))
             .send()
     };
@@ -572,9 +569,7 @@ async fn new_buckets_block_sse_c_until_opened_and_reads_survive_a_new_block() {
         s3.create_multipart_upload()
             .bucket("fresh")
             .key("mp")
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&k.b64)
-            .sse_customer_key_md5(&k.md5)
+            .sse_c(&k)
             .send()
             .await,
         403,
@@ -586,9 +581,7 @@ async fn new_buckets_block_sse_c_until_opened_and_reads_survive_a_new_block() {
             .bucket("fresh")
             .key("copy")
             .copy_source("fresh/plain")
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&k.b64)
-            .sse_customer_key_md5(&k.md5)
+            .sse_c(&k)
             .send()
             .await,
         403,
@@ -639,9 +632,7 @@ async fn new_buckets_block_sse_c_until_opened_and_reads_survive_a_new_block() {
         .get_object()
         .bucket("fresh")
         .key("a")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&k.b64)
-        .sse_customer_key_md5(&k.md5)
+        .sse_c(&k)
         .send()
         .await);
     assert_eq!(out.body.collect().await.unwrap().to_vec(), b"blocked");
@@ -653,9 +644,7 @@ async fn new_buckets_block_sse_c_until_opened_and_reads_survive_a_new_block() {
         s3.put_object()
             .bucket("fresh")
             .key("d")
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&k.b64)
-            .sse_customer_key_md5(&k.md5)
+            .sse_c(&k)
             .body(ByteStream::from_static(b"blocked"))
             .send()
             .await,
@@ -676,9 +665,7 @@ async fn sse_c_needs_https_unless_plain_http_is_allowed() {
         s3.put_object()
             .bucket(BUCKET)
             .key("c")
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&k.b64)
-            .sse_customer_key_md5(&k.md5)
+            .sse_c(&k)
             .body(ByteStream::from_static(b"over http"))
             .send()
             .await,
@@ -698,9 +685,7 @@ async fn sse_c_needs_https_unless_plain_http_is_allowed() {
             .bucket(BUCKET)
             .key("c")
             .copy_source(format!("{BUCKET}/plain"))
-            .copy_source_sse_customer_algorithm("AES256")
-            .copy_source_sse_customer_key(&k.b64)
-            .copy_source_sse_customer_key_md5(&k.md5)
+            .sse_c_source(&k)
             .send()
             .await,
         400,
@@ -735,9 +720,7 @@ async fn sse_c_needs_https_unless_plain_http_is_allowed() {
             .put_object()
             .bucket(BUCKET)
             .key("c")
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&k.b64)
-            .sse_customer_key_md5(&k.md5)
+            .sse_c(&k)
             .presigned(expiry.clone())
             .await),
         b"over https",
@@ -748,9 +731,7 @@ async fn sse_c_needs_https_unless_plain_http_is_allowed() {
             .get_object()
             .bucket(BUCKET)
             .key("c")
-            .sse_customer_algorithm("AES256")
-            .sse_customer_key(&k.b64)
-            .sse_customer_key_md5(&k.md5)
+            .sse_c(&k)
             .presigned(expiry)
             .await),
         b"",
@@ -768,9 +749,7 @@ async fn presigned_urls_carry_the_key_in_headers() {
         .put_object()
         .bucket(BUCKET)
         .key("presigned")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&k.b64)
-        .sse_customer_key_md5(&k.md5)
+        .sse_c(&k)
         .presigned(expiry.clone())
         .await);
     assert!(
@@ -787,9 +766,7 @@ async fn presigned_urls_carry_the_key_in_headers() {
         .get_object()
         .bucket(BUCKET)
         .key("presigned")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&k.b64)
-        .sse_customer_key_md5(&k.md5)
+        .sse_c(&k)
         .presigned(expiry)
         .await);
     let resp = fetch_presigned(&presigned, &[], b"");
@@ -827,9 +804,7 @@ async fn neither_the_key_nor_its_md5_reaches_the_disk_or_the_logs() {
         .create_multipart_upload()
         .bucket(BUCKET)
         .key("pending")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&k.b64)
-        .sse_customer_key_md5(&k.md5)
+        .sse_c(&k)
         .send()
         .await)
     .upload_id()
@@ -841,9 +816,7 @@ async fn neither_the_key_nor_its_md5_reaches_the_disk_or_the_logs() {
         .key("pending")
         .upload_id(&id)
         .part_number(1)
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&k.b64)
-        .sse_customer_key_md5(&k.md5)
+        .sse_c(&k)
         .body(ByteStream::from(pattern(100_000, 17)))
         .send()
         .await);
@@ -853,9 +826,7 @@ async fn neither_the_key_nor_its_md5_reaches_the_disk_or_the_logs() {
         .get_object()
         .bucket(BUCKET)
         .key("small")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&wrong.b64)
-        .sse_customer_key_md5(&wrong.md5)
+        .sse_c(&wrong)
         .send()
         .await;
     let _ = s3
@@ -967,9 +938,7 @@ async fn an_sse_c_upload_with_checksums_lists_and_completes_only_with_its_key() 
         .create_multipart_upload()
         .bucket(BUCKET)
         .key("salaries.csv")
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&k.b64)
-        .sse_customer_key_md5(&k.md5)
+        .sse_c(&k)
         .checksum_algorithm(ChecksumAlgorithm::Sha256)
         .send()
         .await)
@@ -982,9 +951,7 @@ async fn an_sse_c_upload_with_checksums_lists_and_completes_only_with_its_key() 
         .key("salaries.csv")
         .upload_id(&id)
         .part_number(1)
-        .sse_customer_algorithm("AES256")
-        .sse_customer_key(&k.b64)
-        .sse_customer_key_md5(&k.md5)
+        .sse_c(&k)
         .checksum_algorithm(ChecksumAlgorithm::Sha256)
         .body(ByteStream::from_static(b"alice,120000\n"))
         .send()
