@@ -43,7 +43,7 @@ pub async fn create_multipart_upload(
     .await?;
     object::check_input_write_options!(input);
     metadata::check_size(input.metadata.as_ref())?;
-    crate::bucket::require_bucket(c, &input.bucket).await?;
+    // The bucket exists: `write_encryption` read its (checked) record.
     let checksum_type = checksum::multipart_checksum_type(
         input.checksum_algorithm.as_ref(),
         input.checksum_type.as_ref(),

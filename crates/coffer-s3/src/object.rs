@@ -84,7 +84,9 @@ pub struct Stored {
 
 /// Writes `source` as the new current version of `obj.key`: the shared path of PutObject,
 /// CopyObject and POST uploads. `trailers` are read after the body, for aws-chunked trailing
-/// checksums; `who` is the caller the KMS calls are made for.
+/// checksums; `who` is the caller the KMS calls are made for. Every caller chose `obj.sse` with
+/// [`write_encryption`], which read the bucket's record, so a missing bucket was refused before
+/// any of the body; one deleted since is refused by the commit.
 pub async fn store_object(
     c: &Coffer,
     obj: NewObject,
@@ -95,7 +97,6 @@ pub async fn store_object(
     who: &Requester,
 ) -> S3Result<Stored> {
     metadata::check_size(obj.metadata.as_ref())?;
-    crate::bucket::require_bucket(c, &obj.bucket).await?;
     if obj
         .if_none_match
         .as_ref()
